@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One entry point that does all set-up on a fresh machine, then runs a job.
+#
+#   scripts/dev.sh main [ARGS]   set up, then run the main job (xcpbuild release) on the local target
+#   scripts/dev.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
+#   scripts/dev.sh setup         only set up: Debian packages, .venv, Docker engine
+#
+# Set-up is idempotent and quick when everything is already there. As root on
+# Debian it installs the host tools and starts a Docker engine if none answers;
+# elsewhere it checks and explains what is missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
+# Host tools the tests and the main job use (rpm brings rpmbuild, rpmsign, rpmspec).
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+install_host_tools() {
+    local missing=()
+    for pkg in "${DEBIAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        say "missing host packages: ${missing[*]} (install them, then rerun)"
+        return 0
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q "${missing[@]}" >/dev/null
+}
+
+make_venv() {
+    local stamp="$VENV/.xcpbuild-installed"
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+        say "installing xcpbuild and its dev tools into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[dev]"
+        touch "$stamp"
+    fi
+}
+
+setup() {
+    install_host_tools
+    make_venv
+    "$VENV/bin/xcpbuild" engine up
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) setup ;;
+    test)
+        setup
+        cd "$ROOT"
+        # In CI a missing engine, rpmbuild, dnf or qemu-img fails the run instead of skipping.
+        if [ -n "${CI:-}" ]; then export XCPBUILD_REQUIRE_TOOLS=1; fi
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    main)
+        setup
+        cd "$ROOT"
+        # Until the release verb lands, the main job is the readiness check.
+        exec "$VENV/bin/xcpbuild" doctor "$@"
+        ;;
+    *)
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

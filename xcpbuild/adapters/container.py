@@ -1,0 +1,397 @@
+"""Build containers and images through the Docker SDK.
+
+``BuildContainer`` is the one way xcpbuild runs work in a container: created with
+network off and a non-root user, files in and out by tar archive, steps run with
+streamed output and a time limit, and always removed on exit unless ``keep``.
+Docker SDK exceptions are translated into xcpbuild errors here.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import shlex
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any
+
+import docker
+import docker.errors
+import docker.models.containers
+import requests.exceptions
+
+from xcpbuild.adapters import engine
+from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
+from xcpbuild.log import get_logger
+
+log = get_logger("docker")
+
+LABEL = "org.xcpbuild.role"
+DEFAULT_USER = "1000:1000"
+_counter = itertools.count()
+
+_DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished step: its command, exit code, output and duration."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    output: str
+    seconds: float
+
+
+@dataclass
+class ContainerOptions:
+    """How a build container is created."""
+
+    image: str
+    user: str = DEFAULT_USER
+    workdir: str = "/tmp"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    keep: bool = False
+    role: str = "build"
+    mem_limit: str | None = None
+
+
+def get_client() -> docker.DockerClient:
+    """A live client (EngineError with a hint when no engine answers)."""
+    return engine.client()
+
+
+class BuildContainer:
+    """A container for one job; use as ``with BuildContainer(client, opts) as box:``."""
+
+    def __init__(self, client: docker.DockerClient, options: ContainerOptions) -> None:
+        self._client = client
+        self.options = options
+        self.name = f"xcpbuild-{options.role}-{os.getpid()}-{next(_counter)}-{int(time.time())}"
+        self._container: docker.models.containers.Container | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> BuildContainer:
+        opts = self.options
+        try:
+            self._container = self._client.containers.create(
+                opts.image,
+                command=["sleep", "2147483647"],
+                name=self.name,
+                user=opts.user,
+                working_dir=opts.workdir,
+                environment=dict(opts.environment),
+                network_mode="none",
+                labels={LABEL: opts.role},
+                mem_limit=opts.mem_limit,
+                init=True,
+                detach=True,
+            )
+            self._container.start()
+        except docker.errors.ImageNotFound as exc:
+            self._remove()
+            raise EngineError(
+                f"image {opts.image} does not exist in the engine",
+                hint="build it first with `xcpbuild image build TARGET`",
+            ) from exc
+        except _DockerFailure as exc:
+            self._remove()
+            raise EngineError(f"could not start a container from {opts.image}: {exc}") from exc
+        log.debug("started container %s from %s", self.name, opts.image)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.options.keep:
+            log.warning("kept container %s for inspection (docker exec -it %s bash)", self.name, self.name)
+            return
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._container is None:
+            return
+        try:
+            self._container.remove(force=True)
+            log.debug("removed container %s", self.name)
+        except docker.errors.NotFound:
+            pass
+        except _DockerFailure as exc:
+            log.warning("could not remove container %s: %s", self.name, exc)
+        self._container = None
+
+    @property
+    def container(self) -> docker.models.containers.Container:
+        if self._container is None:
+            raise EngineError("the build container is not running (use it inside a `with` block)")
+        return self._container
+
+    @property
+    def id(self) -> str:
+        return str(self.container.id)
+
+    # -- files -------------------------------------------------------------------------
+    def put(self, sources: Iterable[Path], dest: str, *, mode: int | None = None) -> None:
+        """Copy host files/directories into directory ``dest`` (created, owned by the build user)."""
+        buffer = io.BytesIO()
+        uid, gid = _ids(self.options.user)
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for source in sources:
+                tar.add(str(source), arcname=source.name, filter=lambda info: _own(info, uid, gid, mode))
+        self._put_archive(dest, buffer.getvalue())
+
+    def put_bytes(self, files: Mapping[str, bytes], dest: str, *, mode: int = 0o644) -> None:
+        """Write in-memory files (name -> content) into directory ``dest``."""
+        buffer = io.BytesIO()
+        uid, gid = _ids(self.options.user)
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = mode
+                info.uid, info.gid = uid, gid
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        self._put_archive(dest, buffer.getvalue())
+
+    def _put_archive(self, dest: str, data: bytes) -> None:
+        self.exec(["mkdir", "-p", dest], timeout=60)
+        try:
+            ok = self.container.put_archive(dest, data)
+        except _DockerFailure as exc:
+            raise EngineError(f"could not copy files into {self.name}:{dest}: {exc}") from exc
+        if not ok:
+            raise EngineError(f"the engine refused the copy into {self.name}:{dest}")
+
+    def get(self, path: str, dest: Path) -> list[Path]:
+        """Copy ``path`` (a file or directory) out of the container into host directory ``dest``."""
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            stream, _stat = self.container.get_archive(path)
+            data = b"".join(stream)
+        except docker.errors.NotFound as exc:
+            raise ContainerStepError(
+                f"{path} does not exist in the container", hint="the step that should have made it failed; read its log"
+            ) from exc
+        except _DockerFailure as exc:
+            raise EngineError(f"could not copy {path} out of {self.name}: {exc}") from exc
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = tar.getmembers()
+            tar.extractall(dest, filter="data")
+        return [dest / m.name for m in members if m.isfile()]
+
+    # -- steps -------------------------------------------------------------------------
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        workdir: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        check: bool = True,
+        user: str | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` in the container, streaming output lines to ``on_line``.
+
+        With ``timeout`` the whole container is killed when the step runs over,
+        so nothing it started keeps running; StepTimeoutError is raised.
+        """
+        args = tuple(argv)
+        log.debug("+ [%s] %s", self.name, shlex.join(args))
+        api = self._client.api
+        start = time.monotonic()
+        try:
+            exec_id = api.exec_create(
+                self.id,
+                list(args),
+                user=user or self.options.user,
+                workdir=workdir,
+                environment=dict(environment or {}),
+                stdout=True,
+                stderr=True,
+            )["Id"]
+            chunks: Iterator[bytes] = api.exec_start(exec_id, stream=True)
+        except _DockerFailure as exc:
+            raise EngineError(f"could not run a step in {self.name}: {exc}") from exc
+
+        timed_out = threading.Event()
+        done = threading.Event()
+
+        def watchdog() -> None:
+            assert timeout is not None
+            if not done.wait(timeout):
+                timed_out.set()
+                try:
+                    self.container.kill()
+                except _DockerFailure:
+                    pass
+
+        if timeout is not None:
+            threading.Thread(target=watchdog, daemon=True).start()
+
+        output: list[str] = []
+        pending = b""
+        try:
+            for chunk in chunks:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace")
+                    output.append(line)
+                    if on_line is not None:
+                        on_line(line)
+            if pending:
+                line = pending.decode(errors="replace")
+                output.append(line)
+                if on_line is not None:
+                    on_line(line)
+        except _DockerFailure as exc:
+            if not timed_out.is_set():
+                raise EngineError(f"lost the output stream of a step in {self.name}: {exc}") from exc
+        finally:
+            done.set()
+        seconds = time.monotonic() - start
+        if timed_out.is_set():
+            raise StepTimeoutError(
+                f"`{shlex.join(args)}` exceeded its {timeout:.0f}s time limit; its container was killed"
+            )
+        try:
+            exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+        except _DockerFailure as exc:
+            raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
+        result = ExecResult(args, exit_code, "\n".join(output), seconds)
+        if check and exit_code != 0:
+            tail = " | ".join(output[-3:])
+            raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
+        return result
+
+
+def _ids(user: str) -> tuple[int, int]:
+    uid, _, gid = user.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        return 0, 0  # named users: leave ownership to the engine's default
+
+
+def _own(info: tarfile.TarInfo, uid: int, gid: int, mode: int | None) -> tarfile.TarInfo:
+    info.uid, info.gid = uid, gid
+    info.uname = info.gname = ""
+    if mode is not None and info.isfile():
+        info.mode = mode
+    return info
+
+
+# -- images ------------------------------------------------------------------------------
+def image_id(client: docker.DockerClient, tag: str) -> str | None:
+    """The id of image ``tag``, or None if the engine does not have it."""
+    try:
+        return str(client.images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        return None
+    except _DockerFailure as exc:
+        raise EngineError(f"could not look up image {tag}: {exc}") from exc
+
+
+def import_rootfs(
+    client: docker.DockerClient,
+    rootfs_tar: Path,
+    repository: str,
+    tag: str,
+    changes: Sequence[str] = (),
+) -> str:
+    """Import a root filesystem tarball as image ``repository:tag``; return its id.
+
+    ``changes`` are Dockerfile instructions applied on import (``ENV PATH=...``).
+    """
+    try:
+        # A file path, not a stream: the SDK's streaming import sends a body the engine refuses.
+        result = client.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
+    except _DockerFailure as exc:
+        raise EngineError(f"could not import {rootfs_tar} as {repository}:{tag}: {exc}") from exc
+    log.debug("import result: %s", result)
+    found = image_id(client, f"{repository}:{tag}")
+    if found is None:
+        raise EngineError(f"importing {rootfs_tar} did not produce {repository}:{tag}: {result}")
+    return found
+
+
+def build_image(
+    client: docker.DockerClient,
+    context_dir: Path,
+    tag: str,
+    *,
+    buildargs: Mapping[str, str] | None = None,
+    host_network: bool = False,
+    on_line: Callable[[str], None] | None = None,
+    timeout: int = 1800,
+) -> str:
+    """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
+
+    ``host_network`` gives RUN steps the host's network, only for installing
+    packages from the machine's own mirror.
+    """
+    api = client.api
+    image: str | None = None
+    try:
+        stream: Iterator[dict[str, Any]] = api.build(
+            path=str(context_dir),
+            tag=tag,
+            buildargs=dict(buildargs or {}),
+            network_mode="host" if host_network else "none",
+            rm=True,
+            forcerm=True,
+            decode=True,
+            timeout=timeout,
+        )
+        for item in stream:
+            if "stream" in item:
+                for line in str(item["stream"]).splitlines():
+                    if line.strip() and on_line is not None:
+                        on_line(line)
+            if "aux" in item and "ID" in item["aux"]:
+                image = str(item["aux"]["ID"])
+            if "error" in item:
+                raise ContainerStepError(
+                    f"building image {tag} failed: {str(item['error']).strip()}",
+                    hint="the lines before this one show the failing Dockerfile step",
+                )
+    except _DockerFailure as exc:
+        raise EngineError(f"could not build image {tag}: {exc}") from exc
+    found = image_id(client, tag)
+    if found is None:
+        raise EngineError(f"the build of {tag} finished without an image ({image})")
+    return found
+
+
+def list_containers(client: docker.DockerClient, role: str | None = None) -> list[str]:
+    """Names of xcpbuild's containers (all, or those of one role), running or not."""
+    label = f"{LABEL}={role}" if role else LABEL
+    try:
+        return [str(c.name) for c in client.containers.list(all=True, filters={"label": label})]
+    except _DockerFailure as exc:
+        raise EngineError(f"could not list containers: {exc}") from exc
+
+
+def container_exists(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.containers.get(name)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except _DockerFailure as exc:
+        raise EngineError(f"could not look up container {name}: {exc}") from exc
+
+
+def posix(path: str | PurePosixPath) -> str:
+    return str(PurePosixPath(path))

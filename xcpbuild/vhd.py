@@ -1,0 +1,1 @@
+"""VHD stream encoding and decoding: pure functions, no I/O."""
