@@ -227,7 +227,7 @@ def test_refresh_round_trip_and_stable_names(tmp_path: Path, settings: Settings,
     assert result.series == [FIX_PATCH_NAME, new_name]  # the fix kept its name (same subject)
     assert result.removed == [stale.name] and not stale.exists()
     series_text = (settings.patches_dir / PACKAGE / "series").read_text()
-    assert series_text == f"{FIX_PATCH_NAME}\n{new_name}\n"
+    assert series_text == f"# applied in this order\n{FIX_PATCH_NAME}\n{new_name}\n"  # header comment kept
     rename_patch = (settings.patches_dir / PACKAGE / new_name).read_text()
     assert "rename from README" in rename_patch and "0000000000000000000000000000000000000000" in rename_patch
 

@@ -28,8 +28,9 @@ log = get_logger("git")
 
 # Never prompt for credentials: an unreachable or private URL must fail, not hang.
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
-# Format-patch output that depends only on the commits: no real hashes, no git version, "[PATCH]".
-_FORMAT_PATCH_STABLE = ("--zero-commit", "--no-signature", "--no-numbered", "--no-stat", "--full-index")
+# Format-patch output that depends only on the commits: no commit hash, no git version,
+# full blob ids (abbreviations grow with the repository), "[PATCH]" without numbers.
+_FORMAT_PATCH_STABLE = ("--zero-commit", "--no-signature", "--no-numbered", "--full-index")
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,16 @@ def patch_file_name(pkg: PackageDef, version: str, subject: str) -> str:
     return f"{pkg.name}-{version}-{_slug(subject)}.XCP-ng.patch"
 
 
+def _leading_comments(series_text: str) -> str:
+    """The comment lines heading a series file, kept when it is rewritten."""
+    kept = []
+    for line in series_text.splitlines():
+        if not line.startswith("#"):
+            break
+        kept.append(line + "\n")
+    return "".join(kept)
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -232,7 +242,9 @@ def refresh(
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in zip(names, texts, strict=True):
         _write_text(directory / name, text)
-    _write_text(directory / pin.series, "".join(f"{name}\n" for name in names))
+    series_path = directory / pin.series
+    header = _leading_comments(series_path.read_text()) if series_path.exists() else ""
+    _write_text(series_path, header + "".join(f"{name}\n" for name in names))
     # Files other targets' series still list stay.
     keep = set(names)
     for other in {p.series for p in pkg.targets.values() if p.series and p.series != pin.series}:
