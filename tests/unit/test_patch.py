@@ -275,7 +275,9 @@ def test_cli_check_json_and_exit_status(
     rows = json.loads(capsys.readouterr().out)
     assert [(r["ref"], r["status"]) for r in rows] == [("v1.1", hunks.OFFSET), ("v1.3", hunks.CONFLICTS)]
     assert set(rows[0]) == {"ref", "commit", "patch", "status", "detail"}
-    assert _cli(monkeypatch, settings, "patch", "check", PACKAGE, "--ref", "v1.4") == 0
+    assert _cli(monkeypatch, settings, "patch", "check", PACKAGE, "--ref", "v1.1") == 0  # offset builds
+    assert "applies with offset" in capsys.readouterr().out
+    assert _cli(monkeypatch, settings, "patch", "check", PACKAGE, "--ref", "v1.4") == PatchError.exit_code
     assert "already upstream" in capsys.readouterr().out
 
 

@@ -78,6 +78,7 @@ def mirror(cache_dir: Path, url: str) -> Path:
     (offline), the cached copy is used and a warning logged.
     """
     url = normalize_url(url)
+    _warn_if_uncommitted(url)
     path = mirror_path(cache_dir, url)
     if (path / "HEAD").exists():
         try:
@@ -98,6 +99,18 @@ def mirror(cache_dir: Path, url: str) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+def _warn_if_uncommitted(url: str) -> None:
+    """A local work tree with changes: say that only commits reach the mirror."""
+    if "://" in url or not (Path(url) / ".git").exists():
+        return
+    try:
+        dirty = git.Repo(url).is_dirty(untracked_files=False)
+    except (git.InvalidGitRepositoryError, git.GitCommandError):
+        return
+    if dirty:
+        log.warning("%s has uncommitted changes: they are not in the mirror (commit them to use them)", url)
 
 
 def _open(path: Path) -> git.Repo:

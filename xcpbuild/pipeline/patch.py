@@ -91,10 +91,19 @@ def apply_series(settings: Settings, pkg: PackageDef, source_dir: Path, target: 
     if not loaded:
         log.info("%s has no patches for target %s", pkg.name, target)
         return []
-    scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
+    except OSError as exc:
+        raise SourceError(
+            f"cannot make a working copy beside {source_dir}: {exc.strerror}",
+            hint="patches are applied to a copy in the same directory; make that directory writable",
+        ) from exc
     try:
         work = scratch / "tree"
-        shutil.copytree(source_dir, work, symlinks=True)
+        try:
+            shutil.copytree(source_dir, work, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            raise SourceError(f"cannot copy {source_dir} to apply the series: {exc}") from exc
         for index, patch in enumerate(loaded, start=1):
             with step(f"apply {patch.path.name}"):
                 result = git.apply(work, patch.path)
