@@ -325,3 +325,18 @@ def test_the_vhd_tool_patch_in_the_project_is_well_formed() -> None:
     assert any("Lwt_unix.wait_read from_fd" in line for line in added)
     assert any("Lwt_unix.sleep 0.1" in line for line in removed)
     assert not any("Lwt_unix.sleep" in line for line in added)
+
+
+def test_refresh_keeps_files_another_target_still_lists(tmp_path: Path, settings: Settings, upstream: Upstream) -> None:
+    checkout = _branch_checkout(tmp_path, upstream)
+    directory = settings.patches_dir / PACKAGE
+    shared = directory / "demo-1.0-only-for-other.XCP-ng.patch"
+    _add_patch(
+        settings, shared.name, (directory / FIX_PATCH_NAME).read_text().replace("Subject: [PATCH] ", "Subject: X ")
+    )
+    (directory / "series-other").write_text(f"{shared.name}\n")
+    toml = settings.specs_dir / f"{PACKAGE}.toml"
+    toml.write_text(toml.read_text() + '\n[targets.other]\nseries = "series-other"\n')
+    result = patch.refresh(settings, find_package(settings.specs_dir, PACKAGE), "xcpng", checkout)
+    assert shared.name not in result.series and result.removed == []
+    assert shared.exists()

@@ -90,7 +90,11 @@ def mirror(cache_dir: Path, url: str) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         git.Repo.clone_from(url, scratch / "repo.git", mirror=True, env=_NO_PROMPT)
-        (scratch / "repo.git").rename(path)
+        try:
+            (scratch / "repo.git").rename(path)
+        except OSError:
+            if not (path / "HEAD").exists():  # not another process that cloned it first
+                raise
     except git.GitCommandError as exc:
         raise SourceError(
             f"cannot clone {url}: {_first_line(exc)}",

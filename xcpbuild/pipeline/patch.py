@@ -43,9 +43,8 @@ class PatchHealth:
 
 @dataclass(frozen=True)
 class RefreshResult:
-    series: list[str]
-    written: list[str]
-    removed: list[str]
+    series: list[str]  # the new series, in order (every file in it was rewritten)
+    removed: list[str]  # patch files no series lists any more
 
 
 @dataclass(frozen=True)
@@ -247,6 +246,13 @@ def refresh(
         while name in names:
             name, number = f"{stem}-{number}.XCP-ng.patch", number + 1
         names.append(name)
+    # Files other targets' series still list stay (read them all before writing anything).
+    keep = set(names)
+    for other in sorted({p.series for p in pkg.targets.values() if p.series and p.series != pin.series}):
+        try:
+            keep.update(path.name for path in read_series(settings.patches_dir, pkg.name, other))
+        except ConfigError as exc:
+            raise PatchError(exc.message, hint=exc.hint) from exc
     directory = settings.patches_dir / pkg.name
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in zip(names, texts, strict=True):
@@ -254,13 +260,9 @@ def refresh(
     series_path = directory / pin.series
     header = _leading_comments(series_path.read_text()) if series_path.exists() else ""
     _write_text(series_path, header + "".join(f"{name}\n" for name in names))
-    # Files other targets' series still list stay.
-    keep = set(names)
-    for other in {p.series for p in pkg.targets.values() if p.series and p.series != pin.series}:
-        keep.update(path.name for path in read_series(settings.patches_dir, pkg.name, other))
     removed = []
     for path in old_patches:
         if path.name not in keep:
             path.unlink()
             removed.append(path.name)
-    return RefreshResult(series=names, written=names, removed=removed)
+    return RefreshResult(series=names, removed=removed)
