@@ -1,0 +1,118 @@
+"""Release plans: which packages the main job builds, for which target, and where they go."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xcpbuild.errors import ConfigError
+
+_PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
+_PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
+_STAGES = ("srpm", "rpm")
+_VERIFIERS = ("none", "export-server")
+EMBEDDED_DEFAULT = "local"
+
+
+@dataclass(frozen=True)
+class PlannedPackage:
+    name: str
+    stage: str = "rpm"
+    verify: str = "none"
+    install: bool = False
+    needs_upstream: bool = False
+    channel: str | None = None  # None: the plan's channel
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str
+    target: str
+    release: str
+    channel: str
+    promote_to: str | None
+    packages: tuple[PlannedPackage, ...]
+
+    @property
+    def major(self) -> str:
+        return self.release.split(".", 1)[0]
+
+
+def _unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            raise ConfigError(
+                f"unknown key `{key}` in {where}",
+                hint=f"did you mean `{close[0]}`?" if close else f"allowed: {', '.join(sorted(allowed))}",
+            )
+
+
+def _text(data: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} needs `{key}` as a non-empty string")
+    return value
+
+
+def parse_plan(text: str, source: str) -> Plan:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"plan {source} is not valid TOML: {exc}") from exc
+    _unknown(data, _PLAN_KEYS, f"plan {source}")
+    release = _text(data, "release", f"plan {source}")
+    if not re.fullmatch(r"\d+\.\d+", release):
+        raise ConfigError(f"release `{release}` in plan {source} must look like X.Y (e.g. 8.3)")
+    raw_packages = data.get("packages", [])
+    if not isinstance(raw_packages, list) or not raw_packages:
+        raise ConfigError(f"plan {source} lists no packages", hint="add [[packages]] tables with a name")
+    packages = []
+    for index, raw in enumerate(raw_packages, start=1):
+        where = f"package {index} of plan {source}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        _unknown(raw, _PACKAGE_KEYS, where)
+        stage = _text(raw, "stage", where, "rpm")
+        verify = _text(raw, "verify", where, "none")
+        if stage not in _STAGES:
+            raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(_STAGES)}")
+        if verify not in _VERIFIERS:
+            raise ConfigError(f"verify `{verify}` in {where} must be one of {', '.join(_VERIFIERS)}")
+        packages.append(
+            PlannedPackage(
+                name=_text(raw, "name", where),
+                stage=stage,
+                verify=verify,
+                install=bool(raw.get("install", False)),
+                needs_upstream=bool(raw.get("needs_upstream", False)),
+                channel=_text(raw, "channel", where) if "channel" in raw else None,
+            )
+        )
+    promote_to = data.get("promote_to")
+    if promote_to is not None and not isinstance(promote_to, str):
+        raise ConfigError(f"`promote_to` in plan {source} must be a channel name")
+    return Plan(
+        source=source,
+        target=_text(data, "target", f"plan {source}"),
+        release=release,
+        channel=_text(data, "channel", f"plan {source}"),
+        promote_to=promote_to,
+        packages=tuple(packages),
+    )
+
+
+def load_plan(path: Path | None) -> Plan:
+    """Load ``path``, or the embedded default plan when ``path`` is None."""
+    if path is None:
+        text = resources.files("xcpbuild.plans").joinpath(f"{EMBEDDED_DEFAULT}.toml").read_text()
+        return parse_plan(text, f"(embedded {EMBEDDED_DEFAULT})")
+    try:
+        return parse_plan(path.read_text(), str(path))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"plan {path} does not exist", hint="omit --plan to use the embedded default") from exc
