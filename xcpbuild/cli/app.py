@@ -22,6 +22,7 @@ from xcpbuild.log import configure
 VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.doctor",
     "xcpbuild.cli.engine",
+    "xcpbuild.cli.image",
 )
 
 
