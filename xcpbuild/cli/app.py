@@ -23,6 +23,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.doctor",
     "xcpbuild.cli.engine",
     "xcpbuild.cli.image",
+    "xcpbuild.cli.spec",
 )
 
 
