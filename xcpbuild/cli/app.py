@@ -27,6 +27,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.image",
     "xcpbuild.cli.spec",
     "xcpbuild.cli.build",
+    "xcpbuild.cli.inspect",
 )
 
 
