@@ -22,6 +22,8 @@ from xcpbuild.log import configure
 VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.doctor",
     "xcpbuild.cli.engine",
+    "xcpbuild.cli.serve",
+    "xcpbuild.cli.verify",
 )
 
 
