@@ -28,6 +28,8 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.spec",
     "xcpbuild.cli.build",
     "xcpbuild.cli.inspect",
+    "xcpbuild.cli.serve",
+    "xcpbuild.cli.verify",
 )
 
 
