@@ -159,16 +159,14 @@ def build_requires(spec_text: str) -> list[str]:
 
 def failing_patch(lines: Sequence[str], patches: Sequence[str]) -> str | None:
     """The patch rpmbuild was applying when %prep failed: the last series name its output mentions."""
-    if not any("(%prep)" in line for line in lines):
-        return None
     last = None
     for line in lines:
+        if line.startswith("error: Bad exit status") and line.rstrip().endswith("(%prep)"):
+            return last
         for name in patches:
             if name in line:
                 last = name
-        if "(%prep)" in line:
-            break
-    return last
+    return None
 
 
 # -- staging ------------------------------------------------------------------------------------
