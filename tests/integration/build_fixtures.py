@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
 from xcpbuild.config import Settings, load_settings
+from xcpbuild.errors import ToolMissingError
 from xcpbuild.pipeline import image
 
 VHD_PATCH = PROJECT_ROOT / "patches" / "vhd-tool" / "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
@@ -43,7 +44,11 @@ def local_image(docker_client) -> image.ImageResult:  # type: ignore[no-untyped-
     """The local target's image, built from nothing (debootstrap) the first time on a machine."""
     need_tool("debootstrap")
     need(Path("/etc/apt").is_dir(), "an apt configuration naming a Debian mirror")
-    return image.build(load_settings(project=PROJECT_ROOT), "local", client=docker_client)
+    try:
+        return image.build(load_settings(project=PROJECT_ROOT), "local", client=docker_client)
+    except ToolMissingError as exc:  # debootstrap needs root the first time on a machine
+        need(False, exc.message)
+        raise
 
 
 @pytest.fixture

@@ -71,6 +71,15 @@ def test_the_failing_patch_is_the_last_one_rpmbuild_mentioned_before_prep_failed
     assert build.failing_patch(lines, series) == "two.patch"
     assert build.failing_patch([*lines[:3], "error: Bad exit status from /x (%build)"], series) is None
     assert build.failing_patch(lines[:1] + lines[5:], series) is None
+    # stdout and stderr interleaved mid-line, as a multiplexed stream can deliver them
+    mixed = [
+        *lines[:4],
+        "+ + /usr/bin/patch -p1",
+        "error: ",
+        "RPM build errors:",
+        "    Bad exit status from /x (%prep)",
+    ]
+    assert build.failing_patch(mixed, series) == "two.patch"
 
 
 def test_build_requires_are_read_from_the_spec() -> None:
