@@ -13,8 +13,10 @@ import random
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -304,3 +306,65 @@ def test_a_disconnect_mid_stream_is_logged_and_harmless(tmp_path: Path, servers:
         time.sleep(0.1)
     log = server.log.read_text()
     assert "client disconnected" in log and "idle timeout" in log
+
+
+def _tls_relay(cert: Path, key: Path, backend_port: int) -> tuple[int, socket.socket]:
+    """A TLS front for the export server (an XCP-ng host serves its exports over https)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                front = context.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                raw.close()
+                continue
+            back = socket.create_connection(("127.0.0.1", backend_port))
+            threading.Thread(target=pump, args=(front, back), daemon=True).start()
+            threading.Thread(target=pump, args=(back, front), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(listener.getsockname()[1]), listener
+
+
+def test_the_verifier_speaks_https_like_an_xcp_ng_host(tmp_path: Path, servers: list[Server]) -> None:
+    need_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    process.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+    )  # fmt: skip
+    disk = make_sparse_disk(tmp_path / "d.raw")
+    server = start_server(tmp_path, {"d": disk})
+    servers.append(server)
+    port, listener = _tls_relay(cert, key, int(server.url.rsplit(":", 1)[1]))
+    try:
+        url = f"https://127.0.0.1:{port}/export_raw_vdi?vdi=d&format=vhd&session_id={TOKEN}"
+        plan = verify.ClientPlan(stalls=(verify.Stall(0.5, 1.0),))
+        report = verify.backpressure(url, plan, expect_disk=disk, insecure=True)
+        assert report.outcome == "complete" and report.match is True, report
+        assert verify.backpressure(url, expect_disk=disk, cafile=cert).match is True
+        refused = verify.backpressure(url, expect_disk=disk)  # a self-signed certificate is not trusted by default
+        assert refused.outcome == "error" and "certificate" in refused.detail.lower() and not refused.ok
+        assert TOKEN not in report.url
+    finally:
+        listener.close()
