@@ -111,9 +111,10 @@ class ExportServer:
 
     def _accept(self) -> None:
         try:
-            conn, peer = self._listener.accept()
+            conn, address = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
+        peer = f"{address[0]}:{address[1]}"
         with self._lock:
             busy = len(self._active) >= self.max_connections
             if not busy:
@@ -167,7 +168,7 @@ class ExportServer:
         headers.append(("Connection", "close"))
         return _response_head(err.status, headers) + body
 
-    def _handle(self, conn: socket.socket, peer: object) -> None:
+    def _handle(self, conn: socket.socket, peer: str) -> None:
         try:
             head = self._read_head(conn)
             if head is None:
@@ -193,7 +194,7 @@ class ExportServer:
             with self._lock:
                 self._active.pop(conn, None)
 
-    def _export(self, conn: socket.socket, peer: object, name: str, fmt: str, head_only: bool) -> None:
+    def _export(self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool) -> None:
         disk = self.disks[name]
         fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
