@@ -86,3 +86,10 @@ def test_build_requires_are_read_from_the_spec() -> None:
     text = "Name: x\nBuildRequires: ocaml-camlp4-devel\nBuildRequires:  gcc >= 4.8, make\nRequires: python3\n"
     assert build.build_requires(text) == ["ocaml-camlp4-devel", "gcc", "make"]
     assert build.build_requires("Name: x\nRequires: python3\n") == []
+
+
+def test_credentials_never_reach_the_record() -> None:
+    assert build._without_credentials("https://user:s3cret@git.example.invalid/x.git") == (
+        "https://git.example.invalid/x.git"
+    )
+    assert build._without_credentials("/srv/git/vhd-tool") == "/srv/git/vhd-tool"

@@ -31,6 +31,7 @@ import shlex
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,6 +172,14 @@ def failing_patch(lines: Sequence[str], patches: Sequence[str]) -> str | None:
     return last
 
 
+def _without_credentials(url: str) -> str:
+    """The URL with any user:token@ removed: records and logs never hold secrets."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 # -- staging ------------------------------------------------------------------------------------
 def _stage(
     settings: Settings,
@@ -193,7 +202,7 @@ def _stage(
         tarball, tar_sha, version = fetched.tarball, fetched.sha256, fetched.version
         source_info = {
             "kind": "git",
-            "upstream": upstream or package.upstream,
+            "upstream": _without_credentials(upstream or package.upstream or ""),
             "ref": fetched.ref,
             "commit": fetched.commit,
         }
