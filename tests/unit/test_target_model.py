@@ -80,3 +80,18 @@ def test_unknown_target_suggests_a_close_name() -> None:
     with pytest.raises(ConfigError) as info:
         find_target(CONTAINERS, "xcp-ng-8.4")
     assert "xcp-ng-8.3" in info.value.hint or "xcp-ng-8.2" in info.value.hint
+
+
+def test_every_dockerfile_declares_the_build_args_xcpbuild_passes() -> None:
+    import re
+
+    for name in available_targets(CONTAINERS):
+        target = find_target(CONTAINERS, name)
+        dockerfile = (CONTAINERS / name / "Dockerfile").read_text()
+        declared = set(re.findall(r"^ARG\s+(\w+)", dockerfile, re.MULTILINE))
+        assert {"BASE", "DIST", "XCPNG_RELEASE", *(arg for arg, _ in target.build_args)} <= declared, name
+        assert re.search(r"^FROM \$\{BASE\}$", dockerfile, re.MULTILINE), name
+        assert re.search(r"^USER builder$", dockerfile, re.MULTILINE), name  # builds never run as root
+        assert "--uid 1000" in dockerfile, name
+        # No mirror or registry host is written here: URLs come in as build arguments.
+        assert not re.search(r"https?://", dockerfile), name
