@@ -248,6 +248,18 @@ def _reusable(folder: Path, key: str) -> tuple[dict[str, Any], tuple[Artifact, .
     return record, artifacts
 
 
+def _lookup(
+    builds: Path, staged: _Staged, stage: str, image_tag: str, image_id: str
+) -> tuple[str, Path, tuple[dict[str, Any], tuple[Artifact, ...]] | None]:
+    """The key and folder of this build, and its record and artifacts when they can be reused."""
+    key = cache_key(staged.inputs, image_tag, image_id, stage, staged.target.name)
+    folder = builds / folder_name(staged.package.name, staged.version, staged.release, staged.target.name, key)
+    hit = _reusable(folder, key)
+    if hit is not None:
+        log.info("reusing %s (same inputs, image and stage)", folder)
+    return key, folder, hit
+
+
 def _copy_out(artifacts: Sequence[Artifact], folder: Path, out: Path | None) -> tuple[Path, ...]:
     if out is None:
         return ()
@@ -434,22 +446,16 @@ def build(
                 hint=f"build the SRPM here with --stage srpm, or the RPMs on an xcp-ng-* target "
                 f"(--target xcp-ng-{tgt.xcpng_release})",
             )
-        plan = image.plan(settings, tgt.name)
-        image_tag = plan.tag
+        image_tag = image.plan(settings, tgt.name).tag
+        # First with the image id remembered in the cache: a hit then needs no engine at all.
         image_id = image.recorded_id(settings, image_tag)
         if image_id is not None:
-            key = cache_key(staged.inputs, image_tag, image_id, stage, tgt.name)
-            folder = builds / folder_name(package.name, staged.version, staged.release, tgt.name, key)
-            hit = _reusable(folder, key)
+            key, folder, hit = _lookup(builds, staged, stage, image_tag, image_id)
             if hit is not None:
-                log.info("reusing %s (same inputs, image and stage)", folder)
                 return BuildResult(folder, key, True, hit[0], hit[1], _copy_out(hit[1], folder, out))
         engine_client = client if client is not None else container.get_client()
-        built_image = image.build(settings, tgt.name, client=engine_client)
-        image_id = built_image.image_id
-        key = cache_key(staged.inputs, image_tag, image_id, stage, tgt.name)
-        folder = builds / folder_name(package.name, staged.version, staged.release, tgt.name, key)
-        hit = _reusable(folder, key)
+        image_id = image.build(settings, tgt.name, client=engine_client).image_id
+        key, folder, hit = _lookup(builds, staged, stage, image_tag, image_id)
         if hit is not None:
             return BuildResult(folder, key, True, hit[0], hit[1], _copy_out(hit[1], folder, out))
         if folder.exists():
