@@ -32,6 +32,10 @@ HEADER_OFFSET = 512
 TABLE_OFFSET = 2048
 MAX_VIRTUAL_SIZE = 2040 * 1024**3
 UNALLOCATED = 0xFFFFFFFF
+# Block sizes the decoder accepts, which bounds the BAT it must hold (16 MiB at most).
+MIN_BLOCK_SIZE = 512 * 1024
+MAX_BLOCK_SIZE = 256 * 1024 * 1024
+MAX_BAT_ENTRIES = MAX_VIRTUAL_SIZE // MIN_BLOCK_SIZE
 
 DISK_FIXED = 2
 DISK_DYNAMIC = 3
@@ -175,8 +179,8 @@ class Header:
             raise VhdFormatError(f"header cookie is {h[0]!r}, expected {HEADER_COOKIE!r}")
         if h[6] != checksum(raw, 36):
             raise VhdFormatError(f"header checksum {h[6]:#010x} does not match {checksum(raw, 36):#010x}")
-        if h[5] <= 0 or h[5] % SECTOR or (h[5] // SECTOR) % 8:
-            raise VhdFormatError(f"unsupported block size {h[5]}")
+        if not MIN_BLOCK_SIZE <= h[5] <= MAX_BLOCK_SIZE or h[5] & (h[5] - 1):
+            raise VhdFormatError(f"unsupported block size {h[5]} (a power of two from 512 KiB to 256 MiB)")
         return cls(h[4], h[2], h[5])
 
 
@@ -300,9 +304,9 @@ class StreamDecoder:
     """Decode a dynamic VHD stream, read strictly forwards, into raw disk pieces.
 
     ``feed`` takes bytes as they arrive and returns the disk pieces they complete,
-    in ascending disk order; ``finish`` checks the stream ended with its footer and
-    returns the trailing zeros. Memory use is bounded by one small structure (the
-    BAT is the largest) whatever the disk size.
+    in ascending disk order (the zeros up to the end of the disk come with the final
+    footer); ``finish`` checks that the stream did end with its footer. Memory use is
+    bounded by one structure (the BAT: 4 MiB for 2040 GiB in 2 MiB blocks) whatever the disk size.
     """
 
     def __init__(self) -> None:
@@ -342,7 +346,7 @@ class StreamDecoder:
                 self._pos += take
                 view = view[take:]
                 if self._pos == target:
-                    self._advance(out)
+                    self._need = self._then
                 continue
             take = min(len(view), target - len(self._buf))
             self._buf += view[:take]
@@ -365,9 +369,6 @@ class StreamDecoder:
         self._then = (then, length)
         self._need = ("skip", offset) if offset > self._pos else (then, length)
 
-    def _advance(self, out: list[Piece]) -> None:
-        self._need = self._then
-
     def _structure(self, what: str, raw: bytes, out: list[Piece]) -> None:
         if what == "footer-copy":
             self._footer = Footer.decode(raw)
@@ -381,6 +382,8 @@ class StreamDecoder:
             expected = -(-self._footer.current_size // self._header.block_size)
             if self._header.max_table_entries < expected:
                 raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
+            if self._footer.current_size > MAX_VIRTUAL_SIZE or self._header.max_table_entries > MAX_BAT_ENTRIES:
+                raise VhdFormatError("the disk is larger than a VHD export may be (2040 GiB)")
             self._skip_to(self._header.table_offset, "bat", roundup(4 * self._header.max_table_entries))
         elif what == "bat":
             assert self._header is not None

@@ -368,3 +368,17 @@ def test_the_verifier_speaks_https_like_an_xcp_ng_host(tmp_path: Path, servers: 
         assert TOKEN not in report.url
     finally:
         listener.close()
+
+
+def test_exports_beyond_the_connection_limit_get_503(tmp_path: Path, servers: list[Server]) -> None:
+    disk = random_disk(tmp_path / "d.raw", 16 * MiB)
+    server = start_server(tmp_path, {"d": disk}, "--max-connections", "1")
+    servers.append(server)
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as holder:  # an export whose client does not read
+        holder.sendall(f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert holder.recv(12) == b"HTTP/1.1 200"
+        status, _, body = _exchange(port, f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\n\r\n".encode())
+        assert status == 503 and len(body) < 100
+    report = verify.backpressure(server.export("d"), token=TOKEN, expect_disk=disk)  # the slot is free again
+    assert report.match is True, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,3 +95,30 @@ def test_http_errors_and_planned_disconnects_are_reported(served: tuple[str, Pat
     report = verify.backpressure(url, verify.ClientPlan(disconnect_at=0.5), token="tok", expect_disk=path)
     assert report.outcome == "disconnected" and report.ok
     assert report.bytes_received == int(0.5 * path.stat().st_size)
+
+
+def test_a_redirect_to_the_host_holding_the_disk_is_followed(served: tuple[str, Path]) -> None:
+    url, path = served
+    target = url + "&session_id=tok"  # XAPI keeps the query, session included
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    master = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=master.serve_forever)
+    thread.start()
+    try:
+        report = verify.backpressure(f"http://127.0.0.1:{master.server_port}/export_raw_vdi?vdi=d", expect_disk=path)
+    finally:
+        master.shutdown()
+        master.server_close()
+        thread.join()
+    assert report.outcome == "complete" and report.match is True and report.format == "raw"
+    assert any(e.startswith("redirected to") and "session_id=***" in e for e in report.events)

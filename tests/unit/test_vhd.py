@@ -186,3 +186,12 @@ def test_a_stream_with_blocks_out_of_order_is_refused() -> None:
     prefix[bat_at : bat_at + 8] = struct.pack(">2I", b, a)  # block 1 stored before block 0
     with pytest.raises(vhd.VhdFormatError, match="ascending"):
         vhd.StreamDecoder().feed(bytes(prefix))
+
+
+def test_a_header_announcing_a_huge_bat_is_refused_before_buffering_it() -> None:
+    footer = vhd.Footer(4 * MiB).encode()
+    header = vhd.Header(max_table_entries=0xFFFFFFF0).encode()
+    with pytest.raises(vhd.VhdFormatError, match="2040 GiB"):
+        vhd.StreamDecoder().feed(footer + header)
+    with pytest.raises(vhd.VhdFormatError, match="block size"):
+        vhd.StreamDecoder().feed(footer + vhd.Header(2, block_size=4096).encode())

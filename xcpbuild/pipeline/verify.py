@@ -18,7 +18,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from xcpbuild import vhd
 from xcpbuild.errors import UsageError
@@ -27,6 +27,7 @@ from xcpbuild.log import get_logger
 log = get_logger("verify")
 
 MAX_RESPONSE_HEAD = 64 * 1024
+MAX_REDIRECTS = 3
 _RECV_CHUNK = 256 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 
@@ -252,7 +253,15 @@ def backpressure(
     start = time.monotonic()
     checker = _Checker(chosen, expect_disk, save_to)
     try:
-        _download(full_url, plan, report, checker, insecure=insecure, cafile=cafile)
+        url_now: str | None = full_url
+        for _ in range(MAX_REDIRECTS + 1):
+            assert url_now is not None
+            url_now = _download(url_now, plan, report, checker, insecure=insecure, cafile=cafile)
+            if url_now is None:
+                break
+            report.events.append(f"redirected to {_redact(url_now)}")
+        else:
+            report.detail = f"more than {MAX_REDIRECTS} redirects"
         _conclude(report, checker, expect_sha256)
     finally:
         checker.close()
@@ -268,14 +277,15 @@ def _download(
     *,
     insecure: bool,
     cafile: Path | None,
-) -> None:
+) -> str | None:
+    """Fetch ``url`` into ``report``; returns the next URL when the server redirects."""
     parts = urlsplit(url)
     target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
         sock = _connect(url, plan, insecure, cafile)
     except (OSError, ssl.SSLError) as exc:
         report.detail = f"cannot connect: {exc}"
-        return
+        return None
     try:
         request = (
             f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: xcpbuild-verify\r\n"
@@ -287,14 +297,18 @@ def _download(
             status, headers, rest = _read_head(sock)
         except (OSError, ValueError) as exc:
             report.detail = f"no valid response: {exc}"
-            return
+            return None
         report.status = status
         length_text = headers.get("content-length")
         report.content_length = int(length_text) if length_text and length_text.isdigit() else None
+        if status in (301, 302, 303, 307, 308) and headers.get("location"):
+            # A pool master redirects an export to the host that holds the disk.
+            return urljoin(url, headers["location"])
         if status != 200:
             report.detail = f"HTTP {status}: {rest[:200].decode('utf-8', 'replace').strip()}"
-            return
+            return None
         _read_body(sock, plan, report, checker, rest)
+        return None
     finally:
         sock.close()
 
