@@ -24,6 +24,12 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.engine",
     "xcpbuild.cli.source",
     "xcpbuild.cli.patch",
+    "xcpbuild.cli.image",
+    "xcpbuild.cli.spec",
+    "xcpbuild.cli.build",
+    "xcpbuild.cli.inspect",
+    "xcpbuild.cli.serve",
+    "xcpbuild.cli.verify",
 )
 
 
