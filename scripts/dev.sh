@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # Host tools the tests and the main job use (rpm brings rpmbuild, rpmsign, rpmspec).
-DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git)
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

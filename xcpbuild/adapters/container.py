@@ -36,6 +36,9 @@ LABEL = "org.xcpbuild.role"
 DEFAULT_USER = "1000:1000"
 _counter = itertools.count()
 
+# The engine client type, for layers that may not import docker themselves.
+Client = docker.DockerClient
+
 _DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -335,6 +338,8 @@ def build_image(
     host_network: bool = False,
     on_line: Callable[[str], None] | None = None,
     timeout: int = 1800,
+    labels: Mapping[str, str] | None = None,
+    pull: bool = False,
 ) -> str:
     """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
 
@@ -353,6 +358,8 @@ def build_image(
             forcerm=True,
             decode=True,
             timeout=timeout,
+            labels=dict(labels or {}),
+            pull=pull,
         )
         for item in stream:
             if "stream" in item:
@@ -372,6 +379,35 @@ def build_image(
     if found is None:
         raise EngineError(f"the build of {tag} finished without an image ({image})")
     return found
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image as the engine lists it."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: str
+    size: int
+
+
+def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
+    """Images carrying ``label`` (``key`` or ``key=value``)."""
+    try:
+        images = client.images.list(filters={"label": label})
+    except _DockerFailure as exc:
+        raise EngineError(f"could not list images: {exc}") from exc
+    return [
+        ImageInfo(
+            id=str(image.id),
+            tags=tuple(image.tags),
+            labels=dict(image.labels or {}),
+            created=str(image.attrs.get("Created", "")),
+            size=int(image.attrs.get("Size", 0)),
+        )
+        for image in images
+    ]
 
 
 def list_containers(client: docker.DockerClient, role: str | None = None) -> list[str]:

@@ -37,6 +37,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "qemu-img": "qemu-utils",
     "debootstrap": "debootstrap",
     "git": "git",
+    "patch": "patch",
     "nginx": "nginx-light",
 }
 

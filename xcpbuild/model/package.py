@@ -61,7 +61,7 @@ _TOP_KEYS = {
     "changelog",
     "probe",
 }
-_TARGET_KEYS = {"version", "ref", "base_release", "xcpng_release", "sha256"}
+_TARGET_KEYS = {"version", "ref", "base_release", "xcpng_release", "sha256", "series", "retired"}
 _CHANGELOG_KEYS = {"version", "date", "author", "changes"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 DEFAULT_TARGET = "default"
@@ -76,6 +76,10 @@ class TargetPin:
     base_release: str = "1"
     xcpng_release: int = 0
     sha256: str | None = None
+    # File in patches/NAME/ listing this target's patches; "" means the target has none.
+    series: str = "series"
+    # Non-empty: why this target has no package of its own (pin() refuses it with this reason).
+    retired: str = ""
 
     @property
     def release(self) -> str:
@@ -130,10 +134,14 @@ class PackageDef:
 
     def pin(self, target: str) -> TargetPin:
         """The pin for ``target``: its own table over ``default``."""
-        if target in self.targets:
-            return self.targets[target]
-        if DEFAULT_TARGET in self.targets:
-            return self.targets[DEFAULT_TARGET]
+        pin = self.targets.get(target) or self.targets.get(DEFAULT_TARGET)
+        if pin is not None:
+            if pin.retired:
+                raise ConfigError(
+                    f"package {self.name} is not built for target {target}: {pin.retired}",
+                    hint=f'build another target, or remove `retired` from [targets."{target}"] in {self.path}',
+                )
+            return pin
         known = ", ".join(sorted(self.targets)) or "none"
         raise ConfigError(
             f"package {self.name} has no version for target {target} (targets: {known})",
@@ -172,7 +180,7 @@ def _parse_target(name: str, raw: Any, base: TargetPin | None, where: str) -> Ta
     else:
         pin = base
     updates: dict[str, Any] = {}
-    for key in ("version", "ref", "base_release", "sha256"):
+    for key in ("version", "ref", "base_release", "sha256", "series", "retired"):
         if key in raw:
             if not isinstance(raw[key], str):
                 raise ConfigError(f'`{key}` in [targets."{name}"] of {where} must be a string')
@@ -181,6 +189,9 @@ def _parse_target(name: str, raw: Any, base: TargetPin | None, where: str) -> Ta
         if not isinstance(raw["xcpng_release"], int) or raw["xcpng_release"] < 0:
             raise ConfigError(f'`xcpng_release` in [targets."{name}"] of {where} must be a whole number >= 0')
         updates["xcpng_release"] = raw["xcpng_release"]
+    series = updates.get("series")
+    if series and ("/" in series or series.startswith(".")):
+        raise ConfigError(f'`series` in [targets."{name}"] of {where} must be a file name in patches/, or ""')
     sha = updates.get("sha256")
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ConfigError(f'`sha256` in [targets."{name}"] of {where} is not 64 lowercase hex digits')
@@ -274,9 +285,14 @@ def find_package(specs_dir: Path, name: str) -> PackageDef:
     return load_package(path)
 
 
-def read_series(patches_dir: Path, name: str) -> list[Path]:
-    """The patch files of ``patches/NAME/series`` in order (empty when there is no series)."""
-    series = patches_dir / name / "series"
+def read_series(patches_dir: Path, name: str, series_file: str = "series") -> list[Path]:
+    """The patch files of ``patches/NAME/<series_file>`` in order (empty when there is none).
+
+    ``series_file`` "" (a target with no patches) also gives an empty list.
+    """
+    if not series_file:
+        return []
+    series = patches_dir / name / series_file
     if not series.exists():
         return []
     patches: list[Path] = []

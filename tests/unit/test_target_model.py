@@ -1,0 +1,82 @@
+"""Targets: the project's target files load; bad ones are rejected with a clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from xcpbuild.errors import ConfigError
+from xcpbuild.model.target import available_targets, find_target, load_target
+
+CONTAINERS = PROJECT_ROOT / "containers"
+
+
+def test_the_project_targets_load_with_their_dist_tags() -> None:
+    assert available_targets(CONTAINERS) == ["local", "xcp-ng-7.5", "xcp-ng-8.2", "xcp-ng-8.3"]
+    local = find_target(CONTAINERS, "local")
+    assert (local.dist, local.xcpng_release, local.debootstrap_suite, local.binary_builds) == (
+        ".xcpng8.3",
+        "8.3",
+        "bookworm",
+        False,
+    )
+    assert "rpm" in local.debootstrap_include and local.builddeps == "none"
+    old = find_target(CONTAINERS, "xcp-ng-7.5")
+    assert (old.dist, old.literal_dist, old.dist_macro) == (".xcp", True, "")
+    new = find_target(CONTAINERS, "xcp-ng-8.2")
+    assert (new.dist_macro, new.builddeps, new.binary_builds, new.debootstrap_suite) == (
+        ".xcpng8.2",
+        "yum-builddep",
+        True,
+        None,
+    )
+    for name in available_targets(CONTAINERS):
+        assert (CONTAINERS / name / "Dockerfile").is_file()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "demo"
+    folder.mkdir(exist_ok=True)
+    path = folder / "target.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = 'dist = ".xcpng8.3"\nxcpng_release = "8.3"\nbase_image = "debootstrap:bookworm"\nbuildeps = "none"\n'
+
+
+def test_unknown_key_is_rejected_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_target(_write(tmp_path, GOOD + "binary_builds = false\n"))
+    assert "buildeps" in info.value.message and "builddeps" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('dist = "xcpng8.3"\n', "start with a dot"),
+        ('xcpng_release = "eight"\n', "look like 8.3"),
+        ('builddeps = "apt"\n', "must be one of"),
+        ("binary_builds = 1\n", "must be a bool"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, text: str, words: str) -> None:
+    base = {
+        "dist": 'dist = ".xcpng8.3"\n',
+        "xcpng_release": 'xcpng_release = "8.3"\n',
+        "base_image": 'base_image = "centos:7"\n',
+        "builddeps": 'builddeps = "none"\n',
+        "binary_builds": "binary_builds = true\n",
+    }
+    base[text.split(" ", 1)[0]] = text
+    with pytest.raises(ConfigError) as info:
+        load_target(_write(tmp_path, "".join(base.values())))
+    assert words in info.value.message
+
+
+def test_unknown_target_suggests_a_close_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        find_target(CONTAINERS, "xcp-ng-8.4")
+    assert "xcp-ng-8.3" in info.value.hint or "xcp-ng-8.2" in info.value.hint

@@ -1,0 +1,142 @@
+"""`xcpbuild patch apply|check|refresh`: a package's patch series against upstream."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.config import load_settings
+from xcpbuild.errors import PatchError
+from xcpbuild.model.package import find_package
+from xcpbuild.pipeline import patch
+from xcpbuild.pipeline.hunks import CONFLICTS, FUZZ
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", metavar="PKG", help="package name (specs/PKG.toml, patches/PKG/)")
+    parser.add_argument("--target", default="local", help="target whose series to use (default: local)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "patch",
+        help="apply a package's patch series exactly, report its health against upstream refs, or refresh it",
+        description="Work with the series in patches/PKG/series (one patch file name a line, in order).",
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    apply = actions.add_parser(
+        "apply",
+        help="apply the series in order, exactly (no fuzz); all or nothing",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Apply every patch of the series with `git apply` (hunks may move, context must\n"
+            "match: no fuzz). The patches go onto a copy of DIR that replaces it only when all\n"
+            "applied; on failure the message names the patch, file and hunk, and DIR is unchanged."
+        ),
+        epilog="example:\n  tar xzf vhd-tool-0.20.0.tar.gz && xcpbuild patch apply vhd-tool --source vhd-tool-0.20.0",
+    )
+    _common(apply)
+    apply.add_argument("--source", type=Path, required=True, metavar="DIR", help="the unpacked upstream tree")
+    add_json_flag(apply)
+    apply.set_defaults(func=run_apply)
+
+    check = actions.add_parser(
+        "check",
+        help="for each ref and patch: applies / applies with offset / needs fuzz / conflicts / already upstream",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Check every patch of the series against upstream refs (patches on top of the ones\n"
+            "before them, as a build applies them). Exit status 9 when a patch conflicts or\n"
+            "needs fuzz on some ref (a build of that ref would fail); 0 otherwise, including\n"
+            "`already upstream`, which means the patch can be dropped for that ref."
+        ),
+        epilog=(
+            "examples:\n"
+            "  xcpbuild patch check vhd-tool --ref v0.20.0\n"
+            "  xcpbuild patch check vhd-tool --ref v0.20.0 --ref v0.27.0 --ref v0.43.0 --json\n"
+            "  xcpbuild patch check vhd-tool --upstream ~/src/vhd-tool --ref v0.21.0"
+        ),
+    )
+    _common(check)
+    check.add_argument(
+        "--ref",
+        action="append",
+        dest="refs",
+        metavar="REF",
+        help="upstream tag, branch or commit (repeatable; default: the target's pinned ref)",
+    )
+    check.add_argument("--upstream", metavar="URL_OR_PATH", help="use this git URL or local clone instead")
+    add_json_flag(check)
+    check.set_defaults(func=run_check)
+
+    refresh = actions.add_parser(
+        "refresh",
+        help="regenerate the series from the commits of a branch (git format-patch form, stable names)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Edit patches as commits: check out the pinned ref in a clone of upstream, make a\n"
+            "branch, `patch apply` or cherry-pick the series, edit and commit, then refresh. Every\n"
+            "commit of BASE..BRANCH becomes one patch; a commit whose subject matches an existing\n"
+            "patch keeps its file name, new ones are named NAME-VERSION-<subject>.XCP-ng.patch.\n"
+            "The checkout must have no uncommitted changes."
+        ),
+        epilog=(
+            "example:\n"
+            "  git -C ~/src/vhd-tool checkout -b xcpng v0.20.0   # commit changes there\n"
+            "  xcpbuild patch refresh vhd-tool --from-branch xcpng --source ~/src/vhd-tool --context 1"
+        ),
+    )
+    _common(refresh)
+    refresh.add_argument("--from-branch", required=True, metavar="BRANCH", help="branch holding the patches as commits")
+    refresh.add_argument("--source", type=Path, required=True, metavar="DIR", help="the git checkout holding BRANCH")
+    refresh.add_argument("--base", metavar="REF", help="where the branch starts (default: the target's pinned ref)")
+    refresh.add_argument("--context", type=int, default=3, metavar="N", help="lines of context per hunk (default 3)")
+    add_json_flag(refresh)
+    refresh.set_defaults(func=run_refresh)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    pkg = find_package(settings.specs_dir, args.package)
+    applied = patch.apply_series(settings, pkg, args.source, target=args.target)
+    if args.json:
+        emit_json({"package": pkg.name, "source": str(args.source.resolve()), "applied": applied})
+    else:
+        for name in applied:
+            print(f"applied {name}")
+        print(f"{len(applied)} patch(es) applied to {args.source}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    pkg = find_package(settings.specs_dir, args.package)
+    refs = args.refs or [pkg.pin(args.target).ref]
+    report = patch.check(settings, pkg, refs, upstream=args.upstream, target=args.target)
+    if args.json:
+        emit_json([dataclasses.asdict(item) for item in report])
+    elif report:
+        print_table(("ref", "patch", "status", "detail"), [(h.ref, h.patch, h.status, h.detail) for h in report])
+    else:
+        print(f"{pkg.name} has no patches for target {args.target}")
+    broken = [h for h in report if h.status in (CONFLICTS, FUZZ)]
+    return PatchError.exit_code if broken else 0
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    pkg = find_package(settings.specs_dir, args.package)
+    result = patch.refresh(
+        settings, pkg, args.from_branch, args.source, base=args.base, target=args.target, context=args.context
+    )
+    if args.json:
+        emit_json(dataclasses.asdict(result))
+    else:
+        for name in result.series:
+            print(f"wrote {name}")
+        for name in result.removed:
+            print(f"removed {name}")
+    return 0

@@ -1,0 +1,65 @@
+"""`xcpbuild source fetch`: make a package's release tarball from its pinned upstream ref."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.config import load_settings
+from xcpbuild.model.package import find_package
+from xcpbuild.pipeline import source
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "source",
+        help="fetch a package's upstream at its pinned ref and write the release tarball",
+        description="Work with upstream sources of the packages defined in specs/NAME.toml.",
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+    fetch = actions.add_parser(
+        "fetch",
+        help="clone or update the cached mirror, then write NAME-VERSION.tar.gz with git archive",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Clone (or update) a bare mirror of the package's upstream under the cache\n"
+            "(XCPBUILD_CACHE/git/), resolve the target's ref and write NAME-VERSION.tar.gz with\n"
+            "`git archive` and the NAME-VERSION/ prefix. The same commit always gives the same\n"
+            "bytes. When the pinned ref is fetched, a sha256 that differs from the pin stops\n"
+            "with both values and writes nothing."
+        ),
+        epilog=(
+            "examples:\n"
+            "  xcpbuild source fetch vhd-tool --target xcp-ng-7.5\n"
+            "  xcpbuild source fetch vhd-tool --upstream ~/src/vhd-tool --out SOURCES/\n"
+            "  xcpbuild source fetch vhd-tool --ref v0.27.0 --json"
+        ),
+    )
+    fetch.add_argument("package", metavar="PKG", help="package name (specs/PKG.toml)")
+    fetch.add_argument("--target", default="local", help="target whose version and ref to use (default: local)")
+    fetch.add_argument(
+        "--upstream", metavar="URL_OR_PATH", help="use this git URL or local clone instead of the definition's"
+    )
+    fetch.add_argument("--ref", help="tag, branch or commit to archive instead of the target's pinned ref")
+    fetch.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write the tarball (default: _work/sources/PKG)"
+    )
+    add_json_flag(fetch)
+    fetch.set_defaults(func=run_fetch)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    pkg = find_package(settings.specs_dir, args.package)
+    fetched = source.fetch(settings, pkg, target=args.target, upstream=args.upstream, ref=args.ref, out_dir=args.out)
+    if args.json:
+        emit_json(dataclasses.asdict(fetched))
+    else:
+        print_table(
+            ("package", "version", "ref", "commit", "sha256"),
+            [(fetched.package, fetched.version, fetched.ref, fetched.commit[:12], fetched.sha256)],
+        )
+        print(fetched.tarball)
+    return 0

@@ -1,0 +1,162 @@
+"""Build targets: one folder per target, ``containers/NAME/`` with ``target.toml`` and a Dockerfile.
+
+A target says which ``%{dist}`` its packages carry, which XCP-ng release it
+builds for, where its image starts from and how build dependencies get in.
+Unknown keys are rejected with a "did you mean" hint, as in package definitions.
+
+Example::
+
+    description = "XCP-ng 8.3 build environment"
+    dist = ".xcpng8.3"
+    xcpng_release = "8.3"
+    base_image = "centos:7.5.1804"
+    builddeps = "yum-builddep"
+    binary_builds = true
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xcpbuild.errors import ConfigError
+
+_KEYS = {
+    "description",
+    "dist",
+    "xcpng_release",
+    "base_image",
+    "builddeps",
+    "binary_builds",
+    "debootstrap_include",
+    "build_args",
+    "build_network",
+    "literal_dist",
+}
+BUILDDEP_STRATEGIES = ("yum-builddep", "none")
+DEBOOTSTRAP_PREFIX = "debootstrap:"
+_DIST_RE = re.compile(r"^\.[A-Za-z0-9._]+$")
+_RELEASE_RE = re.compile(r"^\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A build environment as loaded from ``containers/NAME/target.toml``."""
+
+    name: str
+    path: Path
+    dist: str
+    xcpng_release: str
+    base_image: str
+    builddeps: str
+    binary_builds: bool
+    description: str = ""
+    # Debian packages of a debootstrap base (only for ``base_image = "debootstrap:SUITE"``).
+    debootstrap_include: tuple[str, ...] = ()
+    # Docker build args the user must supply from the environment: ARG name -> variable name.
+    build_args: tuple[tuple[str, str], ...] = ()
+    # Whether RUN steps of the Dockerfile need the host's network (installing packages).
+    build_network: bool = False
+    # XCP-ng 7.5 wrote its dist into Release (``4.2.xcp``) instead of defining %{dist}.
+    literal_dist: bool = False
+
+    @property
+    def dist_macro(self) -> str:
+        """What %{dist} is defined as in the image (empty when the dist is literal in Release)."""
+        return "" if self.literal_dist else self.dist
+
+    @property
+    def context_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def debootstrap_suite(self) -> str | None:
+        """``bookworm`` for ``debootstrap:bookworm``; None for a registry base image."""
+        if self.base_image.startswith(DEBOOTSTRAP_PREFIX):
+            return self.base_image[len(DEBOOTSTRAP_PREFIX) :]
+        return None
+
+
+def _reject_unknown(data: dict[str, Any], where: str) -> None:
+    for key in data:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(sorted(_KEYS))}"
+            raise ConfigError(f"unknown key `{key}` in {where}", hint=hint)
+
+
+def _get(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in data:
+        raise ConfigError(f"{where} is missing `{key}`", hint=f"add `{key} = ...` to it")
+    value = data[key]
+    if not isinstance(value, kind):
+        raise ConfigError(f"`{key}` in {where} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def load_target(path: Path) -> Target:
+    """Load and validate one ``target.toml``; the target's name is its folder's name."""
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    _reject_unknown(data, where)
+    dist = _get(data, "dist", str, where)
+    if not _DIST_RE.match(dist):
+        raise ConfigError(f"`dist` in {where} must start with a dot, like .xcpng8.3 (got {dist!r})")
+    release = _get(data, "xcpng_release", str, where)
+    if not _RELEASE_RE.match(release):
+        raise ConfigError(f"`xcpng_release` in {where} must look like 8.3 (got {release!r})")
+    builddeps = _get(data, "builddeps", str, where)
+    if builddeps not in BUILDDEP_STRATEGIES:
+        raise ConfigError(f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps!r})")
+    base_image = _get(data, "base_image", str, where)
+    include = data.get("debootstrap_include", [])
+    if not isinstance(include, list) or not all(isinstance(p, str) for p in include):
+        raise ConfigError(f"`debootstrap_include` in {where} must be a list of package names")
+    if include and not base_image.startswith(DEBOOTSTRAP_PREFIX):
+        raise ConfigError(f'`debootstrap_include` in {where} needs base_image = "debootstrap:SUITE"')
+    build_args = data.get("build_args", {})
+    if not isinstance(build_args, dict) or not all(isinstance(v, str) for v in build_args.values()):
+        raise ConfigError(f'`build_args` in {where} must be a table of ARG = "ENVIRONMENT_VARIABLE"')
+    flags: dict[str, bool] = {}
+    for key in ("build_network", "literal_dist"):
+        flags[key] = data.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise ConfigError(f"`{key}` in {where} must be true or false")
+    return Target(
+        name=path.parent.name,
+        path=path,
+        dist=dist,
+        xcpng_release=release,
+        base_image=base_image,
+        builddeps=builddeps,
+        binary_builds=bool(_get(data, "binary_builds", bool, where)),
+        description=str(data.get("description", "")),
+        debootstrap_include=tuple(include),
+        build_args=tuple(sorted(build_args.items())),
+        build_network=flags["build_network"],
+        literal_dist=flags["literal_dist"],
+    )
+
+
+def available_targets(containers_dir: Path) -> list[str]:
+    return sorted(p.parent.name for p in containers_dir.glob("*/target.toml"))
+
+
+def find_target(containers_dir: Path, name: str) -> Target:
+    """Load ``containers/NAME/target.toml``, or a ConfigError listing the targets that exist."""
+    path = containers_dir / name / "target.toml"
+    if not path.exists():
+        known = available_targets(containers_dir)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"known targets: {', '.join(known) or 'none'}"
+        raise ConfigError(f"unknown target `{name}` (no {path})", hint=hint)
+    return load_target(path)

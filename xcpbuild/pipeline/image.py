@@ -1,0 +1,224 @@
+"""Build environments: one image per target, built once and reused while its inputs are unchanged.
+
+An image's tag is a hash of everything that goes into it: the files of
+``containers/TARGET/``, the build arguments and, for ``local``, the key of its
+debootstrap base (suite, mirror, package list). So the tag can be computed
+without the engine, and the same inputs always name the same image.
+
+The ``local`` base is made with debootstrap from this machine's Debian mirror,
+packed and imported as ``xcpbuild-base:KEY``; its tarball is kept in the cache so
+an engine that lost its images re-imports it instead of bootstrapping again.
+A small record per image (``CACHE/images/TAG.json``) remembers the image id, so
+a build whose result is cached never has to ask the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from xcpbuild.adapters import container, rootfs
+from xcpbuild.config import Settings
+from xcpbuild.errors import ConfigError
+from xcpbuild.log import get_logger, step
+from xcpbuild.model.target import Target, find_target
+
+log = get_logger("image")
+
+# Bump when the way images are made changes in a way the inputs do not show.
+SCHEME = "1"
+BASE_REPOSITORY = "xcpbuild-base"
+TARGET_LABEL = "org.xcpbuild.target"
+KEY_LABEL = "org.xcpbuild.key"
+BASE_PATH = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """What a debootstrap base is made from; its key names the image and the cached tarball."""
+
+    suite: str
+    mirror: str
+    include: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        text = json.dumps({"scheme": SCHEME, "suite": self.suite, "mirror": self.mirror, "include": self.include})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def tag(self) -> str:
+        return f"{BASE_REPOSITORY}:{self.key}"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything that decides a target's image, computed without the engine."""
+
+    target: Target
+    key: str
+    tag: str
+    build_args: tuple[tuple[str, str], ...]
+    base: BaseSpec | None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    target: str
+    tag: str
+    image_id: str
+    base: str
+    reused: bool
+    seconds: float
+
+
+def repository(target: Target) -> str:
+    return f"xcpbuild-{target.name}"
+
+
+def context_digest(context_dir: Path) -> str:
+    """sha256 over the build context: each file's relative path, exec bit and content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(context_dir).as_posix()
+        executable = "x" if os.access(path, os.X_OK) else "-"
+        digest.update(f"{rel}\0{executable}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def _user_build_args(target: Target) -> list[tuple[str, str]]:
+    values = []
+    for arg, variable in target.build_args:
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(
+                f"target {target.name} needs ${variable} (its {arg} build argument)",
+                hint=f"export {variable}=URL of your mirror; or build offline with --target local",
+            )
+        values.append((arg, value))
+    return values
+
+
+def plan(settings: Settings, target_name: str) -> ImagePlan:
+    """The image a target would build and its tag (no engine needed)."""
+    target = find_target(settings.containers_dir, target_name)
+    suite = target.debootstrap_suite
+    base: BaseSpec | None = None
+    if suite is not None:
+        base = BaseSpec(suite=suite, mirror=rootfs.debian_mirror(suite), include=target.debootstrap_include)
+        base_ref = base.tag
+    else:
+        base_ref = target.base_image
+    args = [
+        ("BASE", base_ref),
+        ("DIST", target.dist_macro),
+        ("XCPNG_RELEASE", target.xcpng_release),
+        *_user_build_args(target),
+    ]
+    text = json.dumps({"scheme": SCHEME, "context": context_digest(target.context_dir), "args": args})
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return ImagePlan(target=target, key=key, tag=f"{repository(target)}:{key}", build_args=tuple(args), base=base)
+
+
+def _record_path(settings: Settings, tag: str) -> Path:
+    return settings.cache_dir / "images" / (tag.replace(":", "_").replace("/", "_") + ".json")
+
+
+def recorded_id(settings: Settings, tag: str) -> str | None:
+    """The image id last built or seen for ``tag`` (from the cache; the engine is not asked)."""
+    path = _record_path(settings, tag)
+    try:
+        return str(json.loads(path.read_text())["image_id"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _remember(settings: Settings, result: ImageResult) -> None:
+    path = _record_path(settings, result.tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(asdict(result), indent=2))
+    partial.replace(path)
+
+
+def ensure_base(settings: Settings, client: container.Client, base: BaseSpec) -> str:
+    """The debootstrap base's image id: present, re-imported from the cached tarball, or made now."""
+    found = container.image_id(client, base.tag)
+    if found is not None:
+        return found
+    tarball = settings.cache_dir / "rootfs" / f"{base.suite}-{base.key}.tar"
+    if not tarball.exists():
+        with step(f"debootstrap {base.suite} (minbase + {', '.join(base.include)}) from {base.mirror}"):
+            rootfs.debootstrap(base.suite, base.mirror, base.include, tarball)
+    with step(f"import {tarball.name} as {base.tag}"):
+        return container.import_rootfs(
+            client,
+            tarball,
+            BASE_REPOSITORY,
+            base.key,
+            changes=[BASE_PATH, f"LABEL {KEY_LABEL}={base.key}"],
+        )
+
+
+def build(
+    settings: Settings, target_name: str, *, client: container.Client | None = None, force: bool = False
+) -> ImageResult:
+    """Build the target's image unless an image with the same inputs exists; return it."""
+    start = time.monotonic()
+    chosen = plan(settings, target_name)
+    engine_client = client if client is not None else container.get_client()
+    existing = None if force else container.image_id(engine_client, chosen.tag)
+    base_ref = dict(chosen.build_args)["BASE"]
+    if existing is not None:
+        result = ImageResult(target_name, chosen.tag, existing, base_ref, True, time.monotonic() - start)
+        _remember(settings, result)
+        return result
+    with step(f"build image {chosen.tag} for target {target_name}"):
+        if chosen.base is not None:
+            ensure_base(settings, engine_client, chosen.base)
+        image_id = container.build_image(
+            engine_client,
+            chosen.target.context_dir,
+            chosen.tag,
+            buildargs=dict(chosen.build_args),
+            host_network=chosen.target.build_network,
+            on_line=lambda line: log.debug("docker build: %s", line),
+            labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
+            pull=chosen.base is None,
+        )
+    result = ImageResult(target_name, chosen.tag, image_id, base_ref, False, time.monotonic() - start)
+    _remember(settings, result)
+    return result
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    target: str
+    tag: str
+    image_id: str
+    current: bool
+    size_mb: float
+    created: str
+
+
+def list_images(settings: Settings, client: container.Client | None = None) -> list[ImageRow]:
+    """xcpbuild's target images in the engine, marking those that match the current inputs."""
+    engine_client = client if client is not None else container.get_client()
+    current: dict[str, str] = {}
+    rows = []
+    for info in container.list_images(engine_client, TARGET_LABEL):
+        target = info.labels.get(TARGET_LABEL, "?")
+        if target not in current:
+            try:
+                current[target] = plan(settings, target).tag
+            except ConfigError:
+                current[target] = ""
+        for tag in info.tags or ("<none>",):
+            rows.append(
+                ImageRow(target, tag, info.id, tag == current[target], round(info.size / 1e6, 1), info.created[:19])
+            )
+    return sorted(rows, key=lambda r: (r.target, not r.current, r.created))
