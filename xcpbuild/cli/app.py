@@ -26,6 +26,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.patch",
     "xcpbuild.cli.image",
     "xcpbuild.cli.spec",
+    "xcpbuild.cli.probe",
 )
 
 
