@@ -1,1 +1,460 @@
-"""VHD stream encoding and decoding: pure functions, no I/O."""
+"""VHD stream encoding and decoding: pure functions, no I/O.
+
+The encoder lays out a dynamic VHD exactly as vhd-tool streams an export: footer
+copy, dynamic header at 512, an empty sector, the BAT at 2048, then only the
+allocated blocks in ascending order (each a 512-byte all-ones bitmap followed by
+the 2 MiB of data), then the footer. The whole length is known before the first
+byte, so an HTTP response can carry an exact Content-Length.
+
+The decoder turns such a stream back into raw disk content while reading it
+strictly forwards (as XAPI's importer does), so a verifier can check an export
+without storing it.
+
+Creator app: ``tap\\0`` (XenServer's blktap). qemu's vpc driver trusts the
+footer's current size for that creator instead of the CHS geometry, so
+``qemu-img convert -f vpc`` reads the exact size even when CHS cannot express
+it (vhd-tool's own ``caml`` would make qemu size the disk from CHS and read it
+short).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+SECTOR = 512
+BLOCK_SIZE = 2 * 1024 * 1024
+BITMAP_SIZE = SECTOR  # 4096 sectors per block -> 512 bytes of bitmap, already sector-aligned
+FOOTER_SIZE = 512
+HEADER_SIZE = 1024
+HEADER_OFFSET = 512
+TABLE_OFFSET = 2048
+MAX_VIRTUAL_SIZE = 2040 * 1024**3
+UNALLOCATED = 0xFFFFFFFF
+
+DISK_FIXED = 2
+DISK_DYNAMIC = 3
+DISK_DIFFERENCING = 4
+
+FOOTER_COOKIE = b"conectix"
+HEADER_COOKIE = b"cxsparse"
+CREATOR_APP = b"tap\0"
+CREATOR_VERSION = 0x00010003
+CREATOR_OS = b"Wi2k"
+# Seconds from the Unix epoch to the VHD epoch (2000-01-01 00:00:00 UTC).
+VHD_EPOCH = 946684800
+
+_FOOTER = struct.Struct(">8sIIQI4sI4sQQIII16sB427x")
+_HEADER = struct.Struct(">8sQQIIII16sII512s192s256x")
+
+
+class VhdFormatError(ValueError):
+    """A VHD stream or structure is malformed, or cannot be decoded forwards."""
+
+
+def roundup(value: int, unit: int = SECTOR) -> int:
+    return -(-value // unit) * unit
+
+
+def checksum(structure: bytes, field_offset: int) -> int:
+    """Ones' complement of the byte sum, with the 4-byte checksum field counted as zeros."""
+    total = sum(structure) - sum(structure[field_offset : field_offset + 4])
+    return ~total & 0xFFFFFFFF
+
+
+def chs_geometry(size: int) -> tuple[int, int, int]:
+    """(cylinders, heads, sectors per track) for ``size`` bytes, by the VHD specification's algorithm."""
+    total = min(size // SECTOR, 65535 * 16 * 255)
+    if total >= 65535 * 16 * 63:
+        spt, heads = 255, 16
+        cth = total // spt
+    else:
+        spt = 17
+        cth = total // spt
+        heads = max((cth + 1023) // 1024, 4)
+        if cth >= heads * 1024 or heads > 16:
+            spt, heads = 31, 16
+            cth = total // spt
+        if cth >= heads * 1024:
+            spt, heads = 63, 16
+            cth = total // spt
+    return cth // heads, heads, spt
+
+
+def block_count(size: int) -> int:
+    return -(-size // BLOCK_SIZE)
+
+
+def check_size(size: int) -> None:
+    """Raise VhdFormatError when ``size`` cannot be exported as a VHD."""
+    if size <= 0 or size % SECTOR:
+        raise VhdFormatError(f"a VHD disk size must be a positive multiple of {SECTOR} bytes, not {size}")
+    if size > MAX_VIRTUAL_SIZE:
+        raise VhdFormatError(f"{size} bytes exceeds the VHD export maximum of 2040 GiB")
+
+
+@dataclass(frozen=True)
+class Footer:
+    current_size: int
+    disk_type: int = DISK_DYNAMIC
+    timestamp: int = 0
+    unique_id: bytes = bytes(16)
+    data_offset: int = HEADER_OFFSET
+    original_size: int | None = None
+    creator_app: bytes = CREATOR_APP
+    geometry: tuple[int, int, int] | None = None
+
+    def encode(self) -> bytes:
+        cyl, heads, spt = self.geometry or chs_geometry(self.current_size)
+        fields = [
+            FOOTER_COOKIE,
+            0x00000002,
+            0x00010000,
+            self.data_offset,
+            self.timestamp & 0xFFFFFFFF,
+            self.creator_app,
+            CREATOR_VERSION,
+            CREATOR_OS,
+            self.current_size if self.original_size is None else self.original_size,
+            self.current_size,
+            (cyl << 16) | (heads << 8) | spt,
+            self.disk_type,
+            0,
+            self.unique_id,
+            0,
+        ]
+        raw = _FOOTER.pack(*fields)
+        fields[12] = checksum(raw, 64)
+        return _FOOTER.pack(*fields)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Footer:
+        if len(raw) != FOOTER_SIZE:
+            raise VhdFormatError(f"a footer is {FOOTER_SIZE} bytes, got {len(raw)}")
+        f = _FOOTER.unpack(raw)
+        if f[0] != FOOTER_COOKIE:
+            raise VhdFormatError(f"footer cookie is {f[0]!r}, expected {FOOTER_COOKIE!r}")
+        if f[12] != checksum(raw, 64):
+            raise VhdFormatError(f"footer checksum {f[12]:#010x} does not match {checksum(raw, 64):#010x}")
+        geometry = (f[10] >> 16, (f[10] >> 8) & 0xFF, f[10] & 0xFF)
+        return cls(f[9], f[11], f[4], f[13], f[3], f[8], f[5], geometry)
+
+
+@dataclass(frozen=True)
+class Header:
+    max_table_entries: int
+    table_offset: int = TABLE_OFFSET
+    block_size: int = BLOCK_SIZE
+
+    def encode(self) -> bytes:
+        fields: list[object] = [
+            HEADER_COOKIE,
+            0xFFFFFFFFFFFFFFFF,
+            self.table_offset,
+            0x00010000,
+            self.max_table_entries,
+            self.block_size,
+            0,
+            bytes(16),
+            0,
+            0,
+            bytes(512),
+            bytes(192),
+        ]
+        raw = _HEADER.pack(*fields)
+        fields[6] = checksum(raw, 36)
+        return _HEADER.pack(*fields)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Header:
+        if len(raw) != HEADER_SIZE:
+            raise VhdFormatError(f"a dynamic header is {HEADER_SIZE} bytes, got {len(raw)}")
+        h = _HEADER.unpack(raw)
+        if h[0] != HEADER_COOKIE:
+            raise VhdFormatError(f"header cookie is {h[0]!r}, expected {HEADER_COOKIE!r}")
+        if h[6] != checksum(raw, 36):
+            raise VhdFormatError(f"header checksum {h[6]:#010x} does not match {checksum(raw, 36):#010x}")
+        if h[5] <= 0 or h[5] % SECTOR or (h[5] // SECTOR) % 8:
+            raise VhdFormatError(f"unsupported block size {h[5]}")
+        return cls(h[4], h[2], h[5])
+
+
+def encode_bat(entries: Sequence[int]) -> bytes:
+    """The BAT: one big-endian sector offset per block, padded with 0xFF to a whole sector."""
+    raw = struct.pack(f">{len(entries)}I", *entries)
+    return raw + b"\xff" * (roundup(len(raw)) - len(raw))
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """One block's data in the stream: ``length`` disk bytes at ``disk_offset``, then ``padding`` zeros."""
+
+    index: int
+    disk_offset: int
+    length: int
+    padding: int
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """Everything about a dynamic VHD export of one disk, computed before any byte is sent."""
+
+    size: int
+    blocks: tuple[int, ...]
+    footer: bytes
+    prefix: bytes  # footer copy + header + empty sector + BAT
+
+    @property
+    def length(self) -> int:
+        return stream_length(self.size, len(self.blocks))
+
+    def pieces(self) -> Iterator[bytes | BlockRef]:
+        """The stream in order: metadata as bytes, block data as BlockRef for the caller to copy."""
+        yield self.prefix
+        bitmap = b"\xff" * BITMAP_SIZE
+        for index in self.blocks:
+            yield bitmap
+            start = index * BLOCK_SIZE
+            length = min(BLOCK_SIZE, self.size - start)
+            yield BlockRef(index, start, length, BLOCK_SIZE - length)
+        yield self.footer
+
+
+def stream_length(size: int, allocated: int) -> int:
+    """Bytes in the stream of a ``size``-byte disk with ``allocated`` blocks holding data."""
+    bat = roundup(4 * block_count(size))
+    return FOOTER_SIZE + HEADER_SIZE + SECTOR + bat + allocated * (BITMAP_SIZE + BLOCK_SIZE) + FOOTER_SIZE
+
+
+def layout(size: int, allocated: Sequence[int], timestamp: int = 0, unique_id: bytes = bytes(16)) -> StreamLayout:
+    """Lay out the export of a ``size``-byte disk whose blocks ``allocated`` hold data."""
+    check_size(size)
+    n = block_count(size)
+    blocks = tuple(sorted(set(allocated)))
+    if blocks and (blocks[0] < 0 or blocks[-1] >= n):
+        raise VhdFormatError(f"block indices must be in 0..{n - 1}")
+    if len(unique_id) != 16:
+        raise VhdFormatError("a unique id is 16 bytes")
+    bat_bytes = roundup(4 * n)
+    first_sector = (TABLE_OFFSET + bat_bytes) // SECTOR
+    per_block = (BITMAP_SIZE + BLOCK_SIZE) // SECTOR
+    entries = [UNALLOCATED] * n
+    for k, index in enumerate(blocks):
+        entries[index] = first_sector + k * per_block
+    footer = Footer(size, DISK_DYNAMIC, timestamp, unique_id).encode()
+    header = Header(n).encode()
+    prefix = footer + header + bytes(SECTOR) + encode_bat(entries)
+    return StreamLayout(size, blocks, footer, prefix)
+
+
+def encode(disk: bytes, allocated: Sequence[int] | None = None, timestamp: int = 0) -> bytes:
+    """The whole stream for an in-memory disk (tests and small tools; servers use ``layout``)."""
+    if allocated is None:
+        allocated = [i for i in range(block_count(len(disk))) if any(disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE])]
+    out = bytearray()
+    for piece in layout(len(disk), allocated, timestamp).pieces():
+        if isinstance(piece, BlockRef):
+            out += disk[piece.disk_offset : piece.disk_offset + piece.length]
+            out += bytes(piece.padding)
+        else:
+            out += piece
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Data:
+    """Decoded disk content: ``data`` at disk ``offset``."""
+
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Zeros:
+    """``length`` bytes of zeros at disk ``offset`` (unallocated blocks or absent sectors)."""
+
+    offset: int
+    length: int
+
+
+Piece = Data | Zeros
+
+
+def _runs(bitmap: bytes, block_size: int) -> list[tuple[int, int, bool]]:
+    """(start, end, present) byte ranges of a block from its sector bitmap, MSB first."""
+    if bitmap.count(0xFF) == len(bitmap):
+        return [(0, block_size, True)]
+    runs: list[tuple[int, int, bool]] = []
+    for sector in range(block_size // SECTOR):
+        present = bool(bitmap[sector // 8] & (0x80 >> (sector % 8)))
+        start = sector * SECTOR
+        if runs and runs[-1][2] == present:
+            runs[-1] = (runs[-1][0], start + SECTOR, present)
+        else:
+            runs.append((start, start + SECTOR, present))
+    return runs
+
+
+class StreamDecoder:
+    """Decode a dynamic VHD stream, read strictly forwards, into raw disk pieces.
+
+    ``feed`` takes bytes as they arrive and returns the disk pieces they complete,
+    in ascending disk order; ``finish`` checks the stream ended with its footer and
+    returns the trailing zeros. Memory use is bounded by one small structure (the
+    BAT is the largest) whatever the disk size.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # stream bytes consumed
+        self._disk_pos = 0  # disk bytes emitted
+        self._need: tuple[str, int] = ("footer-copy", FOOTER_SIZE)
+        self._footer: Footer | None = None
+        self._footer_raw = b""
+        self._header: Header | None = None
+        self._plan: list[tuple[int, int]] = []  # (stream offset, block index), ascending
+        self._planned = 0  # blocks of the plan started so far
+        self._then: tuple[str, int] = ("", 0)  # what to read once a skip ends
+        self._block: tuple[int, list[tuple[int, int, bool]], int] | None = None  # index, runs, bytes consumed
+        self._done = False
+
+    @property
+    def size(self) -> int | None:
+        return self._footer.current_size if self._footer else None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Piece]:
+        out: list[Piece] = []
+        view = memoryview(data)
+        while view:
+            if self._done:
+                raise VhdFormatError(f"{len(view)} unexpected bytes after the final footer")
+            if self._block is not None:
+                view = self._feed_block(view, out)
+                continue
+            what, target = self._need
+            if what == "skip":
+                take = min(len(view), target - self._pos)
+                self._pos += take
+                view = view[take:]
+                if self._pos == target:
+                    self._advance(out)
+                continue
+            take = min(len(view), target - len(self._buf))
+            self._buf += view[:take]
+            self._pos += take
+            view = view[take:]
+            if len(self._buf) == target:
+                raw = bytes(self._buf)
+                self._buf.clear()
+                self._structure(what, raw, out)
+        return out
+
+    def finish(self) -> list[Piece]:
+        if not self._done:
+            raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {self._need[0]})")
+        return []
+
+    def _skip_to(self, offset: int, then: str, length: int) -> None:
+        if offset < self._pos:
+            raise VhdFormatError(f"the {then} at stream offset {offset} lies behind the read position {self._pos}")
+        self._then = (then, length)
+        self._need = ("skip", offset) if offset > self._pos else (then, length)
+
+    def _advance(self, out: list[Piece]) -> None:
+        self._need = self._then
+
+    def _structure(self, what: str, raw: bytes, out: list[Piece]) -> None:
+        if what == "footer-copy":
+            self._footer = Footer.decode(raw)
+            self._footer_raw = raw
+            if self._footer.disk_type != DISK_DYNAMIC:
+                raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3)")
+            self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
+        elif what == "header":
+            self._header = Header.decode(raw)
+            assert self._footer is not None
+            expected = -(-self._footer.current_size // self._header.block_size)
+            if self._header.max_table_entries < expected:
+                raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
+            self._skip_to(self._header.table_offset, "bat", roundup(4 * self._header.max_table_entries))
+        elif what == "bat":
+            assert self._header is not None
+            entries = struct.unpack_from(f">{self._header.max_table_entries}I", raw)
+            self._plan = sorted((e * SECTOR, i) for i, e in enumerate(entries) if e != UNALLOCATED)
+            if any(b[1] < a[1] for a, b in zip(self._plan, self._plan[1:], strict=False)):
+                raise VhdFormatError("blocks are not stored in ascending order; this stream cannot be read forwards")
+            self._next_block()
+        elif what == "bitmap":
+            assert self._header is not None
+            self._block = (self._plan[self._planned - 1][1], _runs(raw, self._header.block_size), 0)
+        elif what == "footer":
+            if raw != self._footer_raw:
+                raise VhdFormatError("the final footer differs from the footer copy at the start")
+            assert self._footer is not None
+            self._zeros_to(self._footer.current_size, out)
+            self._done = True
+
+    def _next_block(self) -> None:
+        if self._planned < len(self._plan):
+            offset, _ = self._plan[self._planned]
+            self._planned += 1
+            self._skip_to(offset, "bitmap", self._bitmap_size())
+        else:
+            self._need = ("footer", FOOTER_SIZE)
+
+    def _bitmap_size(self) -> int:
+        assert self._header is not None
+        return roundup(self._header.block_size // SECTOR // 8)
+
+    def _zeros_to(self, offset: int, out: list[Piece]) -> None:
+        if offset > self._disk_pos:
+            out.append(Zeros(self._disk_pos, offset - self._disk_pos))
+            self._disk_pos = offset
+
+    def _feed_block(self, view: memoryview, out: list[Piece]) -> memoryview:
+        assert self._block is not None and self._header is not None and self._footer is not None
+        index, runs, consumed = self._block
+        block_size = self._header.block_size
+        take = min(len(view), block_size - consumed)
+        base = index * block_size
+        if consumed == 0:
+            if base < self._disk_pos:
+                raise VhdFormatError(f"block {index} comes after disk offset {self._disk_pos}; not a forward stream")
+            self._zeros_to(min(base, self._footer.current_size), out)
+        chunk_start, chunk_end = consumed, consumed + take
+        limit = self._footer.current_size - base  # bytes of this block inside the disk
+        for start, end, present in runs:
+            lo, hi = max(start, chunk_start), min(end, chunk_end, limit)
+            if lo >= hi:
+                continue
+            if present:
+                out.append(Data(base + lo, bytes(view[lo - consumed : hi - consumed])))
+            else:
+                out.append(Zeros(base + lo, hi - lo))
+            self._disk_pos = base + hi
+        self._pos += take
+        consumed += take
+        if consumed == block_size:
+            self._block = None
+            self._next_block()
+        else:
+            self._block = (index, runs, consumed)
+        return view[take:]
+
+
+def decode(stream: bytes) -> bytes:
+    """The raw disk held by a whole in-memory stream (tests and small tools)."""
+    decoder = StreamDecoder()
+    pieces = decoder.feed(stream) + decoder.finish()
+    out = bytearray()
+    for piece in pieces:
+        if isinstance(piece, Data):
+            out += piece.data
+        else:
+            out += bytes(piece.length)
+    return bytes(out)

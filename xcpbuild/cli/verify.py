@@ -1,0 +1,165 @@
+"""`xcpbuild verify ACTION`: prove exports behave. `backpressure` downloads like a slow backup remote."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.errors import UsageError, VerifyError
+from xcpbuild.pipeline import verify
+
+BACKPRESSURE_EPILOG = """examples:
+  # the 2018 case: pause 10 s at 30%, expect every byte of the disk back
+  xcpbuild verify backpressure 'http://127.0.0.1:8080/export_raw_vdi?vdi=vdi1&format=vhd' \\
+      --token s3cret --stall 10@0.3 --expect-disk /srv/vdi1.raw
+  # a slow remote: 32 KiB/s for 8 s from 20%, then full speed
+  xcpbuild verify backpressure URL --token T --rate 32768 --rate-at 0.2 --rate-for 8 --expect-sha256 HEX
+  # a real XCP-ng host (self-signed certificate)
+  xcpbuild verify backpressure 'https://HOST/export_raw_vdi?vdi=UUID&format=raw' --token OpaqueRef:... --insecure
+
+A VHD export is decoded back to raw as it arrives and compared with --expect-disk
+byte for byte (or its sha256 with --expect-sha256). Exits 0 when the export is
+complete and equal (or was disconnected on purpose with --disconnect-at); exits 14
+on a truncated body, an HTTP error or a mismatch.
+"""
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("a fraction is within 0..1")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="prove exports behave: download like a slow backup remote and check every byte",
+        description="Verification actions. `backpressure` stalls, throttles or disconnects while downloading "
+        "an export, then checks it end to end.",
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION")
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    bp = actions.add_parser(
+        "backpressure",
+        help="download an export while stalling/throttling/disconnecting, then check it",
+        description="Download URL (a /export_raw_vdi of `xcpbuild serve` or of a real XCP-ng host) while "
+        "misbehaving like a slow backup remote, then check what arrived.",
+        epilog=BACKPRESSURE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bp.add_argument("url", metavar="URL", help="export URL (http or https); session_id may be in it")
+    bp.add_argument("--token", help="session_id to add to the URL when it has none")
+    bp.add_argument("--format", choices=("raw", "vhd"), help="export format (default: the URL's, else raw)")
+    bp.add_argument(
+        "--stall",
+        action="append",
+        default=[],
+        metavar="SECONDS[@FRACTION]",
+        help="stop reading for SECONDS at FRACTION of the body (repeatable; default fraction from --stall-at)",
+    )
+    bp.add_argument(
+        "--stall-at",
+        action="append",
+        type=_fraction,
+        default=[],
+        metavar="FRACTION",
+        help="where the n-th --stall happens (default 0.5)",
+    )
+    bp.add_argument("--rate", type=_positive, metavar="BYTES_PER_S", help="throttle reading to this rate")
+    bp.add_argument("--rate-at", type=_fraction, default=0.0, metavar="FRACTION", help="start throttling here")
+    bp.add_argument("--rate-for", type=_positive, metavar="SECONDS", help="throttle only this long")
+    bp.add_argument("--disconnect-at", type=_fraction, metavar="FRACTION", help="close the connection here")
+    bp.add_argument(
+        "--rcvbuf",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="client socket receive buffer; small makes stalls bite (0: kernel default; default 65536)",
+    )
+    bp.add_argument("--timeout", type=_positive, default=600.0, help="give up when no byte arrives for this long")
+    check = bp.add_mutually_exclusive_group()
+    check.add_argument("--expect-sha256", metavar="HEX", help="sha256 the disk content must have")
+    check.add_argument("--expect-disk", type=Path, metavar="PATH", help="raw disk the content must equal")
+    bp.add_argument("--output", type=Path, metavar="PATH", help="also save the body (as received) here")
+    bp.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
+    bp.add_argument("--cafile", type=Path, help="https: CA bundle to verify the server with")
+    add_json_flag(bp)
+    bp.set_defaults(func=run_backpressure)
+
+
+def plan_from_args(args: argparse.Namespace) -> verify.ClientPlan:
+    stalls = []
+    for index, text in enumerate(args.stall):
+        seconds_text, sep, at_text = text.partition("@")
+        try:
+            seconds = float(seconds_text)
+            at = float(at_text) if sep else (args.stall_at[index] if index < len(args.stall_at) else 0.5)
+        except ValueError:
+            raise UsageError(f"--stall {text!r} is not SECONDS[@FRACTION]") from None
+        stalls.append(verify.Stall(at, seconds))
+    if len(args.stall_at) > len(args.stall):
+        raise UsageError("--stall-at without a matching --stall")
+    return verify.ClientPlan(
+        stalls=tuple(stalls),
+        rate=args.rate,
+        rate_at=args.rate_at,
+        rate_for=args.rate_for,
+        disconnect_at=args.disconnect_at,
+        rcvbuf=args.rcvbuf or None,
+        read_timeout=args.timeout,
+    )
+
+
+def run_backpressure(args: argparse.Namespace) -> int:
+    report = verify.backpressure(
+        args.url,
+        plan_from_args(args),
+        token=args.token,
+        fmt=args.format,
+        expect_sha256=args.expect_sha256,
+        expect_disk=args.expect_disk,
+        save_to=args.output,
+        insecure=args.insecure,
+        cafile=args.cafile,
+    )
+    if args.json:
+        emit_json(report)
+    else:
+        received = f"{report.bytes_received} of {report.content_length if report.content_length is not None else '?'}"
+        rows = [
+            ("url", report.url),
+            ("format", report.format),
+            ("status", report.status if report.status is not None else "-"),
+            ("received", received),
+            ("duration", f"{report.duration_s:.2f} s"),
+            ("outcome", report.outcome),
+            ("sha256", report.sha256 or "-"),
+            ("expected", report.expected or "-"),
+            ("match", {True: "yes", False: "NO", None: "-"}[report.match]),
+            *(("event", event) for event in report.events),
+            ("detail", report.detail),
+        ]
+        print_table(("check", "value"), rows)
+    if not report.ok:
+        raise VerifyError(f"export {report.outcome}: {report.detail}")
+    return 0
