@@ -66,7 +66,7 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return _text(value[0]) if value else ""
     return str(value)
 
@@ -74,7 +74,7 @@ def _text(value: Any) -> str:
 def _texts(value: Any) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_text(v) for v in value]
     return [_text(value)]
 
@@ -82,7 +82,7 @@ def _texts(value: Any) -> list[str]:
 def _ints(value: Any) -> list[int]:
     if value is None:
         return []
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [int(v) for v in value]
     return [int(value)]
 

@@ -26,6 +26,8 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.patch",
     "xcpbuild.cli.image",
     "xcpbuild.cli.spec",
+    "xcpbuild.cli.build",
+    "xcpbuild.cli.inspect",
     "xcpbuild.cli.serve",
     "xcpbuild.cli.verify",
     "xcpbuild.cli.probe",

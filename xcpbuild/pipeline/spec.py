@@ -67,7 +67,7 @@ def changelog_text(entries: Sequence[ChangelogEntry]) -> str:
 
 
 def context(
-    package: PackageDef, target: Target, version: str, release: str, sources: Sequence[str], patches: Sequence[str]
+    package: PackageDef, target: Target, *, version: str, release: str, sources: Sequence[str], patches: Sequence[str]
 ) -> dict[str, Any]:
     """What a template sees."""
     return {
@@ -127,8 +127,8 @@ def render(
     pin = package.pin(target_name)
     version = version or pin.version
     sources = [tarball or package.tarball_name(version), *package.extra_sources]
-    patches = [p.name for p in read_series(settings.patches_dir, package.name)]
-    values = context(package, target, version, pin.release, sources, patches)
+    patches = [p.name for p in read_series(settings.patches_dir, package.name, pin.series)]
+    values = context(package, target, version=version, release=pin.release, sources=sources, patches=patches)
     text = render_text(settings.specs_dir, package.template, values)
     return RenderedSpec(
         package=package.name,
