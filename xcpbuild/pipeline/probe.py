@@ -28,6 +28,7 @@ import hashlib
 import json
 import random
 import re
+import shutil
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
-from xcpbuild.pipeline import patch, probe_image, source
+from xcpbuild.pipeline import patch, probe_image, source, verify
 
 log = get_logger("probe")
 
@@ -50,21 +51,27 @@ DATA_FILE = "probe-disk.img"
 RUNNER = "probe_runner.py"
 REQUESTS = 3  # raw, throttle, stall: one request each
 RUN_SLACK = 300.0  # seconds beyond the stall for the whole run step
+KIT_DIR = "verifier"
+# xcpbuild.pipeline.verify and what it imports: copied into the container, where
+# nothing else of xcpbuild (nor its dependencies) is installed.
+VERIFIER_MODULES = ("__init__.py", "errors.py", "log.py", "vhd.py", "pipeline/__init__.py", "pipeline/verify.py")
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """One client run against the driver."""
+    """One verifier run against the driver."""
 
     name: str
     stall: float
     ok: bool
+    outcome: str = "error"  # the verifier's: complete | truncated | error
     status: int | None = None
     content_length: int | None = None
     bytes: int = 0
     sha256: str | None = None
     seconds: float = 0.0
     error: str | None = None
+    events: tuple[str, ...] = ()
 
 
 @dataclass
@@ -101,6 +108,16 @@ def load_recipe(settings: Settings, name: str) -> tuple[PackageDef, ProbeRecipe]
     recipe = parse_probe(pkg.probe, f"[probe] of {pkg.path}")
     recipe_files(recipe, settings.project_root)  # fail before any fetch when one is missing
     return pkg, recipe
+
+
+def verifier_kit(dest: Path) -> Path:
+    """Copy the verifier and the modules it imports (all standard-library only) to ``dest/xcpbuild``."""
+    package_root = Path(verify.__file__).resolve().parents[1]
+    for relative in VERIFIER_MODULES:
+        target = dest / "xcpbuild" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package_root / relative, target)
+    return dest / "xcpbuild"
 
 
 def runner_path(settings: Settings) -> Path:
@@ -183,25 +200,29 @@ def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[str, st
     if not raw.get("ready"):
         problems.append("the driver never said it was ready")
     for item in raw.get("runs", []):
-        error = item.get("error")
-        got = int(item.get("bytes") or 0)
-        if error is None and item.get("status") != 200:
+        got = int(item.get("bytes_received") or 0)
+        error = None
+        if not item.get("ok") or item.get("outcome") != "complete":
+            error = str(item.get("detail") or f"the verifier's outcome: {item.get('outcome')}")
+        elif item.get("status") != 200:
             error = f"HTTP status {item.get('status')}"
-        if error is None and (got != size or item.get("content_length") != size):
+        elif got != size or item.get("content_length") != size:
             error = f"received {got} of {size} bytes"
-        if error is None and item.get("sha256") != expected_sha256:
+        elif item.get("match") is not True or item.get("sha256") != expected_sha256:
             error = "the sha256 of the body differs from the served file"
         runs.append(
             RunResult(
                 name=str(item.get("name")),
                 stall=float(item.get("stall") or 0.0),
                 ok=error is None,
+                outcome=str(item.get("outcome") or "error"),
                 status=item.get("status"),
                 content_length=item.get("content_length"),
                 bytes=got,
                 sha256=item.get("sha256"),
-                seconds=float(item.get("seconds") or 0.0),
+                seconds=float(item.get("duration_s") or 0.0),
                 error=error,
+                events=tuple(str(e) for e in item.get("events", ())),
             )
         )
         if error is not None:
@@ -270,8 +291,9 @@ def probe(
     options = container.ContainerOptions(image=tag, role="probe", workdir="/tmp", keep=keep)
     with container.BuildContainer(engine_client, options) as box:
         box.put([*theirs, *ours, runner, data], BUILD_DIR)
+        box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
         _compile(box, recipe, work, sources, name)
-        raw = _run(box, recipe, stall_seconds, work)
+        raw = _run(box, recipe, stall_seconds, expected, work)
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
     report.driver_exit = raw.get("driver_exit")
     report.driver_stderr = str(raw.get("driver_stderr", "")).strip()
@@ -299,10 +321,16 @@ def _compile(
                 )
 
 
-def _run(box: container.BuildContainer, recipe: ProbeRecipe, stall: float, work: Path) -> dict[str, Any]:
+def _run(
+    box: container.BuildContainer, recipe: ProbeRecipe, stall: float, expected_sha256: str, work: Path
+) -> dict[str, Any]:
     argv = [
         "python3",
         RUNNER,
+        "--kit",
+        KIT_DIR,
+        "--sha256",
+        expected_sha256,
         "--ready",
         recipe.ready,
         "--port",
