@@ -181,11 +181,15 @@ def describe_compile_error(output: str, sources: dict[str, str]) -> str:
             return f"{sources.get(name, match['file'])} line {match['line']}: error: {match['message']}"
         match = _OCAML_LOCATION.match(line.strip())
         if match:
-            following = lines[index + 1 :]
-            errors = [i for i, text in enumerate(following) if text.startswith("Error")]
+            block: list[str] = []
+            for text in lines[index + 1 :]:
+                if _OCAML_LOCATION.match(text.strip()):
+                    break  # the next report; this one was a warning
+                block.append(text)
+            errors = [i for i, text in enumerate(block) if text.startswith("Error")]
             if not errors:
-                continue  # a warning's location; look for the error
-            message = " ".join(t.strip() for t in following[errors[0] :][:3] if t.strip() and not t.startswith("File"))
+                continue
+            message = " ".join(t.strip() for t in block[errors[0] :][:3] if t.strip())
             name = PurePosixPath(match["file"]).name
             return f"{sources.get(name, match['file'])} line {match['line']}: {message}"
     tail = [t for t in lines if t.strip()][-3:]
