@@ -293,15 +293,17 @@ def probe(
 
     # BUILD_DIR is made by the build user (a container workdir would be root-owned).
     options = container.ContainerOptions(image=tag, role="probe", workdir="/tmp", keep=keep)
-    with container.BuildContainer(engine_client, options) as box:
-        box.put([*theirs, *ours, runner, data], BUILD_DIR)
-        box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
-        _compile(box, recipe, work, sources, name)
-        raw = _run(box, recipe, stall_seconds, expected, work)
+    try:
+        with container.BuildContainer(engine_client, options) as box:
+            box.put([*theirs, *ours, runner, data], BUILD_DIR)
+            box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
+            _compile(box, recipe, work, sources, name)
+            raw = _run(box, recipe, stall_seconds, expected, work)
+    finally:
+        data.unlink(missing_ok=True)  # regenerated from its seed whenever needed
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
     report.driver_exit = raw.get("driver_exit")
     report.driver_stderr = str(raw.get("driver_stderr", "")).strip()
-    data.unlink()
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
 
