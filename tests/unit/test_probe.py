@@ -15,7 +15,7 @@ from xcpbuild.model.package import find_package
 from xcpbuild.model.probe import parse_probe, recipe_files
 from xcpbuild.pipeline import probe
 
-WHERE = "[probe] of test.toml"
+WHERE = "specs/test.toml"
 
 
 def _recipe(**overrides: Any) -> dict[str, Any]:

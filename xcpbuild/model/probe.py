@@ -101,13 +101,14 @@ def _number(raw: Mapping[str, Any], key: str, where: str, default: float, *, who
     return float(value)
 
 
-def parse_probe(raw: Mapping[str, Any], where: str) -> ProbeRecipe:
-    """Validate a ``[probe]`` table (``where`` names it in messages)."""
+def parse_probe(raw: Mapping[str, Any], source: str) -> ProbeRecipe:
+    """Validate the ``[probe]`` table of the definition file ``source``."""
     if not raw:
         raise ConfigError(
-            f"{where} has no [probe] table",
+            f"{source} has no [probe] table",
             hint="declare the probe recipe with the package (see specs/vhd-tool.toml)",
         )
+    where = f"[probe] of {source}"
     for key in raw:
         if key not in _KEYS:
             close = difflib.get_close_matches(key, sorted(_KEYS), n=1)

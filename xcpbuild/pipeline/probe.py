@@ -105,7 +105,7 @@ class ProbeReport:
 
 def load_recipe(settings: Settings, name: str) -> tuple[PackageDef, ProbeRecipe]:
     pkg = find_package(settings.specs_dir, name)
-    recipe = parse_probe(pkg.probe, f"[probe] of {pkg.path}")
+    recipe = parse_probe(pkg.probe, str(pkg.path))
     recipe_files(recipe, settings.project_root)  # fail before any fetch when one is missing
     return pkg, recipe
 
