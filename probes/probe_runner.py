@@ -30,6 +30,7 @@ from typing import Any
 THROTTLE_SECONDS = 4.0
 STALL_AT = 0.05  # fraction of the body read before the stall
 READY_SECONDS = 30.0
+READ_TIMEOUT = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, args.kit)
     from xcpbuild.pipeline import verify  # importable only once the kit is on the path
 
+    # A driver that sends nothing for READ_TIMEOUT seconds while we read is hung: that run fails.
     plans = (
-        ("raw", 0.0, verify.ClientPlan()),
-        ("throttle", 0.0, verify.ClientPlan(rate=args.throttle_kib_s * 1024.0, rate_for=THROTTLE_SECONDS)),
-        ("stall", args.stall, verify.ClientPlan(stalls=(verify.Stall(at=STALL_AT, seconds=args.stall),))),
+        ("raw", 0.0, verify.ClientPlan(read_timeout=READ_TIMEOUT)),
+        (
+            "throttle",
+            0.0,
+            verify.ClientPlan(rate=args.throttle_kib_s * 1024.0, rate_for=THROTTLE_SECONDS, read_timeout=READ_TIMEOUT),
+        ),
+        (
+            "stall",
+            args.stall,
+            verify.ClientPlan(stalls=(verify.Stall(at=STALL_AT, seconds=args.stall),), read_timeout=READ_TIMEOUT),
+        ),
     )
     driver = [a for a in args.driver if a != "--"]
     report: dict[str, Any] = {"ready": False, "runs": [], "driver_exit": None, "driver_stdout": "", "driver_stderr": ""}

@@ -350,14 +350,26 @@ def _run(
     ]
     with step(f"stall-test the probe (raw, throttled, {stall:g}s stall)"):
         result = box.exec(argv, workdir=BUILD_DIR, timeout=stall + RUN_SLACK, check=False)
-    last = result.output.strip().splitlines()[-1:] or [""]
-    try:
-        raw: dict[str, Any] = json.loads(last[0])
-    except json.JSONDecodeError as exc:
-        (work / "runner.log").write_text(result.output)
+    (work / "runner.log").write_text(result.output)
+    raw = _last_json_object(result.output)
+    if raw is None:
+        last = result.output.strip().splitlines()[-1:] or ["no output"]
         raise VerifyError(
             f"the probe runner did not report (exit {result.exit_code}): {last[0][:200]}",
             hint=f"its output is in {work / 'runner.log'}",
-        ) from exc
+        )
     (work / "driver.stderr").write_text(str(raw.get("driver_stderr", "")))
     return raw
+
+
+def _last_json_object(output: str) -> dict[str, Any] | None:
+    """The runner's report: the last output line that is a JSON object (stderr lines may follow it)."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            try:
+                found = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(found, dict):
+                return found
+    return None
