@@ -92,3 +92,19 @@ def test_series_order_comments_and_malformed_lines(tmp_path: Path) -> None:
     (patches / "series").write_text("missing.patch\n")
     with pytest.raises(ConfigError, match="does not exist"):
         read_series(tmp_path, "demo")
+
+
+def test_target_series_and_retired_keys(tmp_path: Path) -> None:
+    text = GOOD + '\n[targets."xcp-ng-8.2"]\nseries = ""\n\n[targets.gone]\nretired = "built inside another package"\n'
+    pkg = load_package(_write(tmp_path, text))
+    assert pkg.pin("local").series == "series"
+    assert pkg.pin("xcp-ng-8.2").series == ""
+    assert pkg.pin("xcp-ng-8.2").version == "1.0"  # still inherits the default
+    with pytest.raises(ConfigError, match="not built for target gone: built inside another package"):
+        pkg.pin("gone")
+    with pytest.raises(ConfigError, match="series"):
+        load_package(_write(tmp_path, GOOD + '\n[targets.bad]\nseries = "../x"\n'))
+
+
+def test_read_series_of_an_empty_name_is_empty(tmp_path: Path) -> None:
+    assert read_series(tmp_path, "demo", "") == []

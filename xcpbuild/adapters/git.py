@@ -28,8 +28,9 @@ log = get_logger("git")
 
 # Never prompt for credentials: an unreachable or private URL must fail, not hang.
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
-# Format-patch output that depends only on the commits: no real hashes, no git version, "[PATCH]".
-_FORMAT_PATCH_STABLE = ("--zero-commit", "--no-signature", "--no-numbered", "--no-stat", "--full-index")
+# Format-patch output that depends only on the commits: no commit hash, no git version,
+# full blob ids (abbreviations grow with the repository), "[PATCH]" without numbers.
+_FORMAT_PATCH_STABLE = ("--zero-commit", "--no-signature", "--no-numbered", "--full-index")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def mirror(cache_dir: Path, url: str) -> Path:
     (offline), the cached copy is used and a warning logged.
     """
     url = normalize_url(url)
+    _warn_if_uncommitted(url)
     path = mirror_path(cache_dir, url)
     if (path / "HEAD").exists():
         try:
@@ -88,7 +90,11 @@ def mirror(cache_dir: Path, url: str) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         git.Repo.clone_from(url, scratch / "repo.git", mirror=True, env=_NO_PROMPT)
-        (scratch / "repo.git").rename(path)
+        try:
+            (scratch / "repo.git").rename(path)
+        except OSError:
+            if not (path / "HEAD").exists():  # not another process that cloned it first
+                raise
     except git.GitCommandError as exc:
         raise SourceError(
             f"cannot clone {url}: {_first_line(exc)}",
@@ -97,6 +103,18 @@ def mirror(cache_dir: Path, url: str) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+def _warn_if_uncommitted(url: str) -> None:
+    """A local work tree with changes: say that only commits reach the mirror."""
+    if "://" in url or not (Path(url) / ".git").exists():
+        return
+    try:
+        dirty = git.Repo(url).is_dirty(untracked_files=False)
+    except (git.InvalidGitRepositoryError, git.GitCommandError):
+        return
+    if dirty:
+        log.warning("%s has uncommitted changes: they are not in the mirror (commit them to use them)", url)
 
 
 def _open(path: Path) -> git.Repo:

@@ -11,7 +11,7 @@ from xcpbuild.config import load_settings
 from xcpbuild.errors import PatchError
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline import patch
-from xcpbuild.pipeline.hunks import CONFLICTS, FUZZ
+from xcpbuild.pipeline.hunks import APPLIES, OFFSET
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Check every patch of the series against upstream refs (patches on top of the ones\n"
-            "before them, as a build applies them). Exit status 9 when a patch conflicts or\n"
-            "needs fuzz on some ref (a build of that ref would fail); 0 otherwise, including\n"
-            "`already upstream`, which means the patch can be dropped for that ref."
+            "before them, as a build applies them). Exit status 0 when every patch applies\n"
+            "(with or without offset) on every ref; 9 otherwise, since a build would stop there:\n"
+            "`needs fuzz` and `conflicts` ask for a refresh, `already upstream` for dropping it."
         ),
         epilog=(
             "examples:\n"
@@ -122,7 +122,7 @@ def run_check(args: argparse.Namespace) -> int:
         print_table(("ref", "patch", "status", "detail"), [(h.ref, h.patch, h.status, h.detail) for h in report])
     else:
         print(f"{pkg.name} has no patches for target {args.target}")
-    broken = [h for h in report if h.status in (CONFLICTS, FUZZ)]
+    broken = [h for h in report if h.status not in (APPLIES, OFFSET)]
     return PatchError.exit_code if broken else 0
 
 

@@ -43,9 +43,8 @@ class PatchHealth:
 
 @dataclass(frozen=True)
 class RefreshResult:
-    series: list[str]
-    written: list[str]
-    removed: list[str]
+    series: list[str]  # the new series, in order (every file in it was rewritten)
+    removed: list[str]  # patch files no series lists any more
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,19 @@ def apply_series(settings: Settings, pkg: PackageDef, source_dir: Path, target: 
     if not loaded:
         log.info("%s has no patches for target %s", pkg.name, target)
         return []
-    scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
+    except OSError as exc:
+        raise SourceError(
+            f"cannot make a working copy beside {source_dir}: {exc.strerror}",
+            hint="patches are applied to a copy in the same directory; make that directory writable",
+        ) from exc
     try:
         work = scratch / "tree"
-        shutil.copytree(source_dir, work, symlinks=True)
+        try:
+            shutil.copytree(source_dir, work, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            raise SourceError(f"cannot copy {source_dir} to apply the series: {exc}") from exc
         for index, patch in enumerate(loaded, start=1):
             with step(f"apply {patch.path.name}"):
                 result = git.apply(work, patch.path)
@@ -181,6 +189,16 @@ def patch_file_name(pkg: PackageDef, version: str, subject: str) -> str:
     return f"{pkg.name}-{version}-{_slug(subject)}.XCP-ng.patch"
 
 
+def _leading_comments(series_text: str) -> str:
+    """The comment lines heading a series file, kept when it is rewritten."""
+    kept = []
+    for line in series_text.splitlines():
+        if not line.startswith("#"):
+            break
+        kept.append(line + "\n")
+    return "".join(kept)
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -228,18 +246,23 @@ def refresh(
         while name in names:
             name, number = f"{stem}-{number}.XCP-ng.patch", number + 1
         names.append(name)
+    # Files other targets' series still list stay (read them all before writing anything).
+    keep = set(names)
+    for other in sorted({p.series for p in pkg.targets.values() if p.series and p.series != pin.series}):
+        try:
+            keep.update(path.name for path in read_series(settings.patches_dir, pkg.name, other))
+        except ConfigError as exc:
+            raise PatchError(exc.message, hint=exc.hint) from exc
     directory = settings.patches_dir / pkg.name
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in zip(names, texts, strict=True):
         _write_text(directory / name, text)
-    _write_text(directory / pin.series, "".join(f"{name}\n" for name in names))
-    # Files other targets' series still list stay.
-    keep = set(names)
-    for other in {p.series for p in pkg.targets.values() if p.series and p.series != pin.series}:
-        keep.update(path.name for path in read_series(settings.patches_dir, pkg.name, other))
+    series_path = directory / pin.series
+    header = _leading_comments(series_path.read_text()) if series_path.exists() else ""
+    _write_text(series_path, header + "".join(f"{name}\n" for name in names))
     removed = []
     for path in old_patches:
         if path.name not in keep:
             path.unlink()
             removed.append(path.name)
-    return RefreshResult(series=names, written=names, removed=removed)
+    return RefreshResult(series=names, removed=removed)
