@@ -18,6 +18,9 @@ BACKPRESSURE_EPILOG = """examples:
   # a real XCP-ng host (self-signed certificate)
   xcpbuild verify backpressure 'https://HOST/export_raw_vdi?vdi=UUID&format=raw' --token OpaqueRef:... --insecure
 
+Fractions are of the response's Content-Length; without one (a server that does not
+send it), stalls happen at the start and --disconnect-at is ignored.
+
 A VHD export is decoded back to raw as it arrives and compared with --expect-disk
 byte for byte (or its sha256 with --expect-sha256). Exits 0 when the export is
 complete and equal (or was disconnected on purpose with --disconnect-at); exits 14

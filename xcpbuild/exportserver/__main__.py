@@ -7,6 +7,7 @@ the same ``add_arguments``/``run``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from xcpbuild.exportserver.server import ExportServer
 from xcpbuild.exportserver.transfer import EagainPolicy
 from xcpbuild.log import configure
 
+TOKEN_ENV = "XCPBUILD_EXPORT_TOKEN"
 DESCRIPTION = (
     "Serve raw disk files as XAPI does: GET /export_raw_vdi?session_id=TOKEN&vdi=NAME&format=raw|vhd. "
     "Bulk data goes by zero-copy sendfile, and when a client stops reading the server waits for the "
@@ -57,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default: 0)")
-    parser.add_argument("--token", required=True, help="the session_id clients must present")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"the session_id clients must present (default: ${TOKEN_ENV}, which keeps it out of `ps`)",
+    )
     parser.add_argument(
         "--eagain-policy",
         type=_policy,
@@ -77,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; ServerError on a bad configuration."""
+    if not args.token:
+        raise ServerError("no token", hint=f"pass --token TOKEN or set {TOKEN_ENV}")
     server = ExportServer(
         [parse_disk(text) for text in args.disk],
         token=args.token,

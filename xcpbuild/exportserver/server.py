@@ -34,6 +34,8 @@ REASONS = {
     503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
+# Connections being answered 503 at once; beyond this a connection is simply closed.
+MAX_REFUSING = 16
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd"}
 
 
@@ -83,6 +85,7 @@ class ExportServer:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._lock = threading.Lock()
         self._active: dict[socket.socket, threading.Thread] = {}
+        self._refusing = 0
         self._stopping = False
 
     @property
@@ -111,24 +114,37 @@ class ExportServer:
 
     def _accept(self) -> None:
         try:
-            conn, peer = self._listener.accept()
+            conn, address = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
+        peer = f"{address[0]}:{address[1]}"
         with self._lock:
             busy = len(self._active) >= self.max_connections
+            refusing = busy and self._refusing < MAX_REFUSING
+            if refusing:
+                self._refusing += 1
+            target = self._refuse if busy else self._handle
+            thread = threading.Thread(target=target, args=(conn, peer), daemon=True)
             if not busy:
-                thread = threading.Thread(target=self._handle, args=(conn, peer), daemon=True)
                 self._active[conn] = thread
-        if busy:
-            log.warning("refusing %s: %d exports already running", peer, self.max_connections)
-            try:
-                conn.setblocking(False)
-                conn.send(self._error_response(HttpError(503, "too many exports at once")))
-            except OSError:
-                pass
-            conn.close()
+        if busy and not refusing:
+            conn.close()  # flooded: not even a 503
             return
         thread.start()
+
+    def _refuse(self, conn: socket.socket, peer: str) -> None:
+        """Answer 503 after reading the request (closing on an unread request would reset the connection)."""
+        log.warning("refusing %s: %d exports already running", peer, self.max_connections)
+        try:
+            self._read_head(conn, timeout=2.0)
+        except (OSError, HttpError):
+            pass
+        try:
+            self._answer_and_linger(conn, HttpError(503, "too many exports at once"))
+        finally:
+            conn.close()
+            with self._lock:
+                self._refusing -= 1
 
     def _close(self) -> None:
         self._listener.close()
@@ -145,8 +161,8 @@ class ExportServer:
         os.close(self._wake_w)
         log.info("stopped (%d export(s) were cut short)", len(active))
 
-    def _read_head(self, conn: socket.socket) -> bytes | None:
-        conn.settimeout(self.head_timeout)
+    def _read_head(self, conn: socket.socket, timeout: float | None = None) -> bytes | None:
+        conn.settimeout(timeout or self.head_timeout)
         data = b""
         while b"\r\n\r\n" not in data:
             if len(data) > MAX_HEAD_BYTES:
@@ -158,6 +174,24 @@ class ExportServer:
             data += chunk
         return data.split(b"\r\n\r\n", 1)[0]
 
+    @classmethod
+    def _answer_and_linger(cls, conn: socket.socket, err: HttpError) -> None:
+        """Send an error, then read what the client still sends for a moment before closing.
+
+        Closing with unread request bytes makes the kernel reset the connection, which can
+        destroy the response before the client reads it (nginx's lingering close, in short).
+        """
+        try:
+            conn.settimeout(5)
+            conn.sendall(cls._error_response(err))
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(1)
+            drained = 0
+            while drained < 1024 * 1024 and (chunk := conn.recv(65536)):
+                drained += len(chunk)
+        except OSError:
+            pass
+
     @staticmethod
     def _error_response(err: HttpError) -> bytes:
         body = f"{err.status} {err.reason}\n".encode()
@@ -167,7 +201,7 @@ class ExportServer:
         headers.append(("Connection", "close"))
         return _response_head(err.status, headers) + body
 
-    def _handle(self, conn: socket.socket, peer: object) -> None:
+    def _handle(self, conn: socket.socket, peer: str) -> None:
         try:
             head = self._read_head(conn)
             if head is None:
@@ -177,11 +211,7 @@ class ExportServer:
             self._export(conn, peer, export.vdi, export.fmt, export.head_only)
         except HttpError as err:
             log.info("%s: %d %s", peer, err.status, err.reason)
-            try:
-                conn.settimeout(5)
-                conn.sendall(self._error_response(err))
-            except OSError:
-                pass
+            self._answer_and_linger(conn, err)
         except TimeoutError:
             log.info("%s: no complete request within %g s", peer, self.head_timeout)
         except OSError as exc:
@@ -193,7 +223,7 @@ class ExportServer:
             with self._lock:
                 self._active.pop(conn, None)
 
-    def _export(self, conn: socket.socket, peer: object, name: str, fmt: str, head_only: bool) -> None:
+    def _export(self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool) -> None:
         disk = self.disks[name]
         fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
