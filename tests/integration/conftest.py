@@ -53,3 +53,7 @@ def tiny_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str: 
 
     import_rootfs(docker_client, rootfs, "xcpbuild-test-tiny", "1", changes=["ENV PATH=/bin"])
     return TINY_IMAGE
+
+
+# Build-environment fixtures (one local image per run, throwaway project copies).
+from tests.integration.build_fixtures import local_image, project  # noqa: E402, F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "build",
         help="build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
-        description=(
+        description=textwrap.fill(
             "Fetch and check the sources, stage the patch series, render the spec, then in a container "
             "of the target's image (network none, uid 1000, --timeout for the whole build) run "
             "`rpmbuild -bs` and, with --stage rpm, the binary build from that SRPM. --stage srpm also "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import textwrap
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "image",
         help="build a target's build environment image (once; reused while its inputs are unchanged)",
-        description=(
+        description=textwrap.fill(
             "Each target in containers/TARGET/ has a Dockerfile and a target.toml. `image build` builds "
             "its image under a tag that hashes every input (the folder's files, build arguments, the "
             "debootstrap base's suite, mirror and packages), so a rebuild happens only when one changes. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import textwrap
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "inspect",
         help="show what an RPM or SRPM holds; --against OLD lists what changed",
-        description=(
+        description=textwrap.fill(
             "Read RPM headers (no rpm tool needed): NEVRA, summary, requires/provides, each file with "
             "its mode, size and digest, and for an SRPM its sources and the patches inside. With "
             "--against OLD.rpm, list what the package changed: version, dependencies, files, patches."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "spec",
         help="render a package's RPM spec from its jinja2 template for a target",
-        description=(
+        description=textwrap.fill(
             "Render specs/PKG.spec.j2 with the package definition (specs/PKG.toml), the target's dist "
             "and the patch series (patches/PKG/series -> Patch1000, Patch1001 ...). The release follows "
             "XCP-ng's rule: a change to upstream release N is N.1, N.2 ..., never N+1. With --check the "

@@ -31,7 +31,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -159,15 +159,15 @@ def build_requires(spec_text: str) -> list[str]:
 
 def failing_patch(lines: Sequence[str], patches: Sequence[str]) -> str | None:
     """The patch rpmbuild was applying when %prep failed: the last series name its output mentions."""
-    if not any("(%prep)" in line for line in lines):
+    if not any("Bad exit status" in line and "(%prep)" in line for line in lines):
         return None
+    # Patches are applied in series order and nothing after a failure names one,
+    # so the last one mentioned is the one that failed.
     last = None
     for line in lines:
         for name in patches:
             if name in line:
                 last = name
-        if "(%prep)" in line:
-            break
     return last
 
 
@@ -270,7 +270,9 @@ class _Runner:
     def run(self, box: container.BuildContainer, argv: list[str]) -> container.ExecResult:
         self.log.write(f"+ {shlex.join(argv)}")
         start = time.monotonic()
-        result = box.exec(argv, timeout=self.remaining(), workdir=TOPDIR, on_line=self.log.write, check=False)
+        # stderr joins stdout inside the container so build.log keeps rpmbuild's own order.
+        merged = ["sh", "-c", 'exec "$@" 2>&1', "sh", *argv]
+        result = box.exec(merged, timeout=self.remaining(), workdir=TOPDIR, on_line=self.log.write, check=False)
         self.log.steps.append(
             {"argv": argv, "exit_code": result.exit_code, "seconds": round(time.monotonic() - start, 3)}
         )
@@ -309,7 +311,7 @@ def _deps_image(client: container.Client, staged: _Staged, *, image_tag: str, im
                 buildargs={"BASE": image_tag},
                 host_network=True,
                 on_line=lambda line: log.debug("docker build: %s", line),
-                labels={image.TARGET_LABEL: staged.target.name + "-deps"},
+                labels={image.TARGET_LABEL: staged.target.name},
             )
     return tag
 
@@ -400,7 +402,6 @@ def build(
     timeout: float = DEFAULT_TIMEOUT,
     ref: str | None = None,
     client: container.Client | None = None,
-    on_container: Callable[[], None] | None = None,
 ) -> BuildResult:
     """Build ``pkg_name`` for ``target`` up to ``stage``, or reuse the recorded result of the same inputs."""
     if stage not in STAGES:
@@ -468,8 +469,6 @@ def build(
             buildlog.write(f"# xcpbuild build {package.name} {staged.version}-{staged.release} for {tgt.name}")
             buildlog.write(f"# key {key}, stage {stage}, time limit {timeout:.0f}s")
             runner = _Runner(engine_client, buildlog, start + timeout, keep_container)
-            if on_container is not None:
-                on_container()
             try:
                 with step(f"build {package.name} {staged.version}-{staged.release} in {image_tag}"):
                     paths, prep_checked = _in_container(

@@ -217,7 +217,11 @@ def list_images(settings: Settings, client: container.Client | None = None) -> l
                 current[target] = plan(settings, target).tag
             except ConfigError:
                 current[target] = ""
-        for tag in info.tags or ("<none>",):
+        # Images built FROM ours inherit the label; list only our own repositories.
+        own = (f"xcpbuild-{target}:", f"xcpbuild-{target}-deps:")
+        for tag in info.tags:
+            if not tag.startswith(own):
+                continue
             rows.append(
                 ImageRow(target, tag, info.id, tag == current[target], round(info.size / 1e6, 1), info.created[:19])
             )
