@@ -30,6 +30,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.inspect",
     "xcpbuild.cli.serve",
     "xcpbuild.cli.verify",
+    "xcpbuild.cli.probe",
 )
 
 
