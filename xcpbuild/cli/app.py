@@ -22,6 +22,10 @@ from xcpbuild.log import configure
 VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.doctor",
     "xcpbuild.cli.engine",
+    "xcpbuild.cli.publish",
+    "xcpbuild.cli.promote",
+    "xcpbuild.cli.rollback",
+    "xcpbuild.cli.repo",
 )
 
 
