@@ -107,7 +107,7 @@ def test_republish_is_noop_and_changed_content_is_refused(
     assert not again.changed and again.repos[0].unchanged == ["hello-1.0-1.noarch"]
     assert snapshot(root) == before
     impostor = make_rpm(tmp_path / "impostor", "hello", "1.0", "1", files={"/usr/share/hello/VERSION": "evil\n"})
-    with pytest.raises(PublishError, match="already published .* with different content"):
+    with pytest.raises(PublishError, match=r"already published .* with different content"):
         publish.publish([impostor], root, RELEASE, "testing", key.fingerprint, key.home)
     assert snapshot(root) == before
 
