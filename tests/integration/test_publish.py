@@ -16,7 +16,7 @@ from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.repotree import cli, snapshot, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
-from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError
+from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.pipeline import history, publish
 from xcpbuild.pipeline import repo as repolib
 
@@ -167,7 +167,7 @@ def test_stale_signature_swapped_in_mid_publish_is_caught(
     ]
     proc = start(args, "signed")
     assert wait_stopped(proc)
-    staged = list(live(root).path.glob(".staging-*/Packages/lonely-1.0-1.noarch.rpm"))
+    staged = list(live(root).path.glob(".staging-*/incoming/lonely-1.0-1.noarch.rpm"))
     assert len(staged) == 1
     shutil.copyfile(stale, staged[0])
     os.kill(proc.pid, signal.SIGCONT)
@@ -328,3 +328,13 @@ def test_crash_point_hook_is_inert_without_the_variable(tmp_path: Path, key: Gpg
     proc = start(["publish", rpms["hello-1.0"], "--repo", root, "--release", RELEASE, "--channel", "lab"], "")
     assert not wait_stopped(proc)
     assert proc.returncode == 0
+
+
+def test_failed_dnf_check_leaves_live_repo_untouched(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
+    """`world` needs `hello`, which no channel has: dnf refuses, and nothing placed may remain."""
+    root = tmp_path / "repo"
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    before = snapshot(root)
+    with pytest.raises(VerifyError, match="dnf could not install world"):
+        publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    assert snapshot(root) == before

@@ -7,10 +7,12 @@ names none (the createrepo_c CLI equivalent is ``--no-database
 --general-compress-type=gz``).
 
 Reuse: a package whose file is unchanged since the previous generation keeps
-its previous metadata instead of being re-read. "Unchanged" is the full stat
-key (path, size, mtime_ns, ctime_ns, inode) plus the checksum type, never size
-alone: re-signing an RPM keeps its size but changes its bytes, and a file put
-in place by rename always gets a new inode and ctime, which no tool can forge.
+its previous metadata instead of being re-read. "Unchanged" is the stat key
+(path, size, mtime_ns, inode) plus the checksum type, never size alone:
+re-signing an RPM keeps its size but changes its bytes, and a file put in
+place by rename (as publish and rpmsign do) gets a new inode and mtime. ctime
+is deliberately not part of the key: dnf/librepo cache checksums in extended
+attributes of local packages, which bumps ctime on every client read.
 
 New packages are read in a process pool when there are many: each worker
 returns the three XML chunks and the facts we record, so no createrepo_c
@@ -39,7 +41,7 @@ CHECKSUM = "sha256"
 _POOL_THRESHOLD = 64  # below this, forking workers costs more than it saves
 _METADATA_TYPES = ("primary", "filelists", "other")
 
-StatKey = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+StatKey = tuple[int, int, int]  # size, mtime_ns, inode
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class RepomdEntry:
 
 def stat_key(path: Path) -> StatKey:
     st = path.stat()
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _record(pkg: cr.Package, stat: StatKey) -> PackageRecord:
@@ -262,4 +264,4 @@ def check_repo(repo_dir: Path, verify_packages: Iterable[str] = ()) -> list[str]
 
 def list_packages(repodata: Path) -> list[PackageRecord]:
     """The packages a repodata directory describes (stat keys zeroed: not read from disk)."""
-    return [_record(pkg, (0, 0, 0, 0)) for pkg in _previous_packages(repodata).values()]
+    return [_record(pkg, (0, 0, 0)) for pkg in _previous_packages(repodata).values()]

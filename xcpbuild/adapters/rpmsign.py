@@ -113,17 +113,38 @@ def _parse(batch: list[Path], output: str, short_id: str | None) -> list[Signatu
 
 
 def header_digest(paths: Sequence[Path]) -> dict[Path, str]:
-    """SHA-256 of each package's main header: its content identity, unchanged by (re)signing."""
-    rpm = require_tool("rpm")
+    """SHA-256 of each package's main header: its content identity, unchanged by (re)signing.
+
+    Packages built before rpm 4.14 have only the SHA-1 header digest; that is used then.
+    """
     result: dict[Path, str] = {}
-    for path in paths:
-        done = run(
-            [rpm, "-qp", "--nosignature", "--nodigest", "--qf", "%{SHA256HEADER} %{SHA1HEADER}", path], check=False
-        )
-        sha256, _, sha1 = done.stdout.strip().partition(" ")
-        # Packages built before rpm 4.14 have only the SHA-1 header digest.
-        value = sha256 if len(sha256) == 64 else sha1
-        if not done.ok or len(value) not in (40, 64):
-            raise RpmError(f"{path} is not a readable RPM package")
-        result[path] = value
+    for start in range(0, len(paths), _BATCH):
+        batch = list(paths[start : start + _BATCH])
+        values = _query_digests(batch)
+        if values is None:  # some file is unreadable: find which, one by one
+            for path in batch:
+                single = _query_digests([path])
+                if single is None:
+                    raise RpmError(f"{path} is not a readable RPM package")
+                result[path] = single[0]
+        else:
+            result.update(zip(batch, values, strict=True))
     return result
+
+
+def _query_digests(paths: list[Path]) -> list[str] | None:
+    rpm = require_tool("rpm")
+    done = run(
+        [rpm, "-qp", "--nosignature", "--nodigest", "--qf", "%{SHA256HEADER} %{SHA1HEADER}\\n", *paths], check=False
+    )
+    lines = done.stdout.splitlines()
+    if not done.ok or len(lines) != len(paths):
+        return None
+    values = []
+    for line in lines:
+        sha256, _, sha1 = line.strip().partition(" ")
+        value = sha256 if len(sha256) == 64 else sha1
+        if len(value) not in (40, 64):
+            return None
+        values.append(value)
+    return values

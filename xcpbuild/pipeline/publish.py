@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
@@ -54,7 +54,9 @@ class RepoDirReport:
     unchanged: list[str] = field(default_factory=list)
     generation: int | None = None
     previous_generation: int | None = None
+    sign_seconds: float = 0.0
     metadata_seconds: float = 0.0
+    check_seconds: float = 0.0
     packages_read: int = 0
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
@@ -82,6 +84,7 @@ class _Input:
     filename: str
     identity: str = ""
     staged: Path | None = None
+    created: bool = False  # we created Packages/<filename> (undo it if the publish fails)
 
 
 @dataclass
@@ -90,8 +93,10 @@ class _Plan:
     inputs: list[_Input]
     current: Generation | None
     report: RepoDirReport
+    readd: list[str] = field(default_factory=list)  # hrefs of files kept from a retained generation
     staging: Path | None = None
     new_generation: Generation | None = None
+    live: bool = False
 
 
 def _canonical_name(record: PackageRecord) -> str:
@@ -118,74 +123,108 @@ def _read_inputs(rpms: Sequence[Path]) -> tuple[list[_Input], list[_Input]]:
                 f"{path.name} is for arch {record.arch}; XCP-ng repositories carry x86_64, noarch and src",
                 hint="build for x86_64 (or noarch) and publish that",
             )
-    for path, digest in rpmsign.header_digest([i.path for i in binary + source]).items():
-        for item in binary + source:
-            if item.path == path:
-                item.identity = digest
+    digests = rpmsign.header_digest([i.path for i in binary + source])
+    for item in binary + source:
+        item.identity = digests[item.path]
     return binary, source
 
 
 def _dedupe(plan: _Plan) -> None:
-    """Drop inputs already published with the same content; refuse changed content."""
-    published: dict[str, str] = {}
-    if plan.current is not None:
-        for pkg in plan.current.packages:
-            href = str(pkg["href"])
-            published[Path(href).name] = plan.current.identity.get(href, "")
+    """Drop inputs already live with the same content; refuse changed content.
+
+    Every retained generation counts, not only the live one: after a rollback
+    a cached client may still fetch a file a newer generation named, so such a
+    file is re-used as it is, never replaced.
+    """
+    repo = plan.repo
+    live_names = {Path(h).name for h in plan.current.hrefs()} if plan.current else set()
+    known: dict[str, str] = {}
+    for number in repolib.generation_numbers(repo):
+        if repolib.generation_dir_ok(repo, number):
+            for href, digest in repolib.load_generation(repo, number).identity.items():
+                known[Path(href).name] = digest
     fresh: dict[str, _Input] = {}
     for item in plan.inputs:
-        if item.filename in fresh:
-            if fresh[item.filename].identity != item.identity:
+        previous = fresh.get(item.filename)
+        if previous is not None:
+            if previous.identity != item.identity:
                 raise PublishError(f"two different packages named {item.filename} were given", hint="publish one")
             continue
-        known = published.get(item.filename)
-        if known is None:
-            fresh[item.filename] = item
-        elif known == item.identity:
-            plan.report.unchanged.append(item.record.nevra)
-        else:
+        identity = known.get(item.filename)
+        if identity is not None and identity != item.identity:
             raise PublishError(
-                f"{item.record.nevra} is already published in {plan.repo.path} with different content",
+                f"{item.record.nevra} is already published in {repo.path} with different content",
                 hint="a published NEVRA never changes: bump the release and build again",
             )
+        if identity is None:
+            fresh[item.filename] = item
+        elif item.filename in live_names:
+            plan.report.unchanged.append(item.record.nevra)
+        else:
+            plan.readd.append(f"{repo.packages}/{item.filename}")
+            plan.report.added.append(item.record.nevra)
     plan.inputs = list(fresh.values())
 
 
 def _stage(plan: _Plan) -> Path:
+    """Copy the inputs into a fresh staging dir (the originals are never modified)."""
     staging = plan.repo.path / f"{repolib.STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    (staging / plan.repo.packages).mkdir(parents=True)
+    (staging / "incoming").mkdir(parents=True)
     for item in plan.inputs:
-        item.staged = staging / plan.repo.packages / item.filename
+        item.staged = staging / "incoming" / item.filename
         shutil.copyfile(item.path, item.staged)
     return staging
 
 
+def _place(plan: _Plan) -> None:
+    """Rename the signed, verified copies into Packages/ (unreferenced until the swap)."""
+    assert plan.staging is not None
+    plan.repo.packages_dir.mkdir(parents=True, exist_ok=True)
+    for item in plan.inputs:
+        assert item.staged is not None
+        target = plan.repo.packages_dir / item.filename
+        item.created = not target.exists()
+        item.staged.replace(target)
+        crashpoints.reach("placed")
+    repolib.fsync_dir(plan.repo.packages_dir)
+    # The staged repo sees the live Packages/, so dnf and the checksum check read
+    # exactly the files the live repo will serve.
+    (plan.staging / plan.repo.packages).symlink_to(Path("..", plan.repo.packages))
+
+
+def _unplace(plan: _Plan) -> None:
+    """Undo ``_place`` after a failure: remove the files this publish created."""
+    for item in plan.inputs:
+        if item.created:
+            (plan.repo.packages_dir / item.filename).unlink(missing_ok=True)
+
+
+def _previous_stats(current: Generation | None) -> dict[str, createrepo.StatKey]:
+    stats: dict[str, createrepo.StatKey] = {}
+    for pkg in current.packages if current else []:
+        raw = pkg.get("stat")
+        if isinstance(raw, list) and len(raw) == 3:
+            stats[str(pkg["href"])] = (int(raw[0]), int(raw[1]), int(raw[2]))
+    return stats
+
+
+def _record_dict(record: PackageRecord) -> dict[str, object]:
+    data: dict[str, object] = dict(vars(record))
+    data["stat"] = list(record.stat)
+    return data
+
+
 def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None) -> None:
     assert plan.staging is not None
-    staged_pkgs = plan.staging / plan.repo.packages
-    new_names = {item.filename for item in plan.inputs}
     current = plan.current
-    old_hrefs = current.hrefs() if current else []
-    # The staged repo sees the live packages through symlinks, so dnf and the
-    # checksum check read exactly the files the live repo will serve.
-    for href in old_hrefs:
-        name = Path(href).name
-        if name not in new_names:
-            (staged_pkgs / name).symlink_to(Path("..", "..", plan.repo.packages, name))
-    hrefs = sorted({*old_hrefs, *(f"{plan.repo.packages}/{n}" for n in new_names)})
+    new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
+    hrefs = sorted({*(current.hrefs() if current else []), *plan.readd, *new_hrefs})
     previous = plan.repo.generation_dir(current.number) / "repodata" if current else None
-    stats: dict[str, createrepo.StatKey] = {}
-    if current:
-        for pkg in current.packages:
-            raw = pkg.get("stat")
-            if isinstance(raw, list) and len(raw) == 4:
-                stats[str(pkg["href"])] = (int(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
-    started = time.monotonic()
-    with step(f"metadata for {len(hrefs)} packages in {plan.repo.kind}"):
+    with step(f"metadata for {len(hrefs)} packages in {plan.repo.kind}") as timing:
         result = createrepo.build_repodata(
-            plan.staging, hrefs, plan.staging / "repodata", previous=previous, previous_stats=stats
+            plan.staging, hrefs, plan.staging / "repodata", previous=previous, previous_stats=_previous_stats(current)
         )
-    plan.report.metadata_seconds = time.monotonic() - started
+    plan.report.metadata_seconds = timing.seconds
     plan.report.packages_read, plan.report.packages_reused = result.read, result.reused
     crashpoints.reach("metadata")
     if previous is not None:
@@ -196,66 +235,60 @@ def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | 
         signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
         gpg.verify_detached(public_key, repomd, signature)
     crashpoints.reach("repomd-signed")
-    identity = dict(current.identity) if current else {}
+    identity = {}
+    for number in repolib.generation_numbers(plan.repo):
+        if plan.readd and repolib.generation_dir_ok(plan.repo, number):
+            identity.update(repolib.load_generation(plan.repo, number).identity)
+    identity.update(current.identity if current else {})
     identity.update({f"{plan.repo.packages}/{item.filename}": item.identity for item in plan.inputs})
     plan.new_generation = Generation(
         number=max([0, *repolib.generation_numbers(plan.repo)]) + 1,
         parent=current.number if current else None,
         action="publish",
-        packages=[asdict(r) for r in result.packages],
+        packages=[_record_dict(r) for r in result.packages],
         identity={h: identity[h] for h in hrefs if h in identity},
         created=time.time(),
     )
 
 
-def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Sequence[dnf.Repo]) -> None:
+def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Sequence[dnf.Repo] | None) -> None:
     assert plan.staging is not None
     new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
     problems = createrepo.check_repo(plan.staging, new_hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
     crashpoints.reach("checked")
-    if plan.repo.packages != "Packages" or not plan.inputs:
+    if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
         return
     # One dnf transaction installs one version of a name: check the newest of each.
     newest: dict[tuple[str, str], PackageRecord] = {}
     for item in plan.inputs:
-        key = (item.record.name, item.record.arch)
-        if key not in newest or repolib.evr_compare(asdict(item.record), asdict(newest[key])) > 0:
-            newest[key] = item.record
+        name_arch = (item.record.name, item.record.arch)
+        if name_arch not in newest or repolib.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
+            newest[name_arch] = item.record
     targets = sorted(record.nevra for record in newest.values())
-    with step(f"dnf installs {len(targets)} new package(s) from the staged repository"):
+    with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
         result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+    plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
     crashpoints.reach("dnf-checked")
 
 
 def _go_live(plan: _Plan) -> None:
-    """Place the packages, then swap the metadata in (the only step that changes the live repo)."""
+    """Turn the staging dir into a generation and swap it in (the only step clients can see)."""
     assert plan.staging is not None and plan.new_generation is not None
-    plan.repo.packages_dir.mkdir(parents=True, exist_ok=True)
-    placed: dict[str, createrepo.StatKey] = {}
-    for item in plan.inputs:
-        assert item.staged is not None
-        target = plan.repo.packages_dir / item.filename
-        item.staged.replace(target)
-        placed[f"{plan.repo.packages}/{item.filename}"] = createrepo.stat_key(target)
-        crashpoints.reach("placed")
-    repolib.fsync_dir(plan.repo.packages_dir)
-    # Record the stat keys the placed files have now (rename changed their ctime).
-    for pkg in plan.new_generation.packages:
-        if pkg["href"] in placed:
-            pkg["stat"] = list(placed[str(pkg["href"])])
-    shutil.rmtree(plan.staging / plan.repo.packages)
+    (plan.staging / plan.repo.packages).unlink()
+    shutil.rmtree(plan.staging / "incoming")
     repolib.write_generation(plan.staging, plan.new_generation)
     plan.repo.generations.mkdir(exist_ok=True)
     plan.staging.rename(plan.repo.generation_dir(plan.new_generation.number))
+    plan.staging = None
     repolib.fsync_dir(plan.repo.generations)
     crashpoints.reach("generation")
     repolib.swap(plan.repo, plan.new_generation.number)
+    plan.live = True
     crashpoints.reach("swapped")
     plan.report.generation = plan.new_generation.number
-    plan.staging = None
 
 
 def _resolve_key(
@@ -326,19 +359,21 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
                 plan.report.previous_generation = plan.current.number if plan.current else None
                 _dedupe(plan)
                 report.repos.append(plan.report)
-            plans = [plan for plan in plans if plan.inputs]
+            plans = [plan for plan in plans if plan.inputs or plan.readd]
+            extra = _extra_repos(repo_root, release, channel) if dnf_check else None
             try:
                 for plan in plans:
-                    extra = _extra_repos(repo_root, release, channel) if dnf_check else None
                     _prepare(plan, key, public_key, resign=resign, release=release, extra=extra)
                 for plan in plans:
                     with step(f"swap in the new generation of {plan.repo.path}"):
                         _go_live(plan)
-                    plan.report.added = sorted(item.record.nevra for item in plan.inputs)
+                    plan.report.added = sorted([*plan.report.added, *(i.record.nevra for i in plan.inputs)])
             finally:
                 for plan in plans:
                     if plan.staging is not None:
                         shutil.rmtree(plan.staging, ignore_errors=True)
+                    if not plan.live:
+                        _unplace(plan)
             for plan in plans:
                 repolib.prune(plan.repo, keep)
             crashpoints.reach("pruned")
@@ -355,30 +390,28 @@ def _prepare(
     release: str,
     extra: list[dnf.Repo] | None,
 ) -> None:
-    """Stage, sign, verify, build metadata and check one repo dir (live repo untouched)."""
+    """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
         plan.staging = _stage(plan)
         crashpoints.reach("staged")
     staged = [item.staged for item in plan.inputs if item.staged is not None]
-    if key is not None and resign:
-        with step(f"sign {len(staged)} package(s) with key {key.short_id}"):
+    if key is not None and resign and staged:
+        with step(f"sign {len(staged)} package(s) with key {key.short_id}") as signing:
             rpmsign.sign(staged, key)
+        plan.report.sign_seconds = signing.seconds
     crashpoints.reach("signed")
-    with step(f"verify {len(staged)} package signature(s)"):
-        problems = rpmsign.check(staged, public_key, key.short_id if key else None)
+    to_check = staged + [plan.repo.path / href for href in plan.readd]
+    with step(f"verify {len(to_check)} package signature(s)"):
+        problems = rpmsign.check(to_check, public_key, key.short_id if key else None)
     if problems:
         raise SigningError(
             f"{problems[0].path.name}: {problems[0].detail}",
             hint="the package is damaged or not signed by the publishing key; nothing was published",
         )
     crashpoints.reach("verified")
+    _place(plan)
     _build_metadata(plan, key, public_key)
-    if extra is not None:
-        _check_staged(plan, public_key, release, extra)
-    else:
-        problems_md = createrepo.check_repo(plan.staging, [])
-        if problems_md:
-            raise PublishError(f"the staged repository is inconsistent: {problems_md[0]}")
+    _check_staged(plan, public_key, release, extra)
 
 
 @dataclass

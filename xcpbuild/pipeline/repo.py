@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xcpbuild.errors import PublishError, UsageError
@@ -166,7 +166,7 @@ def generation_numbers(repo: RepoDir) -> list[int]:
 def write_generation(directory: Path, generation: Generation) -> None:
     path = directory / "generation.json"
     tmp = directory / "generation.json.tmp"
-    tmp.write_text(json.dumps(asdict(generation), indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(vars(generation), separators=(",", ":")))
     _fsync_file(tmp)
     tmp.replace(path)
 
