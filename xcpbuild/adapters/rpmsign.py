@@ -88,12 +88,12 @@ def _parse(batch: list[Path], output: str, short_id: str | None) -> list[Signatu
     current: str | None = None
     for raw in output.splitlines():
         line = raw.strip()
-        if line.endswith(":") and line[:-1] in sections:
-            current = line[:-1]
-        elif line.startswith("warning:") or line.startswith("error:"):
+        if line.startswith(("warning:", "error:")):
             for name, collected in sections.items():
                 if f"{name}:" in line:
                     collected.append(line)
+        elif not raw[:1].isspace() and line.endswith(":"):  # "FILE:" opens a file's section
+            current = line[:-1] if line[:-1] in sections else None
         elif current is not None:
             sections[current].append(line)
     problems: list[SignatureProblem] = []
