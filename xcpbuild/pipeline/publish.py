@@ -184,6 +184,7 @@ def _place(plan: _Plan) -> None:
         assert item.staged is not None
         target = plan.repo.packages_dir / item.filename
         item.created = not target.exists()
+        repolib.fsync_file(item.staged)  # durable before anything can name it
         item.staged.replace(target)
         crashpoints.reach("placed")
     repolib.fsync_dir(plan.repo.packages_dir)
@@ -280,6 +281,9 @@ def _go_live(plan: _Plan) -> None:
     (plan.staging / plan.repo.packages).unlink()
     shutil.rmtree(plan.staging / "incoming")
     repolib.write_generation(plan.staging, plan.new_generation)
+    for path in (plan.staging / "repodata").iterdir():
+        repolib.fsync_file(path)  # a power cut must not leave a live but empty file
+    repolib.fsync_dir(plan.staging / "repodata")
     plan.repo.generations.mkdir(exist_ok=True)
     plan.staging.rename(plan.repo.generation_dir(plan.new_generation.number))
     plan.staging = None

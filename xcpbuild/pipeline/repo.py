@@ -167,11 +167,11 @@ def write_generation(directory: Path, generation: Generation) -> None:
     path = directory / "generation.json"
     tmp = directory / "generation.json.tmp"
     tmp.write_text(json.dumps(vars(generation), separators=(",", ":")))
-    _fsync_file(tmp)
+    fsync_file(tmp)
     tmp.replace(path)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
