@@ -31,6 +31,10 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.serve",
     "xcpbuild.cli.verify",
     "xcpbuild.cli.probe",
+    "xcpbuild.cli.publish",
+    "xcpbuild.cli.promote",
+    "xcpbuild.cli.rollback",
+    "xcpbuild.cli.repo",
 )
 
 

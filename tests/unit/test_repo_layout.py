@@ -1,0 +1,171 @@
+"""Repository layout, generations, swap, recovery, version order and diffs (no external tools)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from xcpbuild.adapters.rpmsign import _parse
+from xcpbuild.errors import PublishError, UsageError
+from xcpbuild.pipeline import crashpoints
+from xcpbuild.pipeline import repo as repolib
+from xcpbuild.pipeline.repo import Generation
+
+
+def test_layout_follows_xcpng() -> None:
+    binary, source = repolib.repo_dirs(Path("/srv"), "8.3", "testing")
+    assert binary.path == Path("/srv/8/8.3/testing/x86_64") and binary.packages_dir.name == "Packages"
+    assert source.path == Path("/srv/8/8.3/testing/Source") and source.packages_dir.name == "SPackages"
+
+
+@pytest.mark.parametrize("release", ["8", "8.3.1", "v8.3", "", "8.x"])
+def test_release_must_be_x_y(release: str) -> None:
+    with pytest.raises(UsageError, match=r"X\.Y"):
+        repolib.major_of(release)
+
+
+def test_unknown_channel_is_refused() -> None:
+    with pytest.raises(UsageError, match="unknown channel 'nightly'"):
+        repolib.check_channel("nightly")
+    for channel in repolib.CHANNELS:
+        assert repolib.check_channel(channel) == channel
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("1.0", "1.0", 0),
+        ("1.0", "1.1", -1),
+        ("1.10", "1.9", 1),
+        ("1.0~rc1", "1.0", -1),
+        ("1.0", "1.0^git1", -1),
+        ("1.0a", "1.0", 1),
+        ("1.0", "1.0.1", -1),
+        ("2", "10", -1),
+        ("1.a", "1.1", -1),
+        ("1.0.xcpng8.3", "1.0.xcpng8.2", 1),
+    ],
+)
+def test_rpmvercmp_matches_rpm_order(a: str, b: str, expected: int) -> None:
+    assert repolib.rpmvercmp(a, b) == expected
+    assert repolib.rpmvercmp(b, a) == -expected
+
+
+def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoch: str = "0") -> dict[str, object]:
+    return {"name": name, "version": version, "release": release, "arch": arch, "epoch": epoch}
+
+
+def test_diff_reports_added_removed_upgraded_downgraded() -> None:
+    old = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("c", "2.0"), _pkg("d", "1.0")]
+    new = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("b", "1.1"), _pkg("c", "1.0", epoch="0"), _pkg("e", "1.0")]
+    changes = {(c.change, c.name, c.old, c.new) for c in repolib.diff(old, new)}
+    assert changes == {
+        ("upgraded", "b", "1.0-1", "1.1-1"),
+        ("downgraded", "c", "2.0-1", "1.0-1"),
+        ("removed", "d", "1.0-1", None),
+        ("added", "e", None, "1.0-1"),
+    }
+
+
+def test_epoch_wins_over_version() -> None:
+    assert repolib.evr_compare(_pkg("a", "1.0", epoch="1"), _pkg("a", "9.0")) == 1
+
+
+def _make_generation(repo: repolib.RepoDir, number: int, parent: int | None) -> None:
+    directory = repo.generation_dir(number)
+    (directory / "repodata").mkdir(parents=True)
+    (directory / "repodata" / "repomd.xml").write_text(f"generation {number}\n")
+    repolib.write_generation(directory, Generation(number, parent, "publish"))
+
+
+def test_swap_is_a_symlink_rename_and_recover_removes_leftovers(tmp_path: Path) -> None:
+    repo, _ = repolib.repo_dirs(tmp_path, "8.3", "lab")
+    repo.packages_dir.mkdir(parents=True)
+    assert repolib.current_number(repo) is None
+    _make_generation(repo, 1, None)
+    repolib.swap(repo, 1)
+    assert repo.repodata.is_symlink()
+    assert (repo.repodata / "repomd.xml").read_text() == "generation 1\n"
+    _make_generation(repo, 2, 1)
+    repolib.swap(repo, 2)
+    assert repolib.current_number(repo) == 2
+    assert (repo.repodata / "repomd.xml").read_text() == "generation 2\n"
+    # What a killed publisher leaves: a staging dir, a temp symlink, a temp package, an unswapped generation.
+    (repo.path / ".staging-123-abcd" / "incoming").mkdir(parents=True)
+    (repo.path / "repodata.tmp-123").symlink_to(".generations/3/repodata")
+    (repo.packages_dir / ".x.rpm.tmp-1").write_text("partial")
+    (repo.packages_dir / "kept.rpm").write_text("a package")
+    _make_generation(repo, 3, 2)
+    removed = repolib.recover(repo)
+    assert sorted(removed) == sorted(
+        [".staging-123-abcd", "repodata.tmp-123", "Packages/.x.rpm.tmp-1", ".generations/3"]
+    )
+    assert repolib.generation_numbers(repo) == [1, 2]
+    assert (repo.packages_dir / "kept.rpm").exists()
+    assert repolib.current_number(repo) == 2
+
+
+def test_prune_keeps_newest_and_the_live_parent(tmp_path: Path) -> None:
+    repo, _ = repolib.repo_dirs(tmp_path, "8.3", "lab")
+    for number in range(1, 7):
+        _make_generation(repo, number, number - 1 if number > 1 else None)
+    repolib.swap(repo, 6)
+    assert repolib.prune(repo, keep=3) == [1, 2, 3]
+    assert repolib.generation_numbers(repo) == [4, 5, 6]
+    # A rollback generation whose parent is old: that parent is protected.
+    _make_generation(repo, 7, 4)
+    repolib.swap(repo, 7)
+    assert repolib.prune(repo, keep=2) == [5]
+    assert repolib.generation_numbers(repo) == [4, 6, 7]
+
+
+def test_foreign_repodata_directory_is_refused(tmp_path: Path) -> None:
+    repo, _ = repolib.repo_dirs(tmp_path, "8.3", "lab")
+    repo.repodata.mkdir(parents=True)
+    with pytest.raises(PublishError, match="not a symlink managed by xcpbuild"):
+        repolib.current_number(repo)
+
+
+def test_rpmkeys_output_is_judged_per_file(tmp_path: Path) -> None:
+    good, other, unsigned, broken = (tmp_path / n for n in ("good.rpm", "other.rpm", "unsigned.rpm", "broken.rpm"))
+    output = f"""{good}:
+    Header V4 RSA/SHA256 Signature, key ID e7e377c2: OK
+    Header SHA256 digest: OK
+    Payload SHA256 digest: OK
+    V4 RSA/SHA256 Signature, key ID e7e377c2: OK
+{other}:
+    Header V4 RSA/SHA256 Signature, key ID 11111111: NOKEY
+    Header SHA256 digest: OK
+{unsigned}:
+    Header SHA256 digest: OK
+    Payload SHA256 digest: OK
+{broken}:
+    Header V4 RSA/SHA256 Signature, key ID e7e377c2: OK
+    Payload SHA256 digest: BAD (Expected abc != def)
+warning: Could not set GPG_TTY to stdin: Inappropriate ioctl for device
+"""
+    problems = {p.path.name: p.detail for p in _parse([good, other, unsigned, broken], output, "e7e377c2")}
+    assert set(problems) == {"other.rpm", "unsigned.rpm", "broken.rpm"}
+    assert "NOKEY" in problems["other.rpm"]
+    assert "no header signature" in problems["unsigned.rpm"]
+    assert "BAD" in problems["broken.rpm"]
+    # Without a key only digests count.
+    assert {p.path.name for p in _parse([good, unsigned, broken], output, None)} == {"broken.rpm"}
+
+
+def test_crash_point_hook_stops_only_at_the_named_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
+    monkeypatch.setattr(crashpoints, "_seen", crashpoints.Counter())
+    monkeypatch.setenv(crashpoints.ENV, "placed:2")
+    crashpoints.reach("placed")
+    crashpoints.reach("staged")
+    assert sent == []
+    crashpoints.reach("placed")
+    assert sent == [signal.SIGSTOP]
+    monkeypatch.delenv(crashpoints.ENV)
+    crashpoints.reach("placed")
+    assert sent == [signal.SIGSTOP]

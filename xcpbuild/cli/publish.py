@@ -1,0 +1,88 @@
+"""`xcpbuild publish`: sign RPMs and publish them into an XCP-ng yum repository, safely."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.pipeline import publish
+from xcpbuild.pipeline.repo import CHANNELS
+
+EPILOG = """\
+examples:
+  xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --sign-key A1B2C3D4
+  xcpbuild publish vhd-tool-*.rpm --repo _work/repo --release 8.3 --channel lab   # unsigned, for local tests
+
+Binary RPMs go to ROOT/<major>/<X.Y>/<channel>/x86_64/Packages, SRPMs to .../Source/SPackages.
+Order: sign -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
+-> check checksums and install the new packages with a real dnf -> atomic swap. Nothing live
+changes unless every step passed. Publishing a NEVRA again is a no-op if the content is the same
+and refused if it differs. Publishers on one repo wait for each other (lock in ROOT).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="sign RPMs and publish them into a yum repository (checked by dnf, swapped atomically)",
+        description="Sign RPMs and publish them into an XCP-ng-layout yum repository, safely.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("rpms", nargs="+", type=Path, metavar="RPM", help="binary RPMs and SRPMs to publish")
+    add_repo_arguments(parser)
+    parser.add_argument("--channel", required=True, help=f"one of: {', '.join(CHANNELS)}")
+    add_key_arguments(parser)
+    parser.add_argument(
+        "--unfreeze-base", action="store_true", help="allow publishing to an already published (frozen) base channel"
+    )
+    parser.add_argument("--no-dnf-check", action="store_true", help="skip the dnf install check (not recommended)")
+    add_json_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def add_repo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", required=True, type=Path, metavar="ROOT", help="root of the repository tree")
+    parser.add_argument("--release", required=True, metavar="X.Y", help="XCP-ng release, e.g. 8.3")
+
+
+def add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sign-key", metavar="KEYID", help="GnuPG key to sign with (without it: unsigned repo)")
+    parser.add_argument(
+        "--gnupg-home", type=Path, metavar="DIR", help="GnuPG home holding the key (default: GNUPGHOME)"
+    )
+
+
+def show(report: publish.PublishReport) -> None:
+    rows = []
+    for repo in report.repos:
+        rows += [(n, "added", repo.path) for n in repo.added]
+        rows += [(n, "already published", repo.path) for n in repo.unchanged]
+    print_table(("package", "result", "repo"), rows)
+    for repo in report.repos:
+        if repo.generation is not None:
+            print(
+                f"{repo.path}: generation {repo.generation} is live (was {repo.previous_generation}); "
+                f"metadata {repo.metadata_seconds:.2f}s, {repo.packages_read} read, {repo.packages_reused} reused"
+            )
+    if not report.changed:
+        print("nothing new: the repository is unchanged")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = publish.publish(
+        args.rpms,
+        args.repo,
+        args.release,
+        args.channel,
+        args.sign_key,
+        args.gnupg_home,
+        unfreeze_base=args.unfreeze_base,
+        dnf_check=not args.no_dnf_check,
+    )
+    if args.json:
+        emit_json(report)
+    else:
+        show(report)
+    return 0

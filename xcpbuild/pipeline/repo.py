@@ -1,0 +1,365 @@
+"""Yum repository trees in XCP-ng layout: channels, generations, the lock, the swap.
+
+Layout: ``ROOT/<major>/<X.Y>/<channel>/x86_64/{Packages,repodata}`` and
+``.../<channel>/Source/{SPackages,repodata}``. Each of those two directories is
+a *repo dir* with its own metadata.
+
+Atomic swap. ``repodata`` in a repo dir is a relative symlink to
+``.generations/<n>/repodata``. A new generation is built completely elsewhere,
+checked, then moved to ``.generations/<n>`` and made live by creating a
+temporary symlink and ``os.replace``-ing it onto ``repodata``: rename(2) of a
+symlink over a symlink is atomic, so a client (or dnf, or nginx following the
+link) always sees either the whole old or the whole new ``repomd.xml`` with its
+matching ``repomd.xml.asc``, never a gap and never a mix — unlike
+createrepo_c's own two-rename swap. ``Packages/`` only ever gains files, and
+they arrive (by rename, already signed and verified) before the metadata that
+names them, so every live generation's packages exist.
+
+Cached clients. A new generation's ``repodata`` also holds hard links to the
+previous generation's metadata files (their names carry their checksums, so
+they never collide), so a client holding the previous ``repomd.xml`` still
+finds every file it names. Older generations stay on disk for rollback up to
+``KEEP_GENERATIONS``, then are pruned.
+
+Crash recovery. Everything a publish builds lives in ``.staging-*`` until the
+swap; a generation numbered above the live one is a built-but-never-swapped
+leftover. Both are removed by the next publisher, under the lock, before it
+starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock`` serialises publishers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xcpbuild.errors import PublishError, UsageError
+from xcpbuild.log import get_logger
+
+log = get_logger("repo")
+
+CHANNELS: tuple[str, ...] = ("base", "updates", "testing", "candidates", "ci", "incoming", "lab")
+PROMOTION_ORDER: tuple[str, ...] = ("incoming", "ci", "testing", "candidates", "updates")
+KEEP_GENERATIONS = 3
+LOCK_NAME = ".xcpbuild.lock"
+GENERATIONS = ".generations"
+STAGING_PREFIX = ".staging-"
+_RELEASE = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def major_of(release: str) -> str:
+    """``8`` for ``8.3``; UsageError unless the release looks like X.Y."""
+    match = _RELEASE.match(release)
+    if not match:
+        raise UsageError(f"release {release!r} is not of the form X.Y (e.g. 8.3)")
+    return match.group(1)
+
+
+def check_channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        raise UsageError(f"unknown channel {channel!r}; channels are: {', '.join(CHANNELS)}")
+    return channel
+
+
+@dataclass(frozen=True)
+class RepoDir:
+    """One directory holding packages and a ``repodata`` link: x86_64/ or Source/."""
+
+    path: Path
+    packages: str  # "Packages" or "SPackages"
+
+    @property
+    def kind(self) -> str:
+        return self.path.name
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.path / self.packages
+
+    @property
+    def repodata(self) -> Path:
+        return self.path / "repodata"
+
+    @property
+    def generations(self) -> Path:
+        return self.path / GENERATIONS
+
+    def generation_dir(self, number: int) -> Path:
+        return self.generations / str(number)
+
+
+def channel_path(root: Path, release: str, channel: str) -> Path:
+    return root / major_of(release) / release / check_channel(channel)
+
+
+def repo_dirs(root: Path, release: str, channel: str) -> tuple[RepoDir, RepoDir]:
+    """(binary x86_64 repo dir, Source repo dir) of a channel."""
+    base = channel_path(root, release, channel)
+    return RepoDir(base / "x86_64", "Packages"), RepoDir(base / "Source", "SPackages")
+
+
+@dataclass
+class Generation:
+    """One built metadata generation of a repo dir, as recorded in ``generation.json``."""
+
+    number: int
+    parent: int | None
+    action: str
+    packages: list[dict[str, object]] = field(default_factory=list)
+    identity: dict[str, str] = field(default_factory=dict)  # href -> header sha256
+    created: float = 0.0
+
+    def hrefs(self) -> list[str]:
+        return [str(p["href"]) for p in self.packages]
+
+
+def current_number(repo: RepoDir) -> int | None:
+    """The live generation's number, or None when nothing was published yet."""
+    try:
+        target = str(repo.repodata.readlink())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PublishError(
+            f"{repo.repodata} is not a symlink managed by xcpbuild",
+            hint="move the existing repodata/ aside; xcpbuild publishes it again with its own layout",
+        ) from exc
+    parts = Path(target).parts
+    if len(parts) != 3 or parts[0] != GENERATIONS or not parts[1].isdigit():
+        raise PublishError(f"{repo.repodata} points at {target}, which is not an xcpbuild generation")
+    return int(parts[1])
+
+
+def load_generation(repo: RepoDir, number: int) -> Generation:
+    path = repo.generation_dir(number) / "generation.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PublishError(f"{path} is unreadable ({exc})") from exc
+    return Generation(
+        number=int(data["number"]),
+        parent=data.get("parent"),
+        action=str(data.get("action", "publish")),
+        packages=list(data.get("packages", [])),
+        identity=dict(data.get("identity", {})),
+        created=float(data.get("created", 0.0)),
+    )
+
+
+def current_generation(repo: RepoDir) -> Generation | None:
+    number = current_number(repo)
+    return None if number is None else load_generation(repo, number)
+
+
+def generation_numbers(repo: RepoDir) -> list[int]:
+    if not repo.generations.is_dir():
+        return []
+    return sorted(int(p.name) for p in repo.generations.iterdir() if p.name.isdigit())
+
+
+def write_generation(directory: Path, generation: Generation) -> None:
+    path = directory / "generation.json"
+    tmp = directory / "generation.json.tmp"
+    tmp.write_text(json.dumps(vars(generation), separators=(",", ":")))
+    fsync_file(tmp)
+    tmp.replace(path)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename/creation in ``path`` durable before the next step relies on it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold the repository lock (``ROOT/.xcpbuild.lock``); waits for another publisher."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another publisher holding %s", root / LOCK_NAME)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recover(repo: RepoDir) -> list[str]:
+    """Remove what a killed publisher left behind (call with the lock held)."""
+    removed: list[str] = []
+    if not repo.path.is_dir():
+        return removed
+    for entry in repo.path.iterdir():
+        if entry.name.startswith(STAGING_PREFIX):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        elif entry.name.startswith("repodata.tmp-"):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    if repo.packages_dir.is_dir():
+        for entry in repo.packages_dir.iterdir():
+            if entry.name.startswith(".") and ".tmp-" in entry.name:
+                entry.unlink(missing_ok=True)
+                removed.append(f"{repo.packages}/{entry.name}")
+    live = current_number(repo)
+    for number in generation_numbers(repo):
+        if live is None or number > live:
+            shutil.rmtree(repo.generation_dir(number), ignore_errors=True)
+            removed.append(f"{GENERATIONS}/{number}")
+    for name in removed:
+        log.info("removed leftover of an interrupted publish: %s/%s", repo.path, name)
+    return removed
+
+
+def swap(repo: RepoDir, number: int) -> None:
+    """Make generation ``number`` live with one atomic symlink rename."""
+    tmp = repo.path / f"repodata.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(f"{GENERATIONS}/{number}/repodata")
+    tmp.replace(repo.repodata)  # rename(2): atomic, even over the old symlink
+    fsync_dir(repo.path)
+
+
+def prune(repo: RepoDir, keep: int = KEEP_GENERATIONS) -> list[int]:
+    """Delete generations beyond the newest ``keep`` (never the live one or its parent)."""
+    live = current_number(repo)
+    if live is None:
+        return []
+    protected = {live}
+    parent = load_generation(repo, live).parent
+    if parent is not None:
+        protected.add(parent)
+    numbers = generation_numbers(repo)
+    doomed = [n for n in numbers[:-keep] if n not in protected] if keep > 0 else []
+    for number in doomed:
+        shutil.rmtree(repo.generation_dir(number), ignore_errors=True)
+    return doomed
+
+
+def link_previous_metadata(previous: Path, new_repodata: Path, names: Sequence[str]) -> int:
+    """Hard-link the previous generation's metadata files ``names`` into ``new_repodata``."""
+    linked = 0
+    for name in names:
+        source = previous / name
+        target = new_repodata / name
+        if target.exists() or not source.is_file():
+            continue
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        linked += 1
+    return linked
+
+
+# --- versions -------------------------------------------------------------------------
+
+
+def _segments(value: str) -> list[str]:
+    return re.findall(r"~|\^|[0-9]+|[a-zA-Z]+", value)
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's version comparison (-1, 0, 1), including ``~`` (sorts before) and ``^``."""
+    if a == b:
+        return 0
+    sa, sb = _segments(a), _segments(b)
+    while sa or sb:
+        x = sa.pop(0) if sa else None
+        y = sb.pop(0) if sb else None
+        if x == "~" or y == "~":
+            if x != y:
+                return -1 if x == "~" else 1
+            continue
+        if x == "^" or y == "^":
+            if x is None:
+                return -1
+            if y is None:
+                return 1
+            if x != y:
+                return 1 if x == "^" else -1
+            continue
+        if x is None:
+            return -1
+        if y is None:
+            return 1
+        if x.isdigit() != y.isdigit():
+            return 1 if x.isdigit() else -1
+        if x.isdigit():
+            xi, yi = int(x), int(y)
+            if xi != yi:
+                return 1 if xi > yi else -1
+        elif x != y:
+            return 1 if x > y else -1
+    return 0
+
+
+def evr_compare(a: dict[str, object], b: dict[str, object]) -> int:
+    for key in ("epoch", "version", "release"):
+        result = rpmvercmp(str(a.get(key) or "0"), str(b.get(key) or "0"))
+        if result:
+            return result
+    return 0
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    change: str  # added, removed, upgraded, downgraded
+    name: str
+    arch: str
+    old: str | None
+    new: str | None
+
+
+def diff(old: Sequence[dict[str, object]], new: Sequence[dict[str, object]]) -> list[DiffEntry]:
+    """What changed between two package lists, by (name, arch): newest EVR of each side."""
+
+    def newest(packages: Sequence[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
+        best: dict[tuple[str, str], dict[str, object]] = {}
+        for pkg in packages:
+            key = (str(pkg["name"]), str(pkg["arch"]))
+            if key not in best or evr_compare(pkg, best[key]) > 0:
+                best[key] = pkg
+        return best
+
+    def evr(pkg: dict[str, object]) -> str:
+        epoch = str(pkg.get("epoch") or "0")
+        return f"{'' if epoch == '0' else epoch + ':'}{pkg['version']}-{pkg['release']}"
+
+    before, after = newest(old), newest(new)
+    entries: list[DiffEntry] = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if a is None and b is not None:
+            entries.append(DiffEntry("added", key[0], key[1], None, evr(b)))
+        elif b is None and a is not None:
+            entries.append(DiffEntry("removed", key[0], key[1], evr(a), None))
+        elif a is not None and b is not None:
+            order = evr_compare(b, a)
+            if order:
+                entries.append(DiffEntry("upgraded" if order > 0 else "downgraded", key[0], key[1], evr(a), evr(b)))
+    return entries
+
+
+def generation_dir_ok(repo: RepoDir, number: int) -> bool:
+    return (repo.generation_dir(number) / "generation.json").is_file()
