@@ -26,7 +26,7 @@ import docker.errors
 import docker.models.containers
 import requests.exceptions
 
-from xcpbuild.adapters import engine
+from xcpbuild.adapters import engine, process
 from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
 from xcpbuild.log import get_logger
 
@@ -431,3 +431,26 @@ def container_exists(client: docker.DockerClient, name: str) -> bool:
 
 def posix(path: str | PurePosixPath) -> str:
     return str(PurePosixPath(path))
+
+
+def run_in_netns(box: BuildContainer, argv: Sequence[str], *, timeout: float) -> process.Completed:
+    """Run a host command inside ``box``'s network namespace (``nsenter --net``).
+
+    The container keeps network none; the host command sees only the
+    container's loopback, so it can reach a server listening on 127.0.0.1
+    there. Needs root (entering a namespace).
+    """
+    if os.geteuid() != 0:
+        raise EngineError(
+            "entering a container's network namespace needs root",
+            hint="run the verification as root (the README's commands do)",
+        )
+    try:
+        box.container.reload()
+        pid = int(box.container.attrs["State"]["Pid"])
+    except (KeyError, TypeError, ValueError, *_DockerFailure) as exc:
+        raise EngineError(f"could not find the process of container {box.name}: {exc}") from exc
+    if pid <= 0:
+        raise EngineError(f"container {box.name} is not running")
+    nsenter = process.require_tool("nsenter")
+    return process.run([nsenter, f"--net=/proc/{pid}/ns/net", "--", *argv], timeout=timeout, check=False)

@@ -105,3 +105,21 @@ def verify_detached(public_key: Path, path: Path, signature: Path) -> str:
         if len(parts) >= 3 and parts[:2] == ["[GNUPG:]", "VALIDSIG"]:
             return parts[2]
     raise SigningError(f"the signature {signature.name} does not verify {path.name} with the expected key")
+
+
+def ensure_key(home: Path, uid: str) -> SigningKey:
+    """The secret key ``uid`` in ``home``, generated (RSA, no passphrase) the first time.
+
+    Used for a run's own signing key: kept in ``home`` so later runs sign with the
+    same key and a repeated publish stays a no-op. The key never leaves ``home``.
+    """
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    try:
+        return find_secret_key(uid, home)
+    except SigningError:
+        pass
+    log.info("generating the signing key %s in %s", uid, home)
+    # RSA: EL7's rpm cannot verify EdDSA signatures.
+    _gpg(home, ["--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "never"])
+    return find_secret_key(uid, home)

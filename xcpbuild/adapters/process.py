@@ -39,6 +39,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "git": "git",
     "patch": "patch",
     "nginx": "nginx-light",
+    "nsenter": "util-linux",
 }
 
 

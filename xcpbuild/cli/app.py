@@ -20,6 +20,7 @@ from xcpbuild.log import configure
 # Verb modules, in the order --help lists them. Each exposes
 # ``register(subparsers) -> None``; the parser it adds sets ``func``.
 VERB_MODULES: tuple[str, ...] = (
+    "xcpbuild.cli.release",
     "xcpbuild.cli.doctor",
     "xcpbuild.cli.engine",
     "xcpbuild.cli.source",

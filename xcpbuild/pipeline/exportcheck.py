@@ -93,13 +93,15 @@ def _start_server(box: container.BuildContainer, policy: str, token: str) -> str
         text = box.exec(["cat", log_path], check=False).output
         if "listening on" in text:
             return pid
-        if box.exec(["kill", "-0", pid], check=False).exit_code != 0:
+        if box.exec(["sh", "-c", f"kill -0 {pid}"], check=False).exit_code != 0:
             raise VerifyError(f"the installed xcp-export-server exited at start: {text.strip()[-300:]}")
         time.sleep(0.2)
     raise VerifyError("the installed xcp-export-server did not say `listening on` within 30 s")
 
 
-def _trial(box: container.BuildContainer, disk: Path, token: str, policy: str, expected: str, fmt: str, stall: float) -> Trial:
+def _trial(
+    box: container.BuildContainer, disk: Path, token: str, *, policy: str, expected: str, fmt: str, stall: float
+) -> Trial:
     url = f"http://127.0.0.1:{PORT}/export_raw_vdi?vdi={DISK_NAME}&format={fmt}"
     argv = [
         sys.executable, "-m", "xcpbuild", "--quiet", "verify", "backpressure", url,
@@ -124,6 +126,35 @@ def _trial(box: container.BuildContainer, disk: Path, token: str, policy: str, e
         passed=passed,
         detail=str(report.get("detail", "")),
     )
+
+
+def _policy_trials(
+    box: container.BuildContainer,
+    result: ExportCheckResult,
+    disk: Path,
+    token: str,
+    *,
+    policy: str,
+    expected: str,
+    stall: float,
+) -> None:
+    with step(f"installed server, --eagain-policy {policy}: a {stall:g} s stall must {expected}"):
+        pid = _start_server(box, policy, token)
+        try:
+            for fmt in FORMATS:
+                trial = _trial(box, disk, token, policy=policy, expected=expected, fmt=fmt, stall=stall)
+                result.trials.append(trial)
+                log.info(
+                    "%s %s: %s (%d of %s bytes)%s",
+                    fmt,
+                    policy,
+                    trial.outcome,
+                    trial.bytes_received,
+                    trial.content_length,
+                    "" if trial.passed else f" -- expected it to {expected}",
+                )
+        finally:
+            box.exec(["sh", "-c", f"kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"], check=False)
 
 
 def run(
@@ -152,27 +183,14 @@ def run(
             names = " ".join(f"{BOX_DIR}/rpms/{p.name}" for p in rpms)
             box.exec(["sh", "-c", f"rpm -i {names}"], user="0")
             result.installed = box.exec(["rpm", "-qa", "--qf", "%{NEVRA}\\n"]).output.split()
-        for policy, expected in POLICIES:
-            with step(f"installed server, --eagain-policy {policy}: a {stall_seconds:g} s stall must {expected}"):
-                pid = _start_server(box, policy, token)
-                try:
-                    for fmt in FORMATS:
-                        trial = _trial(box, disk, token, policy, expected, fmt, stall_seconds)
-                        result.trials.append(trial)
-                        log.info(
-                            "%s %s: %s (%d of %s bytes)%s",
-                            fmt,
-                            policy,
-                            trial.outcome,
-                            trial.bytes_received,
-                            trial.content_length,
-                            "" if trial.passed else f" -- expected it to {expected}",
-                        )
-                finally:
-                    box.exec(["kill", pid], check=False)
-        for policy, _ in POLICIES:
-            for saved in box.get(f"{BOX_DIR}/server-{policy}.log", out_dir):
-                result.logs.append(str(saved))
+        try:
+            for policy, expected in POLICIES:
+                _policy_trials(box, result, disk, token, policy=policy, expected=expected, stall=stall_seconds)
+        finally:
+            # The servers' own logs are kept whatever happened: they say why a trial went as it did.
+            for policy, _ in POLICIES:
+                if box.exec(["test", "-f", f"{BOX_DIR}/server-{policy}.log"], check=False).exit_code == 0:
+                    result.logs += [str(p) for p in box.get(f"{BOX_DIR}/server-{policy}.log", out_dir)]
     wrong = [t for t in result.trials if not t.passed]
     if wrong:
         first = wrong[0]

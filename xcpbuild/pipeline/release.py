@@ -90,7 +90,9 @@ def parse_upstreams(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, where = value.partition("=")
         if not sep or not name or not where:
-            raise UsageError(f"--upstream {value!r} must look like PKG=PATH_OR_URL", hint="e.g. --upstream vhd-tool=/src/vhd-tool")
+            raise UsageError(
+                f"--upstream {value!r} must look like PKG=PATH_OR_URL", hint="e.g. --upstream vhd-tool=/src/vhd-tool"
+            )
         upstreams[name] = where
     return upstreams
 
@@ -131,7 +133,8 @@ def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome
                 hint=f"run `xcpbuild patch check {pkg.name} --ref {bad[0].ref}` for the hunk",
             )
     outcome.data["health"] = rows
-    outcome.detail = f"{len(rows)} patch(es) healthy" if rows else "nothing to check"
+    patches = [r for r in rows if r["patch"] != "-"]
+    outcome.detail = f"{len(patches)} patch(es) apply at their pins" if patches else "no patch series in this run"
 
 
 def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome) -> None:
@@ -163,7 +166,9 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome:
             continue
         rpms = [p for p in state.results[planned.name].paths() if p.name.endswith(".noarch.rpm")]
         if not rpms:
-            raise XcpbuildError(f"{planned.name} has no binary RPM to verify", hint="its plan entry needs stage = \"rpm\"")
+            raise XcpbuildError(
+                f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"'
+            )
         extra = _platform_rpms(state)
         result = exportcheck.run(
             settings,
@@ -216,12 +221,8 @@ def _publish(settings: Settings, options: ReleaseOptions, state: _State, outcome
             if (planned.channel or plan.channel) == channel
             for path in state.results[planned.name].paths()
         ]
-        if channel == "base" and repo.already_published(root, plan.release, channel, files):
-            outcome.data[channel] = {"added": [], "note": "already in base (frozen)"}
-            continue
-        report = publish.publish(
-            files, root, plan.release, channel, key, home, unfreeze_base=channel == "base"
-        )
+        # The plan puts its platform package in base on purpose; the same content again is a no-op.
+        report = publish.publish(files, root, plan.release, channel, key, home, unfreeze_base=channel == "base")
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         outcome.data[channel] = {"added": names, "generations": [r.generation for r in report.repos]}
@@ -235,14 +236,19 @@ def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome
     public_key = gpg.export_public_key(gpg.find_secret_key(key, home), settings.work_dir / "release-key.asc")
     wanted = [p.name for p in state.packages if p.install]
     if wanted:
-        repos = [dnf.Repo(channel, repo.repo_dirs(root, plan.release, channel)[0].path) for channel in ("base", plan.channel)
-                 if repo.current_number(repo.repo_dirs(root, plan.release, channel)[0]) is not None]
+        repos = [
+            dnf.Repo(channel, repo.repo_dirs(root, plan.release, channel)[0].path)
+            for channel in ("base", plan.channel)
+            if repo.current_number(repo.repo_dirs(root, plan.release, channel)[0]) is not None
+        ]
         installed = dnf.install(repos, wanted, public_key, plan.release)
         outcome.data["installed"] = installed.installed
     promoted: list[str] = []
     if plan.promote_to:
         names = [p.name for p in state.packages if (p.channel or plan.channel) == plan.channel]
-        report = publish.promote(root, plan.release, plan.channel, plan.promote_to, names, sign_key=key, gnupg_home=home)
+        report = publish.promote(
+            root, plan.release, plan.channel, plan.promote_to, names, sign_key=key, gnupg_home=home
+        )
         promoted = report.promoted
         outcome.data["promoted"] = promoted
         outcome.data["promote_added"] = [n for r in report.publish.repos for n in r.added]
