@@ -7,18 +7,21 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 2. take the repository lock, clean up what an interrupted publisher left;
 3. copy the new RPMs into a staging directory, sign the copies (rpmsign) and
    verify every signature against the exported public key only;
-4. build metadata in staging, reusing the live generation's records for
-   unchanged packages, link in the previous generation's metadata files,
-   sign ``repomd.xml`` (detached ``repomd.xml.asc``) and verify that signature;
-5. check the staged repo: every file repomd names matches its checksum, and a
+4. rename the signed copies into ``Packages/``: no metadata names them yet, so
+   clients cannot see them, and a failure later removes them again;
+5. build metadata in staging (``repodata`` next to a ``Packages`` symlink to the
+   live one), reusing the live generation's records for unchanged packages,
+   link in the previous generation's metadata files, sign ``repomd.xml``
+   (detached ``repomd.xml.asc``) and verify that signature;
+6. check the staged repo: every file repomd names matches its checksum, and a
    real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it;
-6. move the signed RPMs into ``Packages/``, the staged metadata into a new
-   generation, and swap ``repodata`` atomically (see ``repo``); prune old
-   generations.
+7. turn the staging dir into a new generation and swap ``repodata`` atomically
+   (see ``repo``); prune old generations.
 
-Any failure before step 6 leaves the live repository exactly as it was.
+Until the swap in step 7 clients see the live repository exactly as it was.
 Re-publishing a NEVRA with the same content (same header digest, which signing
-does not change) is a no-op; with different content it is refused.
+does not change) is a no-op; with different content it is refused. x86_64 and
+Source are swapped one after the other: each is always whole on its own.
 """
 
 from __future__ import annotations
