@@ -10,7 +10,7 @@ import pytest
 
 from xcpbuild.adapters.rpmsign import _parse
 from xcpbuild.errors import PublishError, UsageError
-from xcpbuild.pipeline import crashpoints
+from xcpbuild.pipeline import crashpoints, evr
 from xcpbuild.pipeline import repo as repolib
 from xcpbuild.pipeline.repo import Generation
 
@@ -50,8 +50,8 @@ def test_unknown_channel_is_refused() -> None:
     ],
 )
 def test_rpmvercmp_matches_rpm_order(a: str, b: str, expected: int) -> None:
-    assert repolib.rpmvercmp(a, b) == expected
-    assert repolib.rpmvercmp(b, a) == -expected
+    assert evr.rpmvercmp(a, b) == expected
+    assert evr.rpmvercmp(b, a) == -expected
 
 
 def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoch: str = "0") -> dict[str, object]:
@@ -61,7 +61,7 @@ def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoc
 def test_diff_reports_added_removed_upgraded_downgraded() -> None:
     old = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("c", "2.0"), _pkg("d", "1.0")]
     new = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("b", "1.1"), _pkg("c", "1.0", epoch="0"), _pkg("e", "1.0")]
-    changes = {(c.change, c.name, c.old, c.new) for c in repolib.diff(old, new)}
+    changes = {(c.change, c.name, c.old, c.new) for c in evr.diff_packages(old, new)}
     assert changes == {
         ("upgraded", "b", "1.0-1", "1.1-1"),
         ("downgraded", "c", "2.0-1", "1.0-1"),
@@ -71,7 +71,7 @@ def test_diff_reports_added_removed_upgraded_downgraded() -> None:
 
 
 def test_epoch_wins_over_version() -> None:
-    assert repolib.evr_compare(_pkg("a", "1.0", epoch="1"), _pkg("a", "9.0")) == 1
+    assert evr.evr_compare(_pkg("a", "1.0", epoch="1"), _pkg("a", "9.0")) == 1
 
 
 def _make_generation(repo: repolib.RepoDir, number: int, parent: int | None) -> None:

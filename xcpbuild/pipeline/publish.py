@@ -39,7 +39,7 @@ from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError
 from xcpbuild.log import get_logger, step
-from xcpbuild.pipeline import crashpoints
+from xcpbuild.pipeline import crashpoints, evr
 from xcpbuild.pipeline import repo as repolib
 from xcpbuild.pipeline.repo import Generation, RepoDir
 
@@ -268,7 +268,7 @@ def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Seq
     newest: dict[tuple[str, str], PackageRecord] = {}
     for item in plan.inputs:
         name_arch = (item.record.name, item.record.arch)
-        if name_arch not in newest or repolib.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
+        if name_arch not in newest or evr.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
             newest[name_arch] = item.record
     targets = sorted(record.nevra for record in newest.values())
     with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
@@ -465,7 +465,7 @@ def promote(
                 continue
             newest = candidates[0]
             for pkg in candidates[1:]:
-                if repolib.evr_compare(pkg, newest) > 0:
+                if evr.evr_compare(pkg, newest) > 0:
                     newest = pkg
             files.append(repo.path / str(newest["href"]))
             promoted.append(f"{name}-{newest['version']}-{newest['release']}.{newest['arch']}")
