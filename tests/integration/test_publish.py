@@ -338,3 +338,31 @@ def test_failed_dnf_check_leaves_live_repo_untouched(tmp_path: Path, key: GpgTes
     with pytest.raises(VerifyError, match="dnf could not install world"):
         publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
     assert snapshot(root) == before
+
+
+def test_rollback_twice_goes_two_publishes_back(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
+    root = tmp_path / "repo"
+    for rpm in (rpms["hello-1.0"], rpms["lonely-1.0"], rpms["hello-1.1"]):
+        publish.publish([rpm], root, RELEASE, "testing", key.fingerprint, key.home)
+    first = history.rollback(root, RELEASE, "testing")
+    assert (first.from_generation, first.to_generation) == (3, 2)
+    assert [(c.change, c.name) for c in first.changes] == [("downgraded", "hello")]
+    second = history.rollback(root, RELEASE, "testing")
+    assert second.to_generation == 1
+    assert [(c.change, c.name) for c in second.changes] == [("removed", "lonely")]
+    assert install_live(root, key, "hello") == ["hello-1.0-1.noarch"]
+    with pytest.raises(PublishError, match="no previous generation"):
+        history.rollback(root, RELEASE, "testing")
+    # The repomd.xml served after a rollback is the old one, still correctly signed.
+    binary = live(root)
+    gpg.verify_detached(key.public_key, binary.repodata / "repomd.xml", binary.repodata / "repomd.xml.asc")
+
+
+def test_promote_refuses_a_package_signed_by_another_key(
+    tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, rpms: dict[str, Path]
+) -> None:
+    root = tmp_path / "repo"
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", other_key.fingerprint, other_key.home)
+    with pytest.raises(SigningError, match=r"lonely-1\.0-1\.noarch\.rpm"):
+        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], sign_key=key.fingerprint, gnupg_home=key.home)
+    assert not repolib.repo_dirs(root, RELEASE, "updates")[0].repodata.exists()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
-from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError
+from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.pipeline import crashpoints, evr
 from xcpbuild.pipeline import repo as repolib
@@ -203,6 +203,17 @@ def _unplace(plan: _Plan) -> None:
             (plan.repo.packages_dir / item.filename).unlink(missing_ok=True)
 
 
+def _remove_empty_dirs(repo: RepoDir, root: Path) -> None:
+    """After a failed first publish, take away the directories it created (only empty ones)."""
+    for directory in (repo.packages_dir, repo.path, *repo.path.parents):
+        if directory == root or root not in directory.parents:
+            return
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 def _previous_stats(current: Generation | None) -> dict[str, createrepo.StatKey]:
     stats: dict[str, createrepo.StatKey] = {}
     for pkg in current.packages if current else []:
@@ -272,7 +283,14 @@ def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Seq
             newest[name_arch] = item.record
     targets = sorted(record.nevra for record in newest.values())
     with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
-        result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+        try:
+            result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+        except VerifyError as exc:
+            raise VerifyError(
+                exc.message,
+                hint="nothing was published; dnf resolves against this channel plus the live base and updates "
+                "channels of the release, so publish missing dependencies there (or together) first",
+            ) from exc
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
     crashpoints.reach("dnf-checked")
@@ -381,6 +399,8 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
                         shutil.rmtree(plan.staging, ignore_errors=True)
                     if not plan.live:
                         _unplace(plan)
+                        if plan.current is None:
+                            _remove_empty_dirs(plan.repo, repo_root)
             for plan in plans:
                 repolib.prune(plan.repo, keep)
             crashpoints.reach("pruned")
