@@ -261,6 +261,9 @@ def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTe
     assert generation is not None and generation.number == 3
     names = sorted(Path(h).name for h in generation.hrefs())
     assert names == ["hello-1.0-1.noarch.rpm", "hello-1.1-1.noarch.rpm", "lonely-1.0-1.noarch.rpm"]
+    # Serialised in lock order: the first publisher's generation does not yet hold the second's package.
+    middle = sorted(Path(h).name for h in repolib.load_generation(live(root), 2).hrefs())
+    assert middle == ["hello-1.0-1.noarch.rpm", "lonely-1.0-1.noarch.rpm"]
     assert install_live(root, key, "lonely", "hello") == ["hello-1.1-1.noarch", "lonely-1.0-1.noarch"]
 
 
