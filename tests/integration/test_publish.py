@@ -369,3 +369,24 @@ def test_promote_refuses_a_package_signed_by_another_key(
     with pytest.raises(SigningError, match=r"lonely-1\.0-1\.noarch\.rpm"):
         publish.promote(root, RELEASE, "testing", "updates", ["lonely"], sign_key=key.fingerprint, gnupg_home=key.home)
     assert not repolib.repo_dirs(root, RELEASE, "updates")[0].repodata.exists()
+
+
+def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
+    """yum's sqlite databases (schema 10, tied to their XML) are opt-in, then kept on later publishes."""
+    import bz2
+    import sqlite3
+
+    root = tmp_path / "repo"
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home, sqlite=True)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    binary = live(root)
+    entries = {e.type: e for e in createrepo.read_repomd(binary.repodata)}
+    assert set(entries) == {"primary", "filelists", "other", "primary_db", "filelists_db", "other_db"}
+    assert (binary.repodata / "repomd.xml").read_text().count("<database_version>10</database_version>") == 3
+    database = tmp_path / "primary.sqlite"
+    database.write_bytes(bz2.decompress((binary.path / entries["primary_db"].href).read_bytes()))
+    with sqlite3.connect(database) as con:
+        assert sorted(con.execute("select name from packages")) == [("hello",), ("lonely",)]
+        assert con.execute("select checksum from db_info").fetchone()[0] == entries["primary"].checksum
+    assert createrepo.check_repo(binary.path) == []
+    assert install_live(root, key, "lonely") == ["lonely-1.0-1.noarch"]

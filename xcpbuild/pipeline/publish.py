@@ -229,21 +229,29 @@ def _record_dict(record: PackageRecord) -> dict[str, object]:
     return data
 
 
-def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None) -> None:
+def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None, sqlite: bool) -> None:
     assert plan.staging is not None
     current = plan.current
     new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
     hrefs = sorted({*(current.hrefs() if current else []), *plan.readd, *new_hrefs})
     previous = plan.repo.generation_dir(current.number) / "repodata" if current else None
+    previous_entries = createrepo.read_repomd(previous) if previous is not None else []
+    # Once a repo carries sqlite databases it keeps them: clients may rely on them.
+    sqlite = sqlite or any(entry.type.endswith("_db") for entry in previous_entries)
     with step(f"metadata for {len(hrefs)} packages in {plan.repo.kind}") as timing:
         result = createrepo.build_repodata(
-            plan.staging, hrefs, plan.staging / "repodata", previous=previous, previous_stats=_previous_stats(current)
+            plan.staging,
+            hrefs,
+            plan.staging / "repodata",
+            previous=previous,
+            previous_stats=_previous_stats(current),
+            sqlite=sqlite,
         )
     plan.report.metadata_seconds = timing.seconds
     plan.report.packages_read, plan.report.packages_reused = result.read, result.reused
     crashpoints.reach("metadata")
     if previous is not None:
-        names = [Path(e.href).name for e in createrepo.read_repomd(previous)]
+        names = [Path(e.href).name for e in previous_entries]
         repolib.link_previous_metadata(previous, plan.staging / "repodata", names)
     if key is not None and public_key is not None:
         repomd = plan.staging / "repodata" / "repomd.xml"
@@ -348,12 +356,14 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     resign: bool = True,
     unfreeze_base: bool = False,
     dnf_check: bool = True,
+    sqlite: bool = False,
     keep: int = repolib.KEEP_GENERATIONS,
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
     ``resign=False`` keeps the packages' existing signatures (promotion): they
-    must then already verify against ``sign_key``.
+    must then already verify against ``sign_key``. ``sqlite=True`` adds yum's
+    sqlite databases to the metadata (kept from then on).
     """
     started = time.monotonic()
     repolib.major_of(release)
@@ -388,7 +398,7 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
             extra = _extra_repos(repo_root, release, channel) if dnf_check else None
             try:
                 for plan in plans:
-                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra)
+                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
                 for plan in plans:
                     with step(f"swap in the new generation of {plan.repo.path}"):
                         _go_live(plan)
@@ -416,6 +426,7 @@ def _prepare(
     resign: bool,
     release: str,
     extra: list[dnf.Repo] | None,
+    sqlite: bool,
 ) -> None:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
@@ -437,7 +448,7 @@ def _prepare(
         )
     crashpoints.reach("verified")
     _place(plan)
-    _build_metadata(plan, key, public_key)
+    _build_metadata(plan, key, public_key, sqlite)
     _check_staged(plan, public_key, release, extra)
 
 
