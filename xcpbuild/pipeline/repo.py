@@ -216,18 +216,37 @@ def recover(repo: RepoDir) -> list[str]:
         elif entry.name.startswith("repodata.tmp-"):
             entry.unlink(missing_ok=True)
             removed.append(entry.name)
-    if repo.packages_dir.is_dir():
-        for entry in repo.packages_dir.iterdir():
-            if entry.name.startswith(".") and ".tmp-" in entry.name:
-                entry.unlink(missing_ok=True)
-                removed.append(f"{repo.packages}/{entry.name}")
     live = current_number(repo)
     for number in generation_numbers(repo):
         if live is None or number > live:
             shutil.rmtree(repo.generation_dir(number), ignore_errors=True)
             removed.append(f"{GENERATIONS}/{number}")
+    removed += [f"{repo.packages}/{name}" for name in _remove_unswapped_packages(repo, live)]
     for name in removed:
         log.info("removed leftover of an interrupted publish: %s/%s", repo.path, name)
+    return removed
+
+
+def _remove_unswapped_packages(repo: RepoDir, live: int | None) -> list[str]:
+    """Packages a killed publisher placed but never made live.
+
+    A package is one of those when no retained generation names it and it is
+    newer than the live generation: every package a live generation ever named
+    was placed before that generation was made. Older unnamed files are left
+    alone (they may predate xcpbuild's management of the directory).
+    """
+    if not repo.packages_dir.is_dir():
+        return []
+    named: set[str] = set()
+    for number in generation_numbers(repo):
+        if generation_dir_ok(repo, number):
+            named.update(Path(href).name for href in load_generation(repo, number).hrefs())
+    since = load_generation(repo, live).created if live is not None and generation_dir_ok(repo, live) else 0.0
+    removed = []
+    for entry in repo.packages_dir.iterdir():
+        if entry.name not in named and entry.is_file() and entry.stat().st_mtime > since:
+            entry.unlink()
+            removed.append(entry.name)
     return removed
 
 
