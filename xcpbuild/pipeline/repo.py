@@ -22,9 +22,10 @@ finds every file it names. Older generations stay on disk for rollback up to
 ``KEEP_GENERATIONS``, then are pruned.
 
 Crash recovery. Everything a publish builds lives in ``.staging-*`` until the
-swap; a generation numbered above the live one is a built-but-never-swapped
-leftover. Both are removed by the next publisher, under the lock, before it
-starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock`` serialises publishers.
+swap, except the signed packages it has already renamed into ``Packages/``
+(which no metadata names yet); a generation numbered above the live one is a
+built-but-never-swapped leftover. All three are removed by the next publisher,
+under the lock, before it starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock`` serialises publishers.
 """
 
 from __future__ import annotations
