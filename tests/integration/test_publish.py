@@ -261,6 +261,9 @@ def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTe
     assert generation is not None and generation.number == 3
     names = sorted(Path(h).name for h in generation.hrefs())
     assert names == ["hello-1.0-1.noarch.rpm", "hello-1.1-1.noarch.rpm", "lonely-1.0-1.noarch.rpm"]
+    # Serialised in lock order: the first publisher's generation does not yet hold the second's package.
+    middle = sorted(Path(h).name for h in repolib.load_generation(live(root), 2).hrefs())
+    assert middle == ["hello-1.0-1.noarch.rpm", "lonely-1.0-1.noarch.rpm"]
     assert install_live(root, key, "lonely", "hello") == ["hello-1.1-1.noarch", "lonely-1.0-1.noarch"]
 
 
@@ -338,3 +341,52 @@ def test_failed_dnf_check_leaves_live_repo_untouched(tmp_path: Path, key: GpgTes
     with pytest.raises(VerifyError, match="dnf could not install world"):
         publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
     assert snapshot(root) == before
+
+
+def test_rollback_twice_goes_two_publishes_back(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
+    root = tmp_path / "repo"
+    for rpm in (rpms["hello-1.0"], rpms["lonely-1.0"], rpms["hello-1.1"]):
+        publish.publish([rpm], root, RELEASE, "testing", key.fingerprint, key.home)
+    first = history.rollback(root, RELEASE, "testing")
+    assert (first.from_generation, first.to_generation) == (3, 2)
+    assert [(c.change, c.name) for c in first.changes] == [("downgraded", "hello")]
+    second = history.rollback(root, RELEASE, "testing")
+    assert second.to_generation == 1
+    assert [(c.change, c.name) for c in second.changes] == [("removed", "lonely")]
+    assert install_live(root, key, "hello") == ["hello-1.0-1.noarch"]
+    with pytest.raises(PublishError, match="no previous generation"):
+        history.rollback(root, RELEASE, "testing")
+    # The repomd.xml served after a rollback is the old one, still correctly signed.
+    binary = live(root)
+    gpg.verify_detached(key.public_key, binary.repodata / "repomd.xml", binary.repodata / "repomd.xml.asc")
+
+
+def test_promote_refuses_a_package_signed_by_another_key(
+    tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, rpms: dict[str, Path]
+) -> None:
+    root = tmp_path / "repo"
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", other_key.fingerprint, other_key.home)
+    with pytest.raises(SigningError, match=r"lonely-1\.0-1\.noarch\.rpm"):
+        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], sign_key=key.fingerprint, gnupg_home=key.home)
+    assert not repolib.repo_dirs(root, RELEASE, "updates")[0].repodata.exists()
+
+
+def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
+    """yum's sqlite databases (schema 10, tied to their XML) are opt-in, then kept on later publishes."""
+    import bz2
+    import sqlite3
+
+    root = tmp_path / "repo"
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home, sqlite=True)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    binary = live(root)
+    entries = {e.type: e for e in createrepo.read_repomd(binary.repodata)}
+    assert set(entries) == {"primary", "filelists", "other", "primary_db", "filelists_db", "other_db"}
+    assert (binary.repodata / "repomd.xml").read_text().count("<database_version>10</database_version>") == 3
+    database = tmp_path / "primary.sqlite"
+    database.write_bytes(bz2.decompress((binary.path / entries["primary_db"].href).read_bytes()))
+    with sqlite3.connect(database) as con:
+        assert sorted(con.execute("select name from packages")) == [("hello",), ("lonely",)]
+        assert con.execute("select checksum from db_info").fetchone()[0] == entries["primary"].checksum
+    assert createrepo.check_repo(binary.path) == []
+    assert install_live(root, key, "lonely") == ["lonely-1.0-1.noarch"]

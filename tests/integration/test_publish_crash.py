@@ -102,6 +102,7 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
     publish.publish(release_of(1), root, RELEASE, CHANNEL, key.fingerprint, key.home)
     served = "1.0"
     assert _versions_served(root, key) == served
+    went_live = {served}
 
     for index, point in enumerate(KILL_POINTS, start=2):
         new = f"{index}.0"
@@ -115,15 +116,20 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
         elif not point.startswith("swapped"):
             assert now == served, point
         served = now
+        went_live.add(now)
 
     # A normal publish recovers from the last crash by itself and leaves nothing behind.
     final = len(KILL_POINTS) + 2
     report = publish.publish(release_of(final), root, RELEASE, CHANNEL, key.fingerprint, key.home)
     assert report.changed
     assert _versions_served(root, key) == f"{final}.0"
+    went_live.add(f"{final}.0")
     for repo in repolib.repo_dirs(root, RELEASE, CHANNEL):
         leftovers = [p.name for p in repo.path.iterdir() if p.name.startswith((".staging", "repodata.tmp"))]
         assert leftovers == []
         assert len(repolib.generation_numbers(repo)) <= repolib.KEEP_GENERATIONS
         live_number = repolib.current_number(repo)
         assert live_number == max(repolib.generation_numbers(repo))
+        # Packages placed by a publish killed before its swap were removed by the next one.
+        versions = {p.name.rsplit("-", 2)[1] for p in repo.packages_dir.iterdir()}
+        assert versions <= went_live, sorted(versions - went_live)

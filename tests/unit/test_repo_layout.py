@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from xcpbuild.adapters.rpmsign import _parse
 from xcpbuild.errors import PublishError, UsageError
-from xcpbuild.pipeline import crashpoints
+from xcpbuild.pipeline import crashpoints, evr
 from xcpbuild.pipeline import repo as repolib
 from xcpbuild.pipeline.repo import Generation
 
@@ -50,8 +51,8 @@ def test_unknown_channel_is_refused() -> None:
     ],
 )
 def test_rpmvercmp_matches_rpm_order(a: str, b: str, expected: int) -> None:
-    assert repolib.rpmvercmp(a, b) == expected
-    assert repolib.rpmvercmp(b, a) == -expected
+    assert evr.rpmvercmp(a, b) == expected
+    assert evr.rpmvercmp(b, a) == -expected
 
 
 def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoch: str = "0") -> dict[str, object]:
@@ -61,7 +62,7 @@ def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoc
 def test_diff_reports_added_removed_upgraded_downgraded() -> None:
     old = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("c", "2.0"), _pkg("d", "1.0")]
     new = [_pkg("a", "1.0"), _pkg("b", "1.0"), _pkg("b", "1.1"), _pkg("c", "1.0", epoch="0"), _pkg("e", "1.0")]
-    changes = {(c.change, c.name, c.old, c.new) for c in repolib.diff(old, new)}
+    changes = {(c.change, c.name, c.old, c.new) for c in evr.diff_packages(old, new)}
     assert changes == {
         ("upgraded", "b", "1.0-1", "1.1-1"),
         ("downgraded", "c", "2.0-1", "1.0-1"),
@@ -71,40 +72,48 @@ def test_diff_reports_added_removed_upgraded_downgraded() -> None:
 
 
 def test_epoch_wins_over_version() -> None:
-    assert repolib.evr_compare(_pkg("a", "1.0", epoch="1"), _pkg("a", "9.0")) == 1
+    assert evr.evr_compare(_pkg("a", "1.0", epoch="1"), _pkg("a", "9.0")) == 1
 
 
-def _make_generation(repo: repolib.RepoDir, number: int, parent: int | None) -> None:
+def _make_generation(
+    repo: repolib.RepoDir, number: int, parent: int | None, hrefs: tuple[str, ...] = (), created: float = 0.0
+) -> None:
     directory = repo.generation_dir(number)
     (directory / "repodata").mkdir(parents=True)
     (directory / "repodata" / "repomd.xml").write_text(f"generation {number}\n")
-    repolib.write_generation(directory, Generation(number, parent, "publish"))
+    packages: list[dict[str, object]] = [{"href": h} for h in hrefs]
+    repolib.write_generation(directory, Generation(number, parent, "publish", packages, created=created))
 
 
 def test_swap_is_a_symlink_rename_and_recover_removes_leftovers(tmp_path: Path) -> None:
     repo, _ = repolib.repo_dirs(tmp_path, "8.3", "lab")
     repo.packages_dir.mkdir(parents=True)
+    old_unnamed = repo.packages_dir / "predates-xcpbuild.rpm"
+    old_unnamed.write_text("an old file")
+    os.utime(old_unnamed, (1_000_000, 1_000_000))
     assert repolib.current_number(repo) is None
     _make_generation(repo, 1, None)
     repolib.swap(repo, 1)
     assert repo.repodata.is_symlink()
     assert (repo.repodata / "repomd.xml").read_text() == "generation 1\n"
-    _make_generation(repo, 2, 1)
+    (repo.packages_dir / "named.rpm").write_text("a published package")
+    _make_generation(repo, 2, 1, ("Packages/named.rpm",), created=time.time() + 1)
     repolib.swap(repo, 2)
     assert repolib.current_number(repo) == 2
     assert (repo.repodata / "repomd.xml").read_text() == "generation 2\n"
-    # What a killed publisher leaves: a staging dir, a temp symlink, a temp package, an unswapped generation.
+    # What a killed publisher leaves: a staging dir, a temp symlink, a placed package, an unswapped generation.
     (repo.path / ".staging-123-abcd" / "incoming").mkdir(parents=True)
     (repo.path / "repodata.tmp-123").symlink_to(".generations/3/repodata")
-    (repo.packages_dir / ".x.rpm.tmp-1").write_text("partial")
-    (repo.packages_dir / "kept.rpm").write_text("a package")
-    _make_generation(repo, 3, 2)
+    placed = repo.packages_dir / "placed-never-live.rpm"
+    placed.write_text("placed")
+    os.utime(placed, (time.time() + 5, time.time() + 5))
+    _make_generation(repo, 3, 2, ("Packages/named.rpm", "Packages/placed-never-live.rpm"))
     removed = repolib.recover(repo)
     assert sorted(removed) == sorted(
-        [".staging-123-abcd", "repodata.tmp-123", "Packages/.x.rpm.tmp-1", ".generations/3"]
+        [".staging-123-abcd", "repodata.tmp-123", ".generations/3", "Packages/placed-never-live.rpm"]
     )
     assert repolib.generation_numbers(repo) == [1, 2]
-    assert (repo.packages_dir / "kept.rpm").exists()
+    assert sorted(p.name for p in repo.packages_dir.iterdir()) == ["named.rpm", "predates-xcpbuild.rpm"]
     assert repolib.current_number(repo) == 2
 
 

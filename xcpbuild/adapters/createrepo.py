@@ -2,9 +2,11 @@
 
 Metadata is gz-compressed XML (primary, filelists, other) with checksum-prefixed
 ("unique") file names, so EL7 yum on XCP-ng 7.x/8.x hosts reads it; no sqlite
-databases are written, as yum builds its own cache from the XML when repomd
-names none (the createrepo_c CLI equivalent is ``--no-database
---general-compress-type=gz``).
+databases are written by default, as yum builds its own cache from the XML
+when repomd names none (the createrepo_c CLI equivalent is ``--no-database
+--general-compress-type=gz``). ``sqlite=True`` adds bz2-compressed
+``*_db`` databases as classic createrepo made them, which spares EL7 clients
+that step.
 
 Reuse: a package whose file is unchanged since the previous generation keeps
 its previous metadata instead of being re-read. "Unchanged" is the stat key
@@ -37,6 +39,7 @@ from xcpbuild.log import get_logger
 log = get_logger("createrepo")
 
 CHECKSUM = "sha256"
+_SQLITE_DB_VERSION = 10  # the schema version createrepo_c's sqlite databases carry (db_info.dbversion)
 _METADATA_TYPES = ("primary", "filelists", "other")
 
 StatKey = tuple[int, int, int]  # size, mtime_ns, inode
@@ -133,6 +136,7 @@ def build_repodata(
     *,
     previous: Path | None = None,
     previous_stats: Mapping[str, StatKey] | None = None,
+    sqlite: bool = False,
 ) -> RepodataResult:
     """Write repodata for ``hrefs`` (paths relative to ``repo_dir``) into ``out_dir``.
 
@@ -159,11 +163,11 @@ def build_repodata(
             read += 1
         packages.append(pkg)
         records.append(_record(pkg, current))
-    files = _write(out_dir, packages)
+    files = _write(out_dir, packages, sqlite)
     return RepodataResult(records, files, read=read, reused=len(ordered) - read)
 
 
-def _write(out_dir: Path, packages: list[cr.Package]) -> list[str]:
+def _write(out_dir: Path, packages: list[cr.Package], sqlite: bool) -> list[str]:
     writers = (
         ("primary", cr.PrimaryXmlFile(str(out_dir / "primary.xml.gz"), cr.GZ_COMPRESSION)),
         ("filelists", cr.FilelistsXmlFile(str(out_dir / "filelists.xml.gz"), cr.GZ_COMPRESSION)),
@@ -177,12 +181,27 @@ def _write(out_dir: Path, packages: list[cr.Package]) -> list[str]:
     repomd = cr.Repomd()
     repomd.set_revision(str(int(time.time())))
     names: list[str] = []
+    databases = {"primary": cr.PrimarySqlite, "filelists": cr.FilelistsSqlite, "other": cr.OtherSqlite}
     for kind, _ in writers:
         record = cr.RepomdRecord(kind, str(out_dir / f"{kind}.xml.gz"))
         record.fill(cr.SHA256)
         record.rename_file()
         repomd.set_record(record)
         names.append(Path(record.location_href).name)
+        if sqlite:
+            db_path = out_dir / f"{kind}.sqlite"
+            database = databases[kind](str(db_path))
+            for pkg in packages:
+                database.add_pkg(pkg)
+            database.dbinfo_update(record.checksum)  # ties the database to its XML, as yum checks
+            database.close()
+            compressed = cr.RepomdRecord(f"{kind}_db", str(db_path)).compress_and_fill(cr.SHA256, cr.BZ2_COMPRESSION)
+            compressed.type = f"{kind}_db"
+            compressed.db_ver = _SQLITE_DB_VERSION  # yum ignores a database of any other version
+            compressed.rename_file()
+            db_path.unlink()
+            repomd.set_record(compressed)
+            names.append(Path(compressed.location_href).name)
     (out_dir / "repomd.xml").write_text(repomd.xml_dump())
     return names
 

@@ -81,8 +81,9 @@ def install(
         done = run(argv, timeout=timeout, check=False)
         if not done.ok:
             lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            errors = [ln for ln in lines if ln.lower().startswith(("error", "problem"))]
-            detail = (errors or lines[-1:] or ["no output"])[0]
+            first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
+            # dnf often prints "Error:" alone, with the reason on the following lines.
+            detail = " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
             raise VerifyError(f"dnf could not install {' '.join(packages)}: {detail}")
         listed = run([rpm, "--root", root, "-qa", "--qf", "%{NAME}-%{EVR}.%{ARCH}\\n"], check=False)
         installed = sorted(line for line in listed.stdout.splitlines() if line and not line.startswith("gpg-pubkey"))

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--unfreeze-base", action="store_true", help="allow publishing to an already published (frozen) base channel"
     )
+    parser.add_argument(
+        "--sqlite", action="store_true", help="also write yum's sqlite databases (kept on later publishes)"
+    )
     parser.add_argument("--no-dnf-check", action="store_true", help="skip the dnf install check (not recommended)")
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         args.gnupg_home,
         unfreeze_base=args.unfreeze_base,
         dnf_check=not args.no_dnf_check,
+        sqlite=args.sqlite,
     )
     if args.json:
         emit_json(report)

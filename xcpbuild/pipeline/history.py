@@ -20,7 +20,8 @@ from xcpbuild.adapters import createrepo
 from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
 from xcpbuild.pipeline import repo as repolib
-from xcpbuild.pipeline.repo import DiffEntry, Generation, RepoDir
+from xcpbuild.pipeline.evr import DiffEntry, diff_packages
+from xcpbuild.pipeline.repo import Generation, RepoDir
 
 log = get_logger("history")
 
@@ -71,7 +72,7 @@ def rollback(repo_root: Path, release: str, channel: str, kind: str = "x86_64") 
             shutil.rmtree(staging, ignore_errors=True)
         repolib.prune(repo)
     return RollbackReport(
-        repo.path, current.number, target.number, number, repolib.diff(current.packages, target.packages)
+        repo.path, current.number, target.number, number, diff_packages(current.packages, target.packages)
     )
 
 
@@ -122,7 +123,7 @@ def diff(
     after = _load(repo, number)
     before_number = old if old is not None else after.parent
     before = _load(repo, before_number).packages if before_number is not None else []
-    return DiffReport(repo.path, before_number, number, repolib.diff(before, after.packages))
+    return DiffReport(repo.path, before_number, number, diff_packages(before, after.packages))
 
 
 def _load(repo: RepoDir, number: int) -> Generation:

@@ -7,18 +7,21 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 2. take the repository lock, clean up what an interrupted publisher left;
 3. copy the new RPMs into a staging directory, sign the copies (rpmsign) and
    verify every signature against the exported public key only;
-4. build metadata in staging, reusing the live generation's records for
-   unchanged packages, link in the previous generation's metadata files,
-   sign ``repomd.xml`` (detached ``repomd.xml.asc``) and verify that signature;
-5. check the staged repo: every file repomd names matches its checksum, and a
+4. rename the signed copies into ``Packages/``: no metadata names them yet, so
+   clients cannot see them, and a failure later removes them again;
+5. build metadata in staging (``repodata`` next to a ``Packages`` symlink to the
+   live one), reusing the live generation's records for unchanged packages,
+   link in the previous generation's metadata files, sign ``repomd.xml``
+   (detached ``repomd.xml.asc``) and verify that signature;
+6. check the staged repo: every file repomd names matches its checksum, and a
    real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it;
-6. move the signed RPMs into ``Packages/``, the staged metadata into a new
-   generation, and swap ``repodata`` atomically (see ``repo``); prune old
-   generations.
+7. turn the staging dir into a new generation and swap ``repodata`` atomically
+   (see ``repo``); prune old generations.
 
-Any failure before step 6 leaves the live repository exactly as it was.
+Until the swap in step 7 clients see the live repository exactly as it was.
 Re-publishing a NEVRA with the same content (same header digest, which signing
-does not change) is a no-op; with different content it is refused.
+does not change) is a no-op; with different content it is refused. x86_64 and
+Source are swapped one after the other: each is always whole on its own.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from pathlib import Path
 
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
-from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError
+from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
-from xcpbuild.pipeline import crashpoints
+from xcpbuild.pipeline import crashpoints, evr
 from xcpbuild.pipeline import repo as repolib
 from xcpbuild.pipeline.repo import Generation, RepoDir
 
@@ -200,6 +203,17 @@ def _unplace(plan: _Plan) -> None:
             (plan.repo.packages_dir / item.filename).unlink(missing_ok=True)
 
 
+def _remove_empty_dirs(repo: RepoDir, root: Path) -> None:
+    """After a failed first publish, take away the directories it created (only empty ones)."""
+    for directory in (repo.packages_dir, repo.path, *repo.path.parents):
+        if directory == root or root not in directory.parents:
+            return
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 def _previous_stats(current: Generation | None) -> dict[str, createrepo.StatKey]:
     stats: dict[str, createrepo.StatKey] = {}
     for pkg in current.packages if current else []:
@@ -215,21 +229,29 @@ def _record_dict(record: PackageRecord) -> dict[str, object]:
     return data
 
 
-def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None) -> None:
+def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None, sqlite: bool) -> None:
     assert plan.staging is not None
     current = plan.current
     new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
     hrefs = sorted({*(current.hrefs() if current else []), *plan.readd, *new_hrefs})
     previous = plan.repo.generation_dir(current.number) / "repodata" if current else None
+    previous_entries = createrepo.read_repomd(previous) if previous is not None else []
+    # Once a repo carries sqlite databases it keeps them: clients may rely on them.
+    sqlite = sqlite or any(entry.type.endswith("_db") for entry in previous_entries)
     with step(f"metadata for {len(hrefs)} packages in {plan.repo.kind}") as timing:
         result = createrepo.build_repodata(
-            plan.staging, hrefs, plan.staging / "repodata", previous=previous, previous_stats=_previous_stats(current)
+            plan.staging,
+            hrefs,
+            plan.staging / "repodata",
+            previous=previous,
+            previous_stats=_previous_stats(current),
+            sqlite=sqlite,
         )
     plan.report.metadata_seconds = timing.seconds
     plan.report.packages_read, plan.report.packages_reused = result.read, result.reused
     crashpoints.reach("metadata")
     if previous is not None:
-        names = [Path(e.href).name for e in createrepo.read_repomd(previous)]
+        names = [Path(e.href).name for e in previous_entries]
         repolib.link_previous_metadata(previous, plan.staging / "repodata", names)
     if key is not None and public_key is not None:
         repomd = plan.staging / "repodata" / "repomd.xml"
@@ -265,11 +287,18 @@ def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Seq
     newest: dict[tuple[str, str], PackageRecord] = {}
     for item in plan.inputs:
         name_arch = (item.record.name, item.record.arch)
-        if name_arch not in newest or repolib.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
+        if name_arch not in newest or evr.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
             newest[name_arch] = item.record
     targets = sorted(record.nevra for record in newest.values())
     with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
-        result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+        try:
+            result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+        except VerifyError as exc:
+            raise VerifyError(
+                exc.message,
+                hint="nothing was published; dnf resolves against this channel plus the live base and updates "
+                "channels of the release, so publish missing dependencies there (or together) first",
+            ) from exc
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
     crashpoints.reach("dnf-checked")
@@ -327,12 +356,14 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     resign: bool = True,
     unfreeze_base: bool = False,
     dnf_check: bool = True,
+    sqlite: bool = False,
     keep: int = repolib.KEEP_GENERATIONS,
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
     ``resign=False`` keeps the packages' existing signatures (promotion): they
-    must then already verify against ``sign_key``.
+    must then already verify against ``sign_key``. ``sqlite=True`` adds yum's
+    sqlite databases to the metadata (kept from then on).
     """
     started = time.monotonic()
     repolib.major_of(release)
@@ -367,7 +398,7 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
             extra = _extra_repos(repo_root, release, channel) if dnf_check else None
             try:
                 for plan in plans:
-                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra)
+                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
                 for plan in plans:
                     with step(f"swap in the new generation of {plan.repo.path}"):
                         _go_live(plan)
@@ -378,6 +409,8 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
                         shutil.rmtree(plan.staging, ignore_errors=True)
                     if not plan.live:
                         _unplace(plan)
+                        if plan.current is None:
+                            _remove_empty_dirs(plan.repo, repo_root)
             for plan in plans:
                 repolib.prune(plan.repo, keep)
             crashpoints.reach("pruned")
@@ -393,6 +426,7 @@ def _prepare(
     resign: bool,
     release: str,
     extra: list[dnf.Repo] | None,
+    sqlite: bool,
 ) -> None:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
@@ -414,7 +448,7 @@ def _prepare(
         )
     crashpoints.reach("verified")
     _place(plan)
-    _build_metadata(plan, key, public_key)
+    _build_metadata(plan, key, public_key, sqlite)
     _check_staged(plan, public_key, release, extra)
 
 
@@ -462,7 +496,7 @@ def promote(
                 continue
             newest = candidates[0]
             for pkg in candidates[1:]:
-                if repolib.evr_compare(pkg, newest) > 0:
+                if evr.evr_compare(pkg, newest) > 0:
                     newest = pkg
             files.append(repo.path / str(newest["href"]))
             promoted.append(f"{name}-{newest['version']}-{newest['release']}.{newest['arch']}")

@@ -22,9 +22,10 @@ finds every file it names. Older generations stay on disk for rollback up to
 ``KEEP_GENERATIONS``, then are pruned.
 
 Crash recovery. Everything a publish builds lives in ``.staging-*`` until the
-swap; a generation numbered above the live one is a built-but-never-swapped
-leftover. Both are removed by the next publisher, under the lock, before it
-starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock`` serialises publishers.
+swap, except the signed packages it has already renamed into ``Packages/``
+(which no metadata names yet); a generation numbered above the live one is a
+built-but-never-swapped leftover. All three are removed by the next publisher,
+under the lock, before it starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock`` serialises publishers.
 """
 
 from __future__ import annotations
@@ -216,18 +217,37 @@ def recover(repo: RepoDir) -> list[str]:
         elif entry.name.startswith("repodata.tmp-"):
             entry.unlink(missing_ok=True)
             removed.append(entry.name)
-    if repo.packages_dir.is_dir():
-        for entry in repo.packages_dir.iterdir():
-            if entry.name.startswith(".") and ".tmp-" in entry.name:
-                entry.unlink(missing_ok=True)
-                removed.append(f"{repo.packages}/{entry.name}")
     live = current_number(repo)
     for number in generation_numbers(repo):
         if live is None or number > live:
             shutil.rmtree(repo.generation_dir(number), ignore_errors=True)
             removed.append(f"{GENERATIONS}/{number}")
+    removed += [f"{repo.packages}/{name}" for name in _remove_unswapped_packages(repo, live)]
     for name in removed:
         log.info("removed leftover of an interrupted publish: %s/%s", repo.path, name)
+    return removed
+
+
+def _remove_unswapped_packages(repo: RepoDir, live: int | None) -> list[str]:
+    """Packages a killed publisher placed but never made live.
+
+    A package is one of those when no retained generation names it and it is
+    newer than the live generation: every package a live generation ever named
+    was placed before that generation was made. Older unnamed files are left
+    alone (they may predate xcpbuild's management of the directory).
+    """
+    if not repo.packages_dir.is_dir():
+        return []
+    named: set[str] = set()
+    for number in generation_numbers(repo):
+        if generation_dir_ok(repo, number):
+            named.update(Path(href).name for href in load_generation(repo, number).hrefs())
+    since = load_generation(repo, live).created if live is not None and generation_dir_ok(repo, live) else 0.0
+    removed = []
+    for entry in repo.packages_dir.iterdir():
+        if entry.name not in named and entry.is_file() and entry.stat().st_mtime > since:
+            entry.unlink()
+            removed.append(entry.name)
     return removed
 
 
@@ -270,95 +290,6 @@ def link_previous_metadata(previous: Path, new_repodata: Path, names: Sequence[s
             shutil.copy2(source, target)
         linked += 1
     return linked
-
-
-# --- versions -------------------------------------------------------------------------
-
-
-def _segments(value: str) -> list[str]:
-    return re.findall(r"~|\^|[0-9]+|[a-zA-Z]+", value)
-
-
-def rpmvercmp(a: str, b: str) -> int:
-    """rpm's version comparison (-1, 0, 1), including ``~`` (sorts before) and ``^``."""
-    if a == b:
-        return 0
-    sa, sb = _segments(a), _segments(b)
-    while sa or sb:
-        x = sa.pop(0) if sa else None
-        y = sb.pop(0) if sb else None
-        if x == "~" or y == "~":
-            if x != y:
-                return -1 if x == "~" else 1
-            continue
-        if x == "^" or y == "^":
-            if x is None:
-                return -1
-            if y is None:
-                return 1
-            if x != y:
-                return 1 if x == "^" else -1
-            continue
-        if x is None:
-            return -1
-        if y is None:
-            return 1
-        if x.isdigit() != y.isdigit():
-            return 1 if x.isdigit() else -1
-        if x.isdigit():
-            xi, yi = int(x), int(y)
-            if xi != yi:
-                return 1 if xi > yi else -1
-        elif x != y:
-            return 1 if x > y else -1
-    return 0
-
-
-def evr_compare(a: dict[str, object], b: dict[str, object]) -> int:
-    for key in ("epoch", "version", "release"):
-        result = rpmvercmp(str(a.get(key) or "0"), str(b.get(key) or "0"))
-        if result:
-            return result
-    return 0
-
-
-@dataclass(frozen=True)
-class DiffEntry:
-    change: str  # added, removed, upgraded, downgraded
-    name: str
-    arch: str
-    old: str | None
-    new: str | None
-
-
-def diff(old: Sequence[dict[str, object]], new: Sequence[dict[str, object]]) -> list[DiffEntry]:
-    """What changed between two package lists, by (name, arch): newest EVR of each side."""
-
-    def newest(packages: Sequence[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
-        best: dict[tuple[str, str], dict[str, object]] = {}
-        for pkg in packages:
-            key = (str(pkg["name"]), str(pkg["arch"]))
-            if key not in best or evr_compare(pkg, best[key]) > 0:
-                best[key] = pkg
-        return best
-
-    def evr(pkg: dict[str, object]) -> str:
-        epoch = str(pkg.get("epoch") or "0")
-        return f"{'' if epoch == '0' else epoch + ':'}{pkg['version']}-{pkg['release']}"
-
-    before, after = newest(old), newest(new)
-    entries: list[DiffEntry] = []
-    for key in sorted(set(before) | set(after)):
-        a, b = before.get(key), after.get(key)
-        if a is None and b is not None:
-            entries.append(DiffEntry("added", key[0], key[1], None, evr(b)))
-        elif b is None and a is not None:
-            entries.append(DiffEntry("removed", key[0], key[1], evr(a), None))
-        elif a is not None and b is not None:
-            order = evr_compare(b, a)
-            if order:
-                entries.append(DiffEntry("upgraded" if order > 0 else "downgraded", key[0], key[1], evr(a), evr(b)))
-    return entries
 
 
 def generation_dir_ok(repo: RepoDir, number: int) -> bool:
