@@ -78,6 +78,13 @@ def start_server(tmp: Path, disks: dict[str, Path], *extra: str, entry: tuple[st
     return Server(proc, line.removeprefix("listening on "), log)
 
 
+def wait_for_log(server: Server, text: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never logged"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[list[Server]]:
     started: list[Server] = []
@@ -201,6 +208,8 @@ def test_50_concurrent_exports_with_stalls_and_disconnects(tmp_path: Path, serve
     }
     server = start_server(tmp_path, disks)
     servers.append(server)
+    # Baseline once the server is surely in its accept loop (its selector exists).
+    assert verify.backpressure(server.export("c"), token=TOKEN, expect_disk=disks["c"]).match is True
     fds_before, threads_before = server.fds(), server.threads()
     rng = random.Random(20180704)
     jobs = []
@@ -301,9 +310,7 @@ def test_a_disconnect_mid_stream_is_logged_and_harmless(tmp_path: Path, servers:
     stalled = verify.backpressure(server.export("d"), verify.ClientPlan(stalls=(verify.Stall(0.2, 3),)), token=TOKEN)
     assert stalled.outcome == "truncated"
     assert verify.backpressure(server.export("d"), token=TOKEN, expect_disk=disk).match is True
-    deadline = time.monotonic() + 5
-    while "idle timeout" not in server.log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_log(server, "idle timeout")
     log = server.log.read_text()
     assert "client disconnected" in log and "idle timeout" in log
 
@@ -380,5 +387,6 @@ def test_exports_beyond_the_connection_limit_get_503(tmp_path: Path, servers: li
         assert holder.recv(12) == b"HTTP/1.1 200"
         status, _, body = _exchange(port, f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\n\r\n".encode())
         assert status == 503 and len(body) < 100
+    wait_for_log(server, "client disconnected")
     report = verify.backpressure(server.export("d"), token=TOKEN, expect_disk=disk)  # the slot is free again
     assert report.match is True, report
