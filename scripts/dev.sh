@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point that does all set-up on a fresh machine, then runs a job.
 #
-#   scripts/dev.sh main [ARGS]   set up, then run the main job (xcpbuild release) on the local target
+#   scripts/dev.sh main [ARGS]   set up, then run the main job (xcpbuild release ARGS) on the local target
 #   scripts/dev.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
 #   scripts/dev.sh setup         only set up: Debian packages, .venv, Docker engine
 #
@@ -66,8 +66,8 @@ case "$cmd" in
     main)
         setup
         cd "$ROOT"
-        # Until the release verb lands, the main job is the readiness check.
-        exec "$VENV/bin/xcpbuild" doctor "$@"
+        "$VENV/bin/xcpbuild" doctor
+        exec "$VENV/bin/xcpbuild" release "$@"
         ;;
     *)
         sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
