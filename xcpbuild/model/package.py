@@ -34,7 +34,6 @@ Example (abridged)::
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from xcpbuild.errors import ConfigError
+from xcpbuild.model.keys import reject_unknown, require, suggest
 
 _TOP_KEYS = {
     "name",
@@ -152,30 +152,13 @@ class PackageDef:
         return self.tarball.format(name=self.name, version=version)
 
 
-def _reject_unknown(found: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in found:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
-            raise ConfigError(f"unknown key `{key}` in {where}", hint=hint)
-
-
-def _require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in data:
-        raise ConfigError(f"{where} is missing `{key}`", hint=f"add `{key} = ...` to it")
-    value = data[key]
-    if not isinstance(value, kind):
-        raise ConfigError(f"`{key}` in {where} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
 def _parse_target(name: str, raw: Any, base: TargetPin | None, where: str) -> TargetPin:
     if not isinstance(raw, dict):
         raise ConfigError(f"targets.{name} in {where} must be a table")
-    _reject_unknown(raw, _TARGET_KEYS, f'[targets."{name}"] of {where}')
+    reject_unknown(raw, _TARGET_KEYS, f'[targets."{name}"] of {where}')
     if base is None:
-        version = _require(raw, "version", str, f'[targets."{name}"] of {where}')
-        ref = _require(raw, "ref", str, f'[targets."{name}"] of {where}')
+        version = require(raw, "version", str, f'[targets."{name}"] of {where}')
+        ref = require(raw, "ref", str, f'[targets."{name}"] of {where}')
         pin = TargetPin(version=version, ref=ref)
     else:
         pin = base
@@ -206,14 +189,14 @@ def _parse_changelog(raw: Any, where: str) -> tuple[ChangelogEntry, ...]:
         at = f"changelog entry {index + 1} of {where}"
         if not isinstance(item, dict):
             raise ConfigError(f"{at} must be a table")
-        _reject_unknown(item, _CHANGELOG_KEYS, at)
-        date = _require(item, "date", dt.date, at)
-        changes = _require(item, "changes", list, at)
+        reject_unknown(item, _CHANGELOG_KEYS, at)
+        date = require(item, "date", dt.date, at)
+        changes = require(item, "changes", list, at)
         entries.append(
             ChangelogEntry(
-                version=_require(item, "version", str, at),
+                version=require(item, "version", str, at),
                 date=date,
-                author=_require(item, "author", str, at),
+                author=require(item, "author", str, at),
                 changes=tuple(str(c) for c in changes),
             )
         )
@@ -229,8 +212,8 @@ def load_package(path: Path) -> PackageDef:
         raise ConfigError(f"{path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    _reject_unknown(data, _TOP_KEYS, where)
-    name = _require(data, "name", str, where)
+    reject_unknown(data, _TOP_KEYS, where)
+    name = require(data, "name", str, where)
     if not _NAME_RE.match(name) or name != path.stem:
         raise ConfigError(f"package name `{name}` in {where} must match its file name `{path.stem}`")
     source_kind = data.get("source_kind", "git")
@@ -252,10 +235,10 @@ def load_package(path: Path) -> PackageDef:
         raise ConfigError(f"`probe` in {where} must be a table")
     return PackageDef(
         name=name,
-        summary=_require(data, "summary", str, where),
-        license=_require(data, "license", str, where),
-        url=_require(data, "url", str, where),
-        template=_require(data, "template", str, where),
+        summary=require(data, "summary", str, where),
+        license=require(data, "license", str, where),
+        url=require(data, "url", str, where),
+        template=require(data, "template", str, where),
         path=path,
         upstream=data.get("upstream") if source_kind == "git" else None,
         description=str(data.get("description", "")).strip(),
@@ -279,8 +262,7 @@ def find_package(specs_dir: Path, name: str) -> PackageDef:
     path = specs_dir / f"{name}.toml"
     if not path.exists():
         known = available_packages(specs_dir)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"known packages: {', '.join(known) or 'none'}"
+        hint = suggest(name, known, f"known packages: {', '.join(known) or 'none'}")
         raise ConfigError(f"unknown package `{name}` (no {path})", hint=hint)
     return load_package(path)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xcpbuild.errors import ConfigError
+from xcpbuild.model.keys import reject_unknown
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
@@ -43,16 +43,6 @@ class Plan:
         return self.release.split(".", 1)[0]
 
 
-def _unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            raise ConfigError(
-                f"unknown key `{key}` in {where}",
-                hint=f"did you mean `{close[0]}`?" if close else f"allowed: {', '.join(sorted(allowed))}",
-            )
-
-
 def _text(data: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or not value:
@@ -65,7 +55,7 @@ def parse_plan(text: str, source: str) -> Plan:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"plan {source} is not valid TOML: {exc}") from exc
-    _unknown(data, _PLAN_KEYS, f"plan {source}")
+    reject_unknown(data, _PLAN_KEYS, f"plan {source}")
     release = _text(data, "release", f"plan {source}")
     if not re.fullmatch(r"\d+\.\d+", release):
         raise ConfigError(f"release `{release}` in plan {source} must look like X.Y (e.g. 8.3)")
@@ -77,7 +67,7 @@ def parse_plan(text: str, source: str) -> Plan:
         where = f"package {index} of plan {source}"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table")
-        _unknown(raw, _PACKAGE_KEYS, where)
+        reject_unknown(raw, _PACKAGE_KEYS, where)
         stage = _text(raw, "stage", where, "rpm")
         verify = _text(raw, "verify", where, "none")
         if stage not in _STAGES:

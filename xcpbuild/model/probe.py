@@ -23,7 +23,6 @@ their base name. Unknown keys are rejected, as in the rest of the definition.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from xcpbuild.errors import ConfigError
+from xcpbuild.model.keys import reject_unknown
 
 _KEYS = {
     "image",
@@ -109,11 +109,7 @@ def parse_probe(raw: Mapping[str, Any], source: str) -> ProbeRecipe:
             hint="declare the probe recipe with the package (see specs/vhd-tool.toml)",
         )
     where = f"[probe] of {source}"
-    for key in raw:
-        if key not in _KEYS:
-            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(sorted(_KEYS))}"
-            raise ConfigError(f"unknown key `{key}` in {where}", hint=hint)
+    reject_unknown(raw, _KEYS, where)
     image = raw.get("image")
     if not isinstance(image, str) or not _IMAGE_NAME.match(image):
         raise ConfigError(f"`image` in {where} must name a directory of containers/ (like `probe-ocaml`)")

@@ -16,14 +16,13 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from xcpbuild.errors import ConfigError
+from xcpbuild.model.keys import reject_unknown, require, suggest
 
 _KEYS = {
     "description",
@@ -81,23 +80,6 @@ class Target:
         return None
 
 
-def _reject_unknown(data: dict[str, Any], where: str) -> None:
-    for key in data:
-        if key not in _KEYS:
-            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(sorted(_KEYS))}"
-            raise ConfigError(f"unknown key `{key}` in {where}", hint=hint)
-
-
-def _get(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in data:
-        raise ConfigError(f"{where} is missing `{key}`", hint=f"add `{key} = ...` to it")
-    value = data[key]
-    if not isinstance(value, kind):
-        raise ConfigError(f"`{key}` in {where} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
 def load_target(path: Path) -> Target:
     """Load and validate one ``target.toml``; the target's name is its folder's name."""
     where = str(path)
@@ -107,17 +89,17 @@ def load_target(path: Path) -> Target:
         raise ConfigError(f"{path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    _reject_unknown(data, where)
-    dist = _get(data, "dist", str, where)
+    reject_unknown(data, _KEYS, where)
+    dist = require(data, "dist", str, where)
     if not _DIST_RE.match(dist):
         raise ConfigError(f"`dist` in {where} must start with a dot, like .xcpng8.3 (got {dist!r})")
-    release = _get(data, "xcpng_release", str, where)
+    release = require(data, "xcpng_release", str, where)
     if not _RELEASE_RE.match(release):
         raise ConfigError(f"`xcpng_release` in {where} must look like 8.3 (got {release!r})")
-    builddeps = _get(data, "builddeps", str, where)
+    builddeps = require(data, "builddeps", str, where)
     if builddeps not in BUILDDEP_STRATEGIES:
         raise ConfigError(f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps!r})")
-    base_image = _get(data, "base_image", str, where)
+    base_image = require(data, "base_image", str, where)
     include = data.get("debootstrap_include", [])
     if not isinstance(include, list) or not all(isinstance(p, str) for p in include):
         raise ConfigError(f"`debootstrap_include` in {where} must be a list of package names")
@@ -138,7 +120,7 @@ def load_target(path: Path) -> Target:
         xcpng_release=release,
         base_image=base_image,
         builddeps=builddeps,
-        binary_builds=bool(_get(data, "binary_builds", bool, where)),
+        binary_builds=bool(require(data, "binary_builds", bool, where)),
         description=str(data.get("description", "")),
         debootstrap_include=tuple(include),
         build_args=tuple(sorted(build_args.items())),
@@ -156,7 +138,6 @@ def find_target(containers_dir: Path, name: str) -> Target:
     path = containers_dir / name / "target.toml"
     if not path.exists():
         known = available_targets(containers_dir)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"known targets: {', '.join(known) or 'none'}"
+        hint = suggest(name, known, f"known targets: {', '.join(known) or 'none'}")
         raise ConfigError(f"unknown target `{name}` (no {path})", hint=hint)
     return load_target(path)
