@@ -69,12 +69,32 @@ def step(name: str, logger: logging.Logger | None = None) -> Iterator[StepResult
         )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    A handler holding the stream it was created with breaks when that stream is
+    replaced and closed (test capture, daemon redirection), and a log line from a
+    late thread then becomes a traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure(verbosity: int = 0, quiet: bool = False) -> None:
     """Send package logs to stderr; ``verbosity`` 1 shows debug lines (commands run)."""
     root = logging.getLogger(LOGGER_NAME)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.addFilter(_IndentFilter())
     handler.setFormatter(logging.Formatter("%(indent)s%(message)s"))
     root.addHandler(handler)
