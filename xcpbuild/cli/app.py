@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import traceback
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and every command run")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="show debug log lines")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        help="the xcpbuild checkout holding specs/, patches/ and containers/ (default: found from the cwd)",
+    )
     subparsers = parser.add_subparsers(title="verbs", metavar="VERB")
     for name in VERB_MODULES:
         module: VerbModule = importlib.import_module(name)
@@ -75,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(verbosity=args.verbose + (1 if args.debug else 0), quiet=args.quiet)
+    if args.project:
+        # Every verb resolves its settings from the environment; this makes the flag win for all of them.
+        os.environ["XCPBUILD_PROJECT"] = args.project
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
