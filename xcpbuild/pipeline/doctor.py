@@ -34,6 +34,7 @@ _TOOLS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("qemu-img", ("--version",), True, "independent VHD reader for export checks"),
     ("debootstrap", ("--version",), True, "make the offline base image for the local target"),
     ("git", ("--version",), True, "GitPython drives it for sources and patches"),
+    ("nsenter", ("--version",), True, "reach a network-none container's loopback from the verifier"),
 )
 
 
