@@ -236,11 +236,9 @@ def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome
     public_key = gpg.export_public_key(gpg.find_secret_key(key, home), settings.work_dir / "release-key.asc")
     wanted = [p.name for p in state.packages if p.install]
     if wanted:
-        repos = [
-            dnf.Repo(channel, repo.repo_dirs(root, plan.release, channel)[0].path)
-            for channel in ("base", plan.channel)
-            if repo.current_number(repo.repo_dirs(root, plan.release, channel)[0]) is not None
-        ]
+        # As a host would: the channel just published plus the base it depends on.
+        binaries = [repo.repo_dirs(root, plan.release, channel)[0] for channel in ("base", plan.channel)]
+        repos = [dnf.Repo(b.path.parent.name, b.path) for b in binaries if repo.current_number(b) is not None]
         installed = dnf.install(repos, wanted, public_key, plan.release)
         outcome.data["installed"] = installed.installed
     promoted: list[str] = []
@@ -252,7 +250,8 @@ def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome
         promoted = report.promoted
         outcome.data["promoted"] = promoted
         outcome.data["promote_added"] = [n for r in report.publish.repos for n in r.added]
-    outcome.detail = f"dnf installed {', '.join(wanted) or 'nothing'}; promoted to {plan.promote_to}: {len(promoted)}"
+    target = f"promoted {len(promoted)} to {plan.promote_to}" if plan.promote_to else "no promotion planned"
+    outcome.detail = f"dnf installed {', '.join(wanted) or 'nothing'}; {target}"
 
 
 def run(
