@@ -291,8 +291,8 @@ class ExportServer:
             return
         # Each block's bitmap goes out by sendfile from a memfd, like the block after it, not by
         # send(): with a copied 512-byte piece before every spliced block, loopback exports fell
-        # far more often into a small-segment, CPU-bound TCP mode (0.68-0.90x raw; 1.15-1.18x
-        # this way; benchmarks/README.md). Same bytes; the memfd is one page.
+        # more often into a small-segment, CPU-bound TCP mode (0.79-0.81x raw; 0.87-1.12x this
+        # way, same-process paired runs in benchmarks/README.md). Same bytes; the memfd is one page.
         bitmap = os.memfd_create("vhd-bitmap", os.MFD_CLOEXEC)
         try:
             os.write(bitmap, vhd.FULL_BITMAP)
