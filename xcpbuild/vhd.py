@@ -26,6 +26,7 @@ from dataclasses import dataclass
 SECTOR = 512
 BLOCK_SIZE = 2 * 1024 * 1024
 BITMAP_SIZE = SECTOR  # 4096 sectors per block -> 512 bytes of bitmap, already sector-aligned
+FULL_BITMAP = b"\xff" * BITMAP_SIZE  # every sector of the block present
 FOOTER_SIZE = 512
 HEADER_SIZE = 1024
 HEADER_OFFSET = 512
@@ -216,9 +217,8 @@ class StreamLayout:
     def pieces(self) -> Iterator[bytes | BlockRef]:
         """The stream in order: metadata as bytes, block data as BlockRef for the caller to copy."""
         yield self.prefix
-        bitmap = b"\xff" * BITMAP_SIZE
         for index in self.blocks:
-            yield bitmap
+            yield FULL_BITMAP
             start = index * BLOCK_SIZE
             length = min(BLOCK_SIZE, self.size - start)
             yield BlockRef(index, start, length, BLOCK_SIZE - length)

@@ -83,6 +83,20 @@ def test_legacy_policy_aborts_when_the_reader_pauses_past_its_budget(disk: tuple
     assert bytes(got) == data[: len(got)]
 
 
+def test_legacy_policy_waits_for_metadata_sent_from_a_file(disk: tuple[int, bytes]) -> None:
+    # VHD bitmaps go out by sendfile too; the legacy retry budget must still apply to disk data only.
+    fd, data = disk
+    server, client = _pair()
+    got = bytearray()
+    reader = _reader(client, 0.5, got)
+    sender = Sender(server, EagainPolicy.parse("legacy-retry:5:0.02"))
+    sender.send_file(fd, 0, len(data), disk_data=False)
+    server.close()
+    reader.join()
+    client.close()
+    assert bytes(got) == data and sender.sent == len(data)
+
+
 def test_an_idle_timeout_ends_a_stalled_stream_only_when_set(disk: tuple[int, bytes]) -> None:
     fd, data = disk
     server, client = _pair()

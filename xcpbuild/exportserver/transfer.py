@@ -115,14 +115,19 @@ class Sender:
             self.send_bytes(memoryview(_ZEROS)[:n], more=True)
             count -= n
 
-    def send_file(self, fd: int, offset: int, count: int) -> None:
-        """Copy ``count`` bytes of ``fd`` from ``offset`` to the socket with sendfile(2)."""
+    def send_file(self, fd: int, offset: int, count: int, *, disk_data: bool = True) -> None:
+        """Copy ``count`` bytes of ``fd`` from ``offset`` to the socket with sendfile(2).
+
+        ``disk_data=False`` is for stream metadata kept in a file: like ``send_bytes`` it
+        waits for writability under every policy (vhd-tool's retry budget was on disk data).
+        """
+        legacy = disk_data and self._policy.legacy
         failures = 0
         while count:
             try:
                 n = os.sendfile(self._fd, fd, offset, min(count, MAX_SENDFILE))
             except BlockingIOError:
-                if not self._policy.legacy:
+                if not legacy:
                     self._wait_writable()
                     continue
                 # vhd-tool 0.20.0's _sendfile: sleep and retry, give up after N consecutive EAGAINs.
