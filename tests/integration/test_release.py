@@ -37,6 +37,19 @@ def _release(work: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     return done.returncode, report, done.stderr
 
 
+def _agents_for(home: Path) -> list[int]:
+    """Pids of gpg-agent processes serving ``home``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"gpg-agent") and str(home).encode() in b" ".join(argv):
+            pids.append(int(proc.name))
+    return pids
+
+
 def _steps(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in report["steps"]}
 
@@ -102,6 +115,7 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     assert any(n.startswith("xcp-export-server-") for n in steps["install"]["data"]["installed"])
     assert list((repo / "8" / "8.3" / "updates" / "x86_64" / "Packages").glob("xcp-export-server-*.rpm"))
     assert Path(report["run_dir"], "summary.json").is_file()
+    assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 
 def test_second_run_reuses_builds_and_publishes_nothing(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]

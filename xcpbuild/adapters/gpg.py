@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcpbuild.adapters.process import CommandFailed, require_tool, run
+from xcpbuild.adapters.process import CommandFailed, require_tool, run, which
 from xcpbuild.errors import SigningError
 from xcpbuild.log import get_logger
 
@@ -123,3 +123,10 @@ def ensure_key(home: Path, uid: str) -> SigningKey:
     # RSA: EL7's rpm cannot verify EdDSA signatures.
     _gpg(home, ["--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "never"])
     return find_secret_key(uid, home)
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent that signing started for ``home``, so no daemon outlives the job."""
+    gpgconf = which("gpgconf")
+    if gpgconf is not None and home.is_dir():
+        run([gpgconf, "--homedir", home, "--kill", "gpg-agent"], check=False, timeout=30)

@@ -281,23 +281,27 @@ def run(
         report.failed_step, report.error, report.hint = "plan", exc.message, exc.hint
         _save(report)
         return report
-    for outcome in outcomes:
-        if report.failed_step is not None:
-            outcome.status = "skipped"
-            continue
-        start = time.monotonic()
-        try:
-            with step(f"{outcome.name}"):
-                bodies[outcome.name](outcome)
-            outcome.status = "ok"
-        except XcpbuildError as exc:
-            outcome.status = "failed"
-            outcome.detail = exc.message
-            report.failed_step, report.error, report.hint = outcome.name, exc.message, exc.hint
-        finally:
-            outcome.seconds = round(time.monotonic() - start, 2)
-            if on_step is not None:
-                on_step(outcome)
+    try:
+        for outcome in outcomes:
+            if report.failed_step is not None:
+                outcome.status = "skipped"
+                continue
+            start = time.monotonic()
+            try:
+                with step(f"{outcome.name}"):
+                    bodies[outcome.name](outcome)
+                outcome.status = "ok"
+            except XcpbuildError as exc:
+                outcome.status = "failed"
+                outcome.detail = exc.message
+                report.failed_step, report.error, report.hint = outcome.name, exc.message, exc.hint
+            finally:
+                outcome.seconds = round(time.monotonic() - start, 2)
+                if on_step is not None:
+                    on_step(outcome)
+    finally:
+        if not options.sign_key:
+            gpg.stop_agent(settings.work_dir / "release-key")  # signing started it; it must not outlive the run
     _save(report)
     return report
 
