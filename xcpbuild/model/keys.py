@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import tomllib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from xcpbuild.errors import ConfigError
@@ -34,3 +36,20 @@ def require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"`{key}` in {where} must be a {kind.__name__}, not {type(value).__name__}")
     return value
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """The tables of ``text``; ConfigError naming ``where`` when it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from exc
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The tables of the file ``path``; ConfigError when it is missing or not TOML."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist") from exc
+    return parse_toml(text, str(path))

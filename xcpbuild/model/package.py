@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import reject_unknown, require, suggest
+from xcpbuild.model.keys import read_toml, reject_unknown, require, suggest
 
 _TOP_KEYS = {
     "name",
@@ -206,12 +205,7 @@ def _parse_changelog(raw: Any, where: str) -> tuple[ChangelogEntry, ...]:
 def load_package(path: Path) -> PackageDef:
     """Load and validate one definition file."""
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     reject_unknown(data, _TOP_KEYS, where)
     name = require(data, "name", str, where)
     if not _NAME_RE.match(name) or name != path.stem:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import reject_unknown
+from xcpbuild.model.keys import parse_toml, reject_unknown
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
@@ -38,6 +37,10 @@ class Plan:
     promote_to: str | None
     packages: tuple[PlannedPackage, ...]
 
+    def channel_of(self, package: PlannedPackage) -> str:
+        """Where ``package`` is published: its own channel, else the plan's."""
+        return package.channel or self.channel
+
     @property
     def major(self) -> str:
         return self.release.split(".", 1)[0]
@@ -51,10 +54,7 @@ def _text(data: dict[str, Any], key: str, where: str, default: str | None = None
 
 
 def parse_plan(text: str, source: str) -> Plan:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"plan {source} is not valid TOML: {exc}") from exc
+    data = parse_toml(text, f"plan {source}")
     reject_unknown(data, _PLAN_KEYS, f"plan {source}")
     release = _text(data, "release", f"plan {source}")
     if not re.fullmatch(r"\d+\.\d+", release):

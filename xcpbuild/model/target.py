@@ -17,12 +17,11 @@ Example::
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import reject_unknown, require, suggest
+from xcpbuild.model.keys import read_toml, reject_unknown, require, suggest
 
 _KEYS = {
     "description",
@@ -83,12 +82,7 @@ class Target:
 def load_target(path: Path) -> Target:
     """Load and validate one ``target.toml``; the target's name is its folder's name."""
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     reject_unknown(data, _KEYS, where)
     dist = require(data, "dist", str, where)
     if not _DIST_RE.match(dist):
