@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from xcpbuild.errors import VerifyError
 
 
 def _release(work: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -138,7 +139,7 @@ def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_clie
     # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server survives it:
     # the check cannot tell fix from bug, and must refuse to go on.
     code, report, stderr = _release(work, "--stall", "0.5")
-    assert code != 0
+    assert code == VerifyError.exit_code
     assert "step `verify`" in stderr
     statuses = {s["name"]: s["status"] for s in report["steps"]}
     assert statuses == {"sources": "ok", "build": "ok", "verify": "failed", "publish": "skipped", "install": "skipped"}

@@ -87,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _show(report)
     if not report.ok:
-        raise XcpbuildError(
+        error = XcpbuildError(
             f"release stopped at step `{report.failed_step}`: {report.error}",
             hint=(report.hint or "") + f" (logs: {report.run_dir})",
         )
+        error.exit_code = report.exit_code or error.exit_code  # the failing step's own code
+        raise error
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError, UsageError, XcpbuildError
+from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import find_package
 from xcpbuild.model.plan import Plan, PlannedPackage
@@ -58,6 +58,7 @@ class ReleaseReport:
     failed_step: str | None = None
     error: str | None = None
     hint: str | None = None
+    exit_code: int = 0  # the failing step's error class's, so CI can tell failures apart
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ class _State:
 
     packages: list[PlannedPackage] = field(default_factory=list)
     results: dict[str, builds.BuildResult] = field(default_factory=dict)
+    key: gpg.SigningKey | None = None  # resolved once, by publish, for publish and install
 
 
 def parse_upstreams(values: list[str]) -> dict[str, str]:
@@ -128,7 +130,7 @@ def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome
         bad = [h for h in health if h.status not in (hunks.APPLIES, hunks.OFFSET)]
         if bad:
             outcome.data["health"] = rows
-            raise XcpbuildError(
+            raise PatchError(
                 f"{pkg.name}: patch {bad[0].patch} {bad[0].status} on {bad[0].ref}",
                 hint=f"run `xcpbuild patch check {pkg.name} --ref {bad[0].ref}` for the hunk",
             )
@@ -166,9 +168,7 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome:
             continue
         rpms = [p for p in state.results[planned.name].paths() if p.name.endswith(".noarch.rpm")]
         if not rpms:
-            raise XcpbuildError(
-                f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"'
-            )
+            raise ConfigError(f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"')
         extra = _platform_rpms(state)
         result = exportcheck.run(
             settings,
@@ -181,7 +181,7 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome:
         outcome.data[planned.name] = asdict(result)
         checked += 1
         if not result.ok:
-            raise XcpbuildError(f"{planned.name}: {result.problem}", hint=f"read the logs in {run_dir / 'verify'}")
+            raise VerifyError(f"{planned.name}: {result.problem}", hint=f"read the logs in {run_dir / 'verify'}")
     outcome.detail = (
         f"{checked} package(s): fixed policy survived every stall, legacy-retry failed as in 2018"
         if checked
@@ -200,40 +200,39 @@ def _platform_rpms(state: _State) -> list[Path]:
     ]
 
 
-def _signing_key(settings: Settings, options: ReleaseOptions) -> tuple[str, Path]:
+def _signing_key(settings: Settings, options: ReleaseOptions) -> gpg.SigningKey:
     if options.sign_key:
-        home = options.gnupg_home or gpg.default_home()
-        return gpg.find_secret_key(options.sign_key, home).fingerprint, home
-    home = settings.work_dir / "release-key"
-    key = gpg.ensure_key(home, KEY_UID)
-    return key.fingerprint, home
+        return gpg.find_secret_key(options.sign_key, options.gnupg_home or gpg.default_home())
+    return gpg.ensure_key(settings.work_dir / "release-key", KEY_UID)
 
 
 def _publish(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome, root: Path) -> None:
-    key, home = _signing_key(settings, options)
+    key = state.key = _signing_key(settings, options)
     plan = options.plan
     added = 0
     # Base first: packages in the channel may depend on what base supplies.
-    for channel in sorted({p.channel or plan.channel for p in state.packages}, key=lambda c: c != "base"):
+    for channel in sorted({plan.channel_of(p) for p in state.packages}, key=lambda c: c != "base"):
         files = [
             path
             for planned in state.packages
-            if (planned.channel or plan.channel) == channel
+            if plan.channel_of(planned) == channel
             for path in state.results[planned.name].paths()
         ]
         # The plan puts its platform package in base on purpose; the same content again is a no-op.
-        report = publish.publish(files, root, plan.release, channel, key, home, unfreeze_base=channel == "base")
+        report = publish.publish(
+            files, root, plan.release, channel, key.fingerprint, key.home, unfreeze_base=channel == "base"
+        )
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         outcome.data[channel] = {"added": names, "generations": [r.generation for r in report.repos]}
-    outcome.data["key"] = key
+    outcome.data["key"] = key.fingerprint
     outcome.detail = f"{added} new package file(s) published" if added else "nothing new to publish"
 
 
 def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome, root: Path) -> None:
     plan = options.plan
-    key, home = _signing_key(settings, options)
-    public_key = gpg.export_public_key(gpg.find_secret_key(key, home), settings.work_dir / "release-key.asc")
+    key = state.key or _signing_key(settings, options)
+    public_key = gpg.export_public_key(key, settings.work_dir / "release-key.asc")
     wanted = [p.name for p in state.packages if p.install]
     if wanted:
         # As a host would: the channel just published plus the base it depends on.
@@ -243,9 +242,9 @@ def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome
         outcome.data["installed"] = installed.installed
     promoted: list[str] = []
     if plan.promote_to:
-        names = [p.name for p in state.packages if (p.channel or plan.channel) == plan.channel]
+        names = [p.name for p in state.packages if plan.channel_of(p) == plan.channel]
         report = publish.promote(
-            root, plan.release, plan.channel, plan.promote_to, names, sign_key=key, gnupg_home=home
+            root, plan.release, plan.channel, plan.promote_to, names, sign_key=key.fingerprint, gnupg_home=key.home
         )
         promoted = report.promoted
         outcome.data["promoted"] = promoted
@@ -279,6 +278,7 @@ def run(
         state.packages = _selected(settings, options)
     except XcpbuildError as exc:
         report.failed_step, report.error, report.hint = "plan", exc.message, exc.hint
+        report.exit_code = exc.exit_code
         _save(report)
         return report
     try:
@@ -295,6 +295,7 @@ def run(
                 outcome.status = "failed"
                 outcome.detail = exc.message
                 report.failed_step, report.error, report.hint = outcome.name, exc.message, exc.hint
+                report.exit_code = exc.exit_code
             finally:
                 outcome.seconds = round(time.monotonic() - start, 2)
                 if on_step is not None:
