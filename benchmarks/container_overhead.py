@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from xcpbuild.adapters import container as ctr  # noqa: E402
 from xcpbuild.config import load_settings  # noqa: E402
 from xcpbuild.model.package import find_package  # noqa: E402
-from xcpbuild.pipeline import image, project_source, spec  # noqa: E402
+from xcpbuild.pipeline.build import image, spec  # noqa: E402
+from xcpbuild.pipeline.sources import project as project_source  # noqa: E402
 
 PACKAGE = "xcp-export-server"
 TOPDIR = "/home/builder/rpmbuild"

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from xcpbuild.config import Settings, load_settings  # noqa: E402
-from xcpbuild.pipeline import build  # noqa: E402
+from xcpbuild.pipeline.build import build  # noqa: E402
 
 TARGET_SECONDS = 1.0
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fixtures.gpgkeys import make_key, stop_agent  # noqa: E402
 from tests.fixtures.rpms import make_many_rpms, make_rpm  # noqa: E402
 from xcpbuild.adapters import createrepo  # noqa: E402
-from xcpbuild.pipeline import publish  # noqa: E402
+from xcpbuild.pipeline.publish import publish  # noqa: E402
 
 
 def cached_rpms(count: int) -> list[Path]:

@@ -1,7 +1,7 @@
 """Run a probe driver and face it with xcpbuild's backpressure verifier, inside the probe container.
 
 This file is copied into the probe container with a verifier kit: the few
-standard-library-only modules of xcpbuild that ``xcpbuild.pipeline.verify``
+standard-library-only modules of xcpbuild that ``xcpbuild.verifier``
 needs (nothing else of xcpbuild is installed there). The container has no
 network but loopback, so the driver and the verifier meet on 127.0.0.1 inside
 it. It prints one JSON document on stdout; xcpbuild judges it on the host.
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("driver", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     sys.path.insert(0, args.kit)
-    from xcpbuild.pipeline import verify  # importable only once the kit is on the path
+    from xcpbuild import verifier as verify  # importable only once the kit is on the path
 
     # A driver that sends nothing for READ_TIMEOUT seconds while we read is hung: that run fails.
     plans = (

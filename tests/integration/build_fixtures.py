@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, need, need_tool
 from xcpbuild.config import Settings, load_settings
 from xcpbuild.errors import ToolMissingError
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 VHD_PATCH = PROJECT_ROOT / "patches" / "vhd-tool" / "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
 

@@ -13,7 +13,7 @@ from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import PatchError, StepTimeoutError, UsageError
-from xcpbuild.pipeline import build
+from xcpbuild.pipeline.build import build
 
 SERVE_AND_FETCH = r"""
 import hashlib, subprocess, sys, time, urllib.request

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from xcpbuild import verifier as verify
 from xcpbuild import vhd
 from xcpbuild.adapters import process
-from xcpbuild.pipeline import verify
 
 MiB = 1024 * 1024
 TOKEN = "t0ken-for-tests"

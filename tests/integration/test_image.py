@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.integration.build_fixtures import copy_project, project_settings
 from xcpbuild.adapters import container as ctr
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 
 def test_local_image_has_rpm_tools_el_macros_and_a_non_root_builder(docker_client, local_image) -> None:  # type: ignore[no-untyped-def]

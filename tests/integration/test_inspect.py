@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.integration.build_fixtures import VHD_PATCH, make_vhd_tool_upstream
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
-from xcpbuild.pipeline import build, inspect
+from xcpbuild.pipeline.build import build, inspect
 
 
 def _rpm(result: build.BuildResult, kind: str) -> Path:

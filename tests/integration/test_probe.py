@@ -21,7 +21,7 @@ from tests.fixtures.probe_upstream import ProbeFixture, make_probe_fixture
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings, load_settings
 from xcpbuild.errors import BuildError
-from xcpbuild.pipeline import probe
+from xcpbuild.pipeline.verify import probe
 
 pytestmark = pytest.mark.slow
 

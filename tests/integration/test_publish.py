@@ -17,8 +17,8 @@ from tests.fixtures.repotree import cli, snapshot, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
-from xcpbuild.pipeline import history, publish
-from xcpbuild.pipeline import repo as repolib
+from xcpbuild.pipeline.publish import history, publish
+from xcpbuild.pipeline.publish import repo as repolib
 
 RELEASE = "8.3"
 

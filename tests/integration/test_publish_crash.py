@@ -19,8 +19,8 @@ from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.repotree import kill, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg
-from xcpbuild.pipeline import crashpoints, publish
-from xcpbuild.pipeline import repo as repolib
+from xcpbuild.pipeline.publish import crashpoints, publish
+from xcpbuild.pipeline.publish import repo as repolib
 
 RELEASE = "8.3"
 CHANNEL = "testing"

@@ -6,7 +6,7 @@ import pytest
 
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
-from xcpbuild.pipeline import image, spec
+from xcpbuild.pipeline.build import image, spec
 
 
 def test_rendered_specs_parse_in_the_local_image(docker_client, project: Settings, local_image) -> None:  # type: ignore[no-untyped-def]

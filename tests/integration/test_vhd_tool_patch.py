@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 from xcpbuild.config import Settings
 from xcpbuild.model.package import find_package
-from xcpbuild.pipeline import hunks, patch, source
+from xcpbuild.pipeline.sources import hunks, patch, source
 
 UPSTREAM = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM", "")
 PATCH = "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"

@@ -9,8 +9,9 @@ import tarfile
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
-from xcpbuild.pipeline import build, project_source
-from xcpbuild.pipeline.build import Input
+from xcpbuild.pipeline.build import build
+from xcpbuild.pipeline.build.build import Input
+from xcpbuild.pipeline.sources import project as project_source
 
 INPUTS = [
     Input("a.tar.gz", "source", "1" * 64),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from xcpbuild.pipeline import hunks
+from xcpbuild.pipeline.sources import hunks
 
 FIX = """\
 From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001

@@ -11,7 +11,7 @@ from tests.conftest import PROJECT_ROOT
 from xcpbuild.adapters.rootfs import debian_mirror
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 
 def test_mirror_is_read_from_deb822_and_one_line_sources(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from xcpbuild.cli import app
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.model.package import find_package
-from xcpbuild.pipeline import hunks, patch
+from xcpbuild.pipeline.sources import hunks, patch
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from xcpbuild.errors import ConfigError, UsageError
 from xcpbuild.model.plan import load_plan, parse_plan
-from xcpbuild.pipeline.release import parse_upstreams
+from xcpbuild.pipeline.release.release import parse_upstreams
 
 
 def test_embedded_default_is_the_offline_local_loop() -> None:

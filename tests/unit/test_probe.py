@@ -13,7 +13,7 @@ from tests.conftest import PROJECT_ROOT
 from xcpbuild.errors import ConfigError
 from xcpbuild.model.package import find_package
 from xcpbuild.model.probe import parse_probe, recipe_files
-from xcpbuild.pipeline import probe
+from xcpbuild.pipeline.verify import probe
 
 WHERE = "specs/test.toml"
 
@@ -169,8 +169,8 @@ def test_a_driver_that_never_listens_is_failed() -> None:
 def test_the_verifier_kit_imports_alone_with_only_the_standard_library(tmp_path: Path) -> None:
     # The container has python3 and nothing else: the kit must be self-sufficient.
     kit = probe.verifier_kit(tmp_path / "kit")
-    assert (kit / "pipeline" / "verify.py").is_file()
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import xcpbuild.pipeline.verify"
+    assert (kit / "verifier" / "client.py").is_file()
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import xcpbuild.verifier"
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, str(tmp_path / "kit")], capture_output=True, text=True, check=False
     )

@@ -11,9 +11,10 @@ import pytest
 
 from xcpbuild.adapters.rpmsign import _parse
 from xcpbuild.errors import PublishError, UsageError
-from xcpbuild.pipeline import crashpoints, evr
-from xcpbuild.pipeline import repo as repolib
-from xcpbuild.pipeline.repo import Generation
+from xcpbuild.model import repo
+from xcpbuild.pipeline.publish import crashpoints, evr
+from xcpbuild.pipeline.publish import repo as repolib
+from xcpbuild.pipeline.publish.repo import Generation
 
 
 def test_layout_follows_xcpng() -> None:
@@ -22,17 +23,23 @@ def test_layout_follows_xcpng() -> None:
     assert source.path == Path("/srv/8/8.3/testing/Source") and source.packages_dir.name == "SPackages"
 
 
-@pytest.mark.parametrize("release", ["8", "8.3.1", "v8.3", "", "8.x"])
+@pytest.mark.parametrize(
+    "release", ["8", "8.3.1", "v8.3", "", "8.x", "8.3\n", " 8.3", "\u0668.\u0663", "08.03", "8.03", "1" * 20 + ".3"]
+)
 def test_release_must_be_x_y(release: str) -> None:
     with pytest.raises(UsageError, match=r"X\.Y"):
-        repolib.major_of(release)
+        repo.major_of(release)
+
+
+def test_a_release_has_one_spelling() -> None:
+    assert repo.parse_release("8.3") == "8.3" and repo.major_of("10.0") == "10"
 
 
 def test_unknown_channel_is_refused() -> None:
     with pytest.raises(UsageError, match="unknown channel 'nightly'"):
-        repolib.check_channel("nightly")
-    for channel in repolib.CHANNELS:
-        assert repolib.check_channel(channel) == channel
+        repo.check_channel("nightly")
+    for channel in repo.CHANNELS:
+        assert repo.check_channel(channel) == channel
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from xcpbuild.cli import app
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, SourceError
 from xcpbuild.model.package import find_package
-from xcpbuild.pipeline import source
+from xcpbuild.pipeline.sources import source
 
 
 @pytest.fixture(scope="module")

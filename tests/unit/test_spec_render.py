@@ -12,7 +12,7 @@ from tests.conftest import PROJECT_ROOT
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
-from xcpbuild.pipeline import spec
+from xcpbuild.pipeline.build import spec
 
 PATCH = "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
 

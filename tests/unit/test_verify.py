@@ -10,27 +10,27 @@ from pathlib import Path
 
 import pytest
 
+from xcpbuild import verifier as verify
 from xcpbuild import vhd
 from xcpbuild.cli import app
 from xcpbuild.cli.verify import plan_from_args
 from xcpbuild.errors import UsageError
 from xcpbuild.exportserver.disk import Disk
 from xcpbuild.exportserver.server import ExportServer
-from xcpbuild.pipeline import verify
 
 MiB = 1024 * 1024
 
 
 def test_token_and_format_are_folded_into_the_url_and_redacted_in_reports() -> None:
-    url, fmt = verify._prepare_url("http://h:1/export_raw_vdi?vdi=a", "tok", "vhd")
+    url, fmt = verify.client._prepare_url("http://h:1/export_raw_vdi?vdi=a", "tok", "vhd")
     assert url == "http://h:1/export_raw_vdi?vdi=a&session_id=tok&format=vhd" and fmt == "vhd"
-    url, fmt = verify._prepare_url("https://h/export_raw_vdi?vdi=a&session_id=mine&format=vhd", "tok", None)
+    url, fmt = verify.client._prepare_url("https://h/export_raw_vdi?vdi=a&session_id=mine&format=vhd", "tok", None)
     assert "session_id=mine" in url and fmt == "vhd"
-    assert verify._redact(url) == "https://h/export_raw_vdi?vdi=a&session_id=***&format=vhd"
+    assert verify.client._redact(url) == "https://h/export_raw_vdi?vdi=a&session_id=***&format=vhd"
     with pytest.raises(UsageError):
-        verify._prepare_url("http://h/x?format=raw", None, "vhd")
+        verify.client._prepare_url("http://h/x?format=raw", None, "vhd")
     with pytest.raises(UsageError):
-        verify._prepare_url("ftp://h/x", None, None)
+        verify.client._prepare_url("ftp://h/x", None, None)
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
-from xcpbuild.pipeline import build
+from xcpbuild.pipeline.build import build
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,7 +8,7 @@ import textwrap
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.errors import UsageError
-from xcpbuild.pipeline import inspect
+from xcpbuild.pipeline.build import inspect
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

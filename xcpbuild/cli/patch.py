@@ -10,8 +10,8 @@ from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
 from xcpbuild.errors import PatchError
 from xcpbuild.model.package import find_package
-from xcpbuild.pipeline import patch
-from xcpbuild.pipeline.hunks import APPLIES, OFFSET
+from xcpbuild.pipeline.sources import patch
+from xcpbuild.pipeline.sources.hunks import APPLIES, OFFSET
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

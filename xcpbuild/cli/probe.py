@@ -7,7 +7,7 @@ import argparse
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
 from xcpbuild.errors import VerifyError
-from xcpbuild.pipeline import probe
+from xcpbuild.pipeline.verify import probe
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

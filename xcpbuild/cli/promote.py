@@ -6,8 +6,8 @@ import argparse
 
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, show
-from xcpbuild.pipeline import publish
-from xcpbuild.pipeline.repo import PROMOTION_ORDER
+from xcpbuild.model.repo import PROMOTION_ORDER
+from xcpbuild.pipeline.publish import publish
 
 EPILOG = f"""\
 examples:

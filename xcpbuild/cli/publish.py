@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.pipeline import publish
-from xcpbuild.pipeline.repo import CHANNELS
+from xcpbuild.model.repo import CHANNELS
+from xcpbuild.pipeline.publish import publish
 
 EPILOG = """\
 examples:

@@ -9,7 +9,7 @@ from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
-from xcpbuild.pipeline import release
+from xcpbuild.pipeline.release import release
 
 EPILOG = """\
 steps (each stops the run when it fails; nothing is published before verify passes):

@@ -6,7 +6,7 @@ import argparse
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_repo_arguments
-from xcpbuild.pipeline import history
+from xcpbuild.pipeline.publish import history
 
 EPILOG = """\
 examples:

@@ -9,7 +9,7 @@ from pathlib import Path
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
 from xcpbuild.model.package import find_package
-from xcpbuild.pipeline import source
+from xcpbuild.pipeline.sources import source
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.config import load_settings
-from xcpbuild.pipeline import image, spec
+from xcpbuild.pipeline.build import image, spec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xcpbuild import verifier as verify
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.errors import UsageError, VerifyError
-from xcpbuild.pipeline import verify
 
 BACKPRESSURE_EPILOG = """examples:
   # the 2018 case: pause 10 s at 30%, expect every byte of the disk back

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from xcpbuild.errors import ConfigError
+from xcpbuild.errors import ConfigError, UsageError
 from xcpbuild.model.keys import parse_toml, reject_unknown
+from xcpbuild.model.repo import Channel, check_channel, parse_release
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
@@ -25,7 +25,7 @@ class PlannedPackage:
     verify: str = "none"
     install: bool = False
     needs_upstream: bool = False
-    channel: str | None = None  # None: the plan's channel
+    channel: Channel | None = None  # None: the plan's channel
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,11 @@ class Plan:
     source: str
     target: str
     release: str
-    channel: str
-    promote_to: str | None
+    channel: Channel
+    promote_to: Channel | None
     packages: tuple[PlannedPackage, ...]
 
-    def channel_of(self, package: PlannedPackage) -> str:
+    def channel_of(self, package: PlannedPackage) -> Channel:
         """Where ``package`` is published: its own channel, else the plan's."""
         return package.channel or self.channel
 
@@ -53,12 +53,23 @@ def _text(data: dict[str, Any], key: str, where: str, default: str | None = None
     return value
 
 
+def _channel(data: dict[str, Any], key: str, where: str) -> Channel:
+    """A channel named in a plan, checked now: a typo fails before any build, not after the trials."""
+    value = _text(data, key, where)
+    try:
+        return check_channel(value)
+    except UsageError as exc:
+        raise ConfigError(f"`{key}` in {where}: {exc.message}") from exc
+
+
 def parse_plan(text: str, source: str) -> Plan:
     data = parse_toml(text, f"plan {source}")
     reject_unknown(data, _PLAN_KEYS, f"plan {source}")
     release = _text(data, "release", f"plan {source}")
-    if not re.fullmatch(r"\d+\.\d+", release):
-        raise ConfigError(f"release `{release}` in plan {source} must look like X.Y (e.g. 8.3)")
+    try:
+        parse_release(release)
+    except UsageError as exc:
+        raise ConfigError(f"release `{release}` in plan {source} must look like X.Y (e.g. 8.3)") from exc
     raw_packages = data.get("packages", [])
     if not isinstance(raw_packages, list) or not raw_packages:
         raise ConfigError(f"plan {source} lists no packages", hint="add [[packages]] tables with a name")
@@ -81,17 +92,15 @@ def parse_plan(text: str, source: str) -> Plan:
                 verify=verify,
                 install=bool(raw.get("install", False)),
                 needs_upstream=bool(raw.get("needs_upstream", False)),
-                channel=_text(raw, "channel", where) if "channel" in raw else None,
+                channel=_channel(raw, "channel", where) if "channel" in raw else None,
             )
         )
-    promote_to = data.get("promote_to")
-    if promote_to is not None and not isinstance(promote_to, str):
-        raise ConfigError(f"`promote_to` in plan {source} must be a channel name")
+    promote_to = _channel(data, "promote_to", f"plan {source}") if "promote_to" in data else None
     return Plan(
         source=source,
         target=_text(data, "target", f"plan {source}"),
         release=release,
-        channel=_text(data, "channel", f"plan {source}"),
+        channel=_channel(data, "channel", f"plan {source}"),
         promote_to=promote_to,
         packages=tuple(packages),
     )

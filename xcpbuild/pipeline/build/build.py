@@ -51,7 +51,8 @@ from xcpbuild.errors import (
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package, read_series
 from xcpbuild.model.target import Target, find_target
-from xcpbuild.pipeline import image, project_source, source, spec
+from xcpbuild.pipeline.build import image, spec
+from xcpbuild.pipeline.sources import project as project_source, source
 
 log = get_logger("build")
 

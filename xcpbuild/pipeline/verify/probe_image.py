@@ -18,7 +18,7 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.probe import ProbeRecipe
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 log = get_logger("probe")
 

@@ -28,8 +28,10 @@ from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, Xc
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import find_package
 from xcpbuild.model.plan import Plan, PlannedPackage
-from xcpbuild.pipeline import build as builds
-from xcpbuild.pipeline import exportcheck, hunks, patch, publish, repo, source
+from xcpbuild.pipeline.build import build as builds
+from xcpbuild.pipeline.publish import publish, repo
+from xcpbuild.pipeline.sources import hunks, patch, source
+from xcpbuild.pipeline.verify import exportserver_check
 
 log = get_logger("release")
 
@@ -170,7 +172,7 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome:
         if not rpms:
             raise ConfigError(f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"')
         extra = _platform_rpms(state)
-        result = exportcheck.run(
+        result = exportserver_check.run(
             settings,
             options.plan.target,
             [*rpms, *extra],

@@ -35,13 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
-from xcpbuild.pipeline import patch, probe_image, source, verify
+from xcpbuild.pipeline.sources import patch, source
+from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
 
@@ -52,9 +54,10 @@ RUNNER = "probe_runner.py"
 REQUESTS = 3  # raw, throttle, stall: one request each
 RUN_SLACK = 300.0  # seconds beyond the stall for the whole run step
 KIT_DIR = "verifier"
-# xcpbuild.pipeline.verify and what it imports: copied into the container, where
+# xcpbuild.verifier and what it imports: copied into the container, where
 # nothing else of xcpbuild (nor its dependencies) is installed.
-VERIFIER_MODULES = ("__init__.py", "errors.py", "log.py", "vhd.py", "pipeline/__init__.py", "pipeline/verify.py")
+VERIFIER_MODULES = ("__init__.py", "errors.py", "log.py", "vhd.py")
+VERIFIER_PACKAGE = "verifier"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ def load_recipe(settings: Settings, name: str) -> tuple[PackageDef, ProbeRecipe]
 def verifier_kit(dest: Path) -> Path:
     """Copy the verifier and the modules it imports (all standard-library only) to ``dest/xcpbuild``."""
     package_root = Path(verify.__file__).resolve().parents[1]
-    for relative in VERIFIER_MODULES:
+    package = sorted(f"{VERIFIER_PACKAGE}/{p.name}" for p in (package_root / VERIFIER_PACKAGE).glob("*.py"))
+    for relative in (*VERIFIER_MODULES, *package):
         target = dest / "xcpbuild" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(package_root / relative, target)

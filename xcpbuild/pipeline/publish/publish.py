@@ -39,9 +39,10 @@ from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
-from xcpbuild.pipeline import crashpoints, evr
-from xcpbuild.pipeline import repo as repolib
-from xcpbuild.pipeline.repo import Generation, RepoDir
+from xcpbuild.model.repo import check_channel, parse_release
+from xcpbuild.pipeline.publish import crashpoints, evr
+from xcpbuild.pipeline.publish import repo as repolib
+from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
 log = get_logger("publish")
 
@@ -366,8 +367,8 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     sqlite databases to the metadata (kept from then on).
     """
     started = time.monotonic()
-    repolib.major_of(release)
-    repolib.check_channel(channel)
+    release = parse_release(release)
+    check_channel(channel)
     binary_dir, source_dir = repolib.repo_dirs(repo_root, release, channel)
     with step(f"read {len(rpms)} package(s)"):
         binary_inputs, source_inputs = _read_inputs([Path(p) for p in rpms])
@@ -477,8 +478,8 @@ def promote(
     rebuilt, signed, checked and swapped in like any publish. A source package
     of the same name travels with its binaries.
     """
-    repolib.check_channel(from_channel)
-    repolib.check_channel(to_channel)
+    check_channel(from_channel)
+    check_channel(to_channel)
     if from_channel == to_channel:
         raise UsageError("--from and --to name the same channel")
     if not names:

@@ -24,8 +24,8 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, read_series
-from xcpbuild.pipeline import hunks
-from xcpbuild.pipeline.source import mirror
+from xcpbuild.pipeline.sources import hunks
+from xcpbuild.pipeline.sources.source import mirror
 
 log = get_logger("patch")
 

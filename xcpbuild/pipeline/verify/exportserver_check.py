@@ -27,7 +27,7 @@ from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger, step
-from xcpbuild.pipeline import image
+from xcpbuild.pipeline.build import image
 
 log = get_logger("exportcheck")
 

@@ -34,38 +34,21 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcpbuild.errors import PublishError, UsageError
+from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
+from xcpbuild.model.repo import check_channel, major_of
 
 log = get_logger("repo")
 
-CHANNELS: tuple[str, ...] = ("base", "updates", "testing", "candidates", "ci", "incoming", "lab")
-PROMOTION_ORDER: tuple[str, ...] = ("incoming", "ci", "testing", "candidates", "updates")
 KEEP_GENERATIONS = 3
 LOCK_NAME = ".xcpbuild.lock"
 GENERATIONS = ".generations"
 STAGING_PREFIX = ".staging-"
-_RELEASE = re.compile(r"^(\d+)\.(\d+)$")
-
-
-def major_of(release: str) -> str:
-    """``8`` for ``8.3``; UsageError unless the release looks like X.Y."""
-    match = _RELEASE.match(release)
-    if not match:
-        raise UsageError(f"release {release!r} is not of the form X.Y (e.g. 8.3)")
-    return match.group(1)
-
-
-def check_channel(channel: str) -> str:
-    if channel not in CHANNELS:
-        raise UsageError(f"unknown channel {channel!r}; channels are: {', '.join(CHANNELS)}")
-    return channel
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 from xcpbuild.adapters import createrepo
 from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
-from xcpbuild.pipeline import repo as repolib
-from xcpbuild.pipeline.evr import DiffEntry, diff_packages
-from xcpbuild.pipeline.repo import Generation, RepoDir
+from xcpbuild.pipeline.publish import repo as repolib
+from xcpbuild.pipeline.publish.evr import DiffEntry, diff_packages
+from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
 log = get_logger("history")
 

@@ -1,0 +1,8 @@
+"""Publishing: XCP-ng-layout yum repositories, signed, swapped in atomically, with history.
+
+Public modules: ``publish`` (publish and promote), ``repo`` (trees, generations, the lock, the
+swap), ``history`` (rollback and diff between generations), ``evr`` (version order and package-list
+diffs), ``crashpoints`` (named points where tests kill a publisher).
+"""
+
+__all__ = ["crashpoints", "evr", "history", "publish", "repo"]

@@ -1,0 +1,9 @@
+"""Verification steps that run built software: the installed export server under stalls, and the probe.
+
+Public modules: ``exportserver_check`` (install the export-server RPM in a clean container and
+stall-test it with the verifier), ``probe`` (compile the upstream code a patch changes and face it
+with a stalled client), ``probe_image`` (the probe's build environment). The verifier itself is the
+standalone library ``xcpbuild.verifier``.
+"""
+
+__all__ = ["exportserver_check", "probe", "probe_image"]
