@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from xcpbuild.config import Settings, load_settings  # noqa: E402
 from xcpbuild.pipeline.build import build  # noqa: E402
+from xcpbuild.pipeline.sources.package import resolve  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -37,14 +38,14 @@ def main() -> int:
         work = Path(tmp) / "work"
         settings = Settings(project_root=ROOT, cache_dir=load_settings(project=ROOT).cache_dir, work_dir=work)
         start = time.perf_counter()
-        first = build.build(settings, "xcp-export-server", "local")
+        first = build.build(settings, resolve(settings, "xcp-export-server", "local"))
         full = time.perf_counter() - start
         assert not first.reused
         os.environ["DOCKER_HOST"] = f"unix://{tmp}/no-engine.sock"
         in_process = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            again = build.build(settings, "xcp-export-server", "local")
+            again = build.build(settings, resolve(settings, "xcp-export-server", "local"))
             in_process.append(time.perf_counter() - start)
             assert again.reused and again.key == first.key
         env = {**os.environ, "XCPBUILD_WORK": str(work), "XCPBUILD_PROJECT": str(ROOT)}

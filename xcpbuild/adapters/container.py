@@ -63,6 +63,10 @@ class ContainerOptions:
     keep: bool = False
     role: str = "build"
     mem_limit: str | None = None
+    # Extra bind mounts, (host path, container path), read-write as xcp-ng-dev's -v gives them.
+    mounts: Sequence[tuple[str, str]] = ()
+    # None: no network (the default for every build); "bridge": the engine's default network.
+    network: str | None = None
 
 
 def get_client() -> docker.DockerClient:
@@ -90,7 +94,8 @@ class BuildContainer:
                 user=opts.user,
                 working_dir=opts.workdir,
                 environment=dict(opts.environment),
-                network_mode="none",
+                network_mode=opts.network or "none",
+                volumes={host: {"bind": inside, "mode": "rw"} for host, inside in opts.mounts},
                 labels={LABEL: opts.role},
                 mem_limit=opts.mem_limit,
                 init=True,
