@@ -56,7 +56,10 @@ def test_lfs_pointer_is_told_from_a_real_file() -> None:
 def test_sources_file_both_forms() -> None:
     text = f"SHA512 (a.tar.gz) = {'ab' * 64}\n{'cd' * 32}  b.tar.xz\n\n# comment\n"
     found = pkgrepo.parse_sources_file(text, "sources")
-    assert found == {"a.tar.gz": pkgrepo.Checksum("sha512", "ab" * 64), "b.tar.xz": pkgrepo.Checksum("sha256", "cd" * 32)}
+    assert found == {
+        "a.tar.gz": pkgrepo.Checksum("sha512", "ab" * 64),
+        "b.tar.xz": pkgrepo.Checksum("sha256", "cd" * 32),
+    }
     with pytest.raises(ConfigError, match="sources:1: `nonsense` is not a checksum line"):
         pkgrepo.parse_sources_file("nonsense\n", "sources")
 
@@ -75,7 +78,8 @@ def test_spec_facts_and_upstream_in_spec_order() -> None:
     assert [(p.number, p.file) for p in facts.patches] == [(1001, "b.patch"), (1000, "a.patch")]
     assert facts.build_requires == ("ocaml-findlib", "gcc")
     upstream = pkgrepo.spec_upstream("", expanded, facts)
-    assert upstream == pkgrepo.Upstream("https://code.example.invalid/vhd-tool.git", "76a543f1c0ffee", "Provides: gitsha(...)")
+    said = "Provides: gitsha(...)"
+    assert upstream == pkgrepo.Upstream("https://code.example.invalid/vhd-tool.git", "76a543f1c0ffee", said)
     eight = pkgrepo.spec_upstream("%global package_srccommit v0.43.0\n", "Name: x", facts)
     assert (eight.url, eight.ref) == ("https://github.com/xapi-project/vhd-tool", "v0.43.0")
 
