@@ -21,6 +21,7 @@ from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.pkgrepo import BROKEN, EXTRAS, FIX, TARBALL, lfs_pointer, make_pkgrepo, spec_text, tarball_bytes
 from tests.fixtures.upstream import Upstream, make_upstream
 from tests.integration.build_fixtures import build_package
+from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import dnf, rpmheader
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
@@ -204,3 +205,48 @@ def test_noarch_package_built_published_and_installed_with_dnf(
         assert "demo-1.0-1.2.xcpng8.3.noarch" in " ".join(installed.installed)
     finally:
         stop_agent(key)
+
+
+def test_xcp_ng_dev_options_reach_rpmbuild_and_the_record(
+    project: Settings,
+    upstream: Upstream,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = make_pkgrepo(tmp_path / "demo", upstream, noarch=False)
+    monkeypatch.setenv("XCPBUILD_PROJECT", str(project.project_root))
+    monkeypatch.setenv("XCPBUILD_WORK", str(project.work_dir))
+    argv = ["-q", "build", str(repo), "--rpmbuild-stage", "p", "--define", "xcp_ng_section extras"]
+    argv += ["-e", "DEMO_TOKEN=s3cret-value", "--rpmbuild-opts=--noclean", "-o", str(tmp_path / "out"), "--json"]
+    assert main(argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    record = records.load(Path(shown["folder"]))
+    assert record is not None and [a.kind for a in record.outputs] == ["srpm"]
+    assert record.options["rpmbuild_stage"] == "p" and record.options["defines"] == [["xcp_ng_section", "extras"]]
+    binary = record.steps[-1].argv
+    assert "-rp" in binary and "--noclean" in binary and "xcp_ng_section extras" in binary
+    assert "s3cret-value" not in (Path(shown["folder"]) / records.RECORD).read_text()  # only a digest
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo-1.0-1.2.xcpng8.3.src.rpm"]
+    log = (Path(shown["folder"]) / "build.log").read_text()
+    assert f"SOURCES/{EXTRAS}" in log  # the --define chose the extras patch, which %prep applied
+
+
+def test_shell_has_the_sources_staged_no_network_and_leaves_nothing(
+    project: Settings,
+    upstream: Upstream,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    docker_client,
+) -> None:  # type: ignore[no-untyped-def]
+    repo = make_pkgrepo(tmp_path / "demo", upstream)
+    monkeypatch.setenv("XCPBUILD_PROJECT", str(project.project_root))
+    monkeypatch.setenv("XCPBUILD_WORK", str(project.work_dir))
+    before = set(ctr.list_containers(docker_client, "shell"))
+    command = "ls SOURCES SPECS; id -u; ls /sys/class/net; echo $DEMO"
+    assert main(["-q", "shell", str(repo), "-e", "DEMO=here", "-c", command]) == 0
+    out = capsys.readouterr().out.split()
+    assert {TARBALL, FIX, "demo.spec", "1000", "here"} <= set(out)
+    assert "lo" in out and not any(n.startswith(("eth", "en")) for n in out)
+    assert set(ctr.list_containers(docker_client, "shell")) == before

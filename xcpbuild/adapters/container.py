@@ -283,6 +283,12 @@ class BuildContainer:
             raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
         return result
 
+    def attach(self, argv: Sequence[str], *, workdir: str) -> int:
+        """Run ``argv`` in the container on this terminal (``docker exec -it``); return its exit status."""
+        tty = ["-it"] if os.isatty(0) and os.isatty(1) else ["-i"]
+        docker_cli = process.require_tool("docker")
+        return process.interactive([docker_cli, "exec", *tty, "-w", workdir, self.name, *argv])
+
 
 def _ids(user: str) -> tuple[int, int]:
     uid, _, gid = user.partition(":")
