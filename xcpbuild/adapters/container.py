@@ -66,6 +66,10 @@ class ContainerOptions:
     keep: bool = False
     role: str = "build"
     mem_limit: str | None = None
+    # Extra bind mounts, (host path, container path), read-write as xcp-ng-dev's -v gives them.
+    mounts: Sequence[tuple[str, str]] = ()
+    # None: no network (the default for every build); "bridge": the engine's default network.
+    network: str | None = None
 
 
 def get_client() -> docker.DockerClient:
@@ -93,7 +97,8 @@ class BuildContainer:
                 user=opts.user,
                 working_dir=opts.workdir,
                 environment=dict(opts.environment),
-                network_mode="none",
+                network_mode=opts.network or "none",
+                volumes={host: {"bind": inside, "mode": "rw"} for host, inside in opts.mounts},
                 labels={LABEL: opts.role},
                 mem_limit=opts.mem_limit,
                 ulimits=_process_limits(),
@@ -281,6 +286,12 @@ class BuildContainer:
             tail = " | ".join(output[-3:])
             raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
         return result
+
+    def attach(self, argv: Sequence[str], *, workdir: str) -> int:
+        """Run ``argv`` in the container on this terminal (``docker exec -it``); return its exit status."""
+        tty = ["-it"] if os.isatty(0) and os.isatty(1) else ["-i"]
+        docker_cli = process.require_tool("docker")
+        return process.interactive([docker_cli, "exec", *tty, "-w", workdir, self.name, *argv])
 
 
 def _ids(user: str) -> tuple[int, int]:
