@@ -372,7 +372,11 @@ def _read_body(sock: socket.socket, plan: ClientPlan, report: Report, checker: _
         report.bytes_received = received
 
     if first:
-        take(memoryview(first))
+        try:
+            take(memoryview(first))
+        except vhd.VhdFormatError as exc:  # the first segment can hold a whole small stream
+            report.detail = f"invalid VHD stream after {received} bytes: {exc}"
+            return
     while total is None or received < total:
         while stalls and total is not None and received >= points(stalls[0].at):
             stall = stalls.pop(0)
