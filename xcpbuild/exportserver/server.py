@@ -1,6 +1,5 @@
 """The listening socket, one thread per export, and the response each request gets."""
 
-import hashlib
 import os
 import selectors
 import socket
@@ -8,10 +7,11 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from xcpbuild import vhd
 from xcpbuild.errors import ServerError
+from xcpbuild.exportserver import delta
 from xcpbuild.exportserver.disk import Disk, allocated_blocks, disk_size
 from xcpbuild.exportserver.request import MAX_HEAD_BYTES, MAX_REQUEST_LINE, HttpError, parse_head, route
 from xcpbuild.exportserver.transfer import ClientGone, EagainPolicy, IdleTimeout, Sender, StreamAborted
@@ -97,6 +97,7 @@ class ExportServer:
         self._active: Dict[socket.socket, threading.Thread] = {}
         self._refusing = 0
         self._stopping = False
+        self._change_maps = delta.ChangeMaps()
 
     @property
     def url(self) -> str:
@@ -221,7 +222,7 @@ class ExportServer:
                 return
             request = parse_head(head)
             export = route(request, self.disks, self.token)
-            self._export(conn, peer, export.vdi, export.fmt, export.head_only)
+            self._export(conn, peer, export.vdi, export.fmt, export.head_only, base=export.base)
         except HttpError as err:
             log.info("%s: %d %s", peer, err.status, err.reason)
             self._answer_and_linger(conn, err)
@@ -236,25 +237,26 @@ class ExportServer:
             with self._lock:
                 self._active.pop(conn, None)
 
-    def _export(self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool) -> None:
+    def _export(
+        self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool, *, base: Optional[str] = None
+    ) -> None:
         disk = self.disks[name]
         fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC)
+        base_fd = None
         try:
             size = disk_size(fd)
-            layout = None
+            layout: Optional[Union[vhd.StreamLayout, delta.RawDelta]] = None
             if fmt == "vhd":
                 try:
                     vhd.check_size(size)
                 except vhd.VhdFormatError as exc:
                     raise HttpError(400, str(exc)) from None
-                info = os.fstat(fd)
-                seed = f"{name}:{size}:{info.st_mtime_ns}".encode()
-                layout = vhd.layout(
-                    size,
-                    allocated_blocks(fd, size, vhd.BLOCK_SIZE),
-                    timestamp=max(0, int(info.st_mtime) - vhd.VHD_EPOCH),
-                    unique_id=hashlib.sha256(seed).digest()[:16],
-                )
+            if base is not None:
+                base_fd = os.open(self.disks[base].path, os.O_RDONLY | os.O_CLOEXEC)
+                layout = self._delta(name, fd, size, fmt=fmt, base=base, base_fd=base_fd)
+            elif fmt == "vhd":
+                unique_id, timestamp = delta.vhd_identity(name, size, os.fstat(fd))
+                layout = vhd.layout(size, allocated_blocks(fd, size, vhd.BLOCK_SIZE), timestamp, unique_id)
             length = layout.length if layout else size
             head = _response_head(
                 200,
@@ -267,14 +269,17 @@ class ExportServer:
                 ],
             )
             sender = Sender(conn, self.policy, self.idle_timeout)
-            what = f"{peer} vdi={name} format={fmt}"
+            what = f"{peer} vdi={name} format={fmt}" + (f" base={base}" if base else "")
             if head_only:
                 sender.send_bytes(head)
                 return
             log.info("%s: exporting %d bytes", what, length)
             start = time.monotonic()
             try:
-                self._stream(sender, head, fd, size, layout)
+                if isinstance(layout, delta.RawDelta):
+                    delta.send_raw_delta(sender, head, fd, layout)
+                else:
+                    self._stream(sender, head, fd, size, layout)
             except ClientGone as exc:
                 sent = sender.sent - len(head)
                 log.info("%s: client disconnected after %d of %d bytes (%s)", what, sent, length, exc)
@@ -295,6 +300,32 @@ class ExportServer:
             log.info("%s: complete, %d bytes in %.2f s", what, length, time.monotonic() - start)
         finally:
             os.close(fd)
+            if base_fd is not None:
+                os.close(base_fd)
+
+    def _delta(
+        self, name: str, fd: int, size: int, *, fmt: str, base: str, base_fd: int
+    ) -> Union[vhd.StreamLayout, delta.RawDelta]:
+        """The body of a delta export: a differencing VHD, or XAPI's raw delta (zeros where equal)."""
+        base_size = disk_size(base_fd)
+        if base_size != size:
+            raise HttpError(400, f"vdi {name} has {size} bytes and base {base} {base_size}; a delta needs equal sizes")
+        start = time.monotonic()
+        blocks, cached = self._change_maps.changed(fd, base_fd, size)
+        log.info(
+            "vdi=%s base=%s: %d of %d blocks differ (%s, %.2f s)",
+            name,
+            base,
+            len(blocks),
+            vhd.block_count(size),
+            "change map reused" if cached else "scanned",
+            time.monotonic() - start,
+        )
+        if fmt == "raw":
+            return delta.RawDelta(size, blocks)
+        unique_id, timestamp = delta.vhd_identity(name, size, os.fstat(fd))
+        parent = delta.parent_of(base, size, os.fstat(base_fd))
+        return vhd.delta_layout(size, blocks, parent, timestamp, unique_id)
 
     @staticmethod
     def _stream(sender: Sender, head: bytes, fd: int, size: int, layout: Optional[vhd.StreamLayout]) -> None:
