@@ -1,15 +1,14 @@
 """The listening socket, one thread per export, and the response each request gets."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 import selectors
 import socket
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from xcpbuild import vhd
 from xcpbuild.errors import ServerError
@@ -39,7 +38,18 @@ MAX_REFUSING = 16
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd"}
 
 
-def _response_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
+def _bitmap_file() -> int:
+    """A descriptor holding one all-ones VHD bitmap, for sendfile: a memfd where Python has it."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("vhd-bitmap", os.MFD_CLOEXEC)  # novermin (guarded: 3.8+)
+    else:  # Python 3.6/3.7 (XCP-ng dom0): an unlinked temporary file serves the same
+        fd, name = tempfile.mkstemp(prefix="xcp-export-bitmap-")
+        os.unlink(name)  # noqa: PTH108 (pathlib's unlink adds nothing to a bare name)
+    os.write(fd, vhd.FULL_BITMAP)
+    return fd
+
+
+def _response_head(status: int, headers: Sequence[Tuple[str, str]]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", *(f"{k}: {v}" for k, v in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -54,8 +64,8 @@ class ExportServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        policy: EagainPolicy | None = None,
-        idle_timeout: float | None = None,
+        policy: Optional[EagainPolicy] = None,
+        idle_timeout: Optional[float] = None,
         max_connections: int = 256,
         head_timeout: float = 30.0,
     ) -> None:
@@ -84,7 +94,7 @@ class ExportServer:
         self.host, self.port = host, int(bound[1])
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._lock = threading.Lock()
-        self._active: dict[socket.socket, threading.Thread] = {}
+        self._active: Dict[socket.socket, threading.Thread] = {}
         self._refusing = 0
         self._stopping = False
 
@@ -161,7 +171,7 @@ class ExportServer:
         os.close(self._wake_w)
         log.info("stopped (%d export(s) were cut short)", len(active))
 
-    def _read_head(self, conn: socket.socket, timeout: float | None = None) -> bytes | None:
+    def _read_head(self, conn: socket.socket, timeout: Optional[float] = None) -> Optional[bytes]:
         conn.settimeout(timeout or self.head_timeout)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -187,7 +197,10 @@ class ExportServer:
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(1)
             drained = 0
-            while drained < 1024 * 1024 and (chunk := conn.recv(65536)):
+            while drained < 1024 * 1024:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
                 drained += len(chunk)
         except OSError:
             pass
@@ -284,7 +297,7 @@ class ExportServer:
             os.close(fd)
 
     @staticmethod
-    def _stream(sender: Sender, head: bytes, fd: int, size: int, layout: vhd.StreamLayout | None) -> None:
+    def _stream(sender: Sender, head: bytes, fd: int, size: int, layout: Optional[vhd.StreamLayout]) -> None:
         if layout is None:
             sender.send_bytes(head, more=True)
             sender.send_file(fd, 0, size)
@@ -293,9 +306,8 @@ class ExportServer:
         # send(): with a copied 512-byte piece before every spliced block, loopback exports fell
         # more often into a small-segment, CPU-bound TCP mode (0.79-0.81x raw; 0.87-1.12x this
         # way, same-process paired runs in benchmarks/README.md). Same bytes; the memfd is one page.
-        bitmap = os.memfd_create("vhd-bitmap", os.MFD_CLOEXEC)
+        bitmap = _bitmap_file()
         try:
-            os.write(bitmap, vhd.FULL_BITMAP)
             pending = head
             for piece in layout.pieces():
                 if isinstance(piece, vhd.BlockRef):

@@ -126,7 +126,7 @@ def verifier_kit(dest: Path) -> Path:
 
 def runner_path(settings: Settings) -> Path:
     """The in-container client: the project's own copy, else the one beside this xcpbuild checkout."""
-    for root in (settings.project_root, Path(__file__).resolve().parents[2]):
+    for root in (settings.project_root, Path(__file__).resolve().parents[3]):
         candidate = root / "probes" / RUNNER
         if candidate.is_file():
             return candidate
