@@ -19,6 +19,7 @@ short).
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -300,6 +301,17 @@ def _runs(bitmap: bytes, block_size: int) -> list[tuple[int, int, bool]]:
     return runs
 
 
+class _Part(enum.Enum):
+    """What the decoder is reading next (the value names it in error messages)."""
+
+    FOOTER_COPY = "footer-copy"
+    HEADER = "header"
+    BAT = "bat"
+    BITMAP = "bitmap"
+    FOOTER = "footer"
+    SKIP = "skip"  # bytes between structures, up to a stream offset
+
+
 class StreamDecoder:
     """Decode a dynamic VHD stream, read strictly forwards, into raw disk pieces.
 
@@ -313,13 +325,13 @@ class StreamDecoder:
         self._buf = bytearray()
         self._pos = 0  # stream bytes consumed
         self._disk_pos = 0  # disk bytes emitted
-        self._need: tuple[str, int] = ("footer-copy", FOOTER_SIZE)
+        self._need: tuple[_Part, int] = (_Part.FOOTER_COPY, FOOTER_SIZE)
         self._footer: Footer | None = None
         self._footer_raw = b""
         self._header: Header | None = None
         self._plan: list[tuple[int, int]] = []  # (stream offset, block index), ascending
         self._planned = 0  # blocks of the plan started so far
-        self._then: tuple[str, int] = ("", 0)  # what to read once a skip ends
+        self._then: tuple[_Part, int] = (_Part.HEADER, HEADER_SIZE)  # what to read once a skip ends
         self._block: tuple[int, list[tuple[int, int, bool]], int] | None = None  # index, runs, bytes consumed
         self._done = False
 
@@ -341,7 +353,7 @@ class StreamDecoder:
                 view = self._feed_block(view, out)
                 continue
             what, target = self._need
-            if what == "skip":
+            if what is _Part.SKIP:
                 take = min(len(view), target - self._pos)
                 self._pos += take
                 view = view[take:]
@@ -360,23 +372,26 @@ class StreamDecoder:
 
     def finish(self) -> list[Piece]:
         if not self._done:
-            raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {self._need[0]})")
+            reading = self._need[0].value
+            raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {reading})")
         return []
 
-    def _skip_to(self, offset: int, then: str, length: int) -> None:
+    def _skip_to(self, offset: int, then: _Part, length: int) -> None:
         if offset < self._pos:
-            raise VhdFormatError(f"the {then} at stream offset {offset} lies behind the read position {self._pos}")
+            raise VhdFormatError(
+                f"the {then.value} at stream offset {offset} lies behind the read position {self._pos}"
+            )
         self._then = (then, length)
-        self._need = ("skip", offset) if offset > self._pos else (then, length)
+        self._need = (_Part.SKIP, offset) if offset > self._pos else (then, length)
 
-    def _structure(self, what: str, raw: bytes, out: list[Piece]) -> None:
-        if what == "footer-copy":
+    def _structure(self, what: _Part, raw: bytes, out: list[Piece]) -> None:
+        if what is _Part.FOOTER_COPY:
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
             if self._footer.disk_type != DISK_DYNAMIC:
                 raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3)")
-            self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
-        elif what == "header":
+            self._skip_to(self._footer.data_offset, _Part.HEADER, HEADER_SIZE)
+        elif what is _Part.HEADER:
             self._header = Header.decode(raw)
             assert self._footer is not None
             expected = -(-self._footer.current_size // self._header.block_size)
@@ -384,18 +399,18 @@ class StreamDecoder:
                 raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
             if self._footer.current_size > MAX_VIRTUAL_SIZE or self._header.max_table_entries > MAX_BAT_ENTRIES:
                 raise VhdFormatError("the disk is larger than a VHD export may be (2040 GiB)")
-            self._skip_to(self._header.table_offset, "bat", roundup(4 * self._header.max_table_entries))
-        elif what == "bat":
+            self._skip_to(self._header.table_offset, _Part.BAT, roundup(4 * self._header.max_table_entries))
+        elif what is _Part.BAT:
             assert self._header is not None
             entries = struct.unpack_from(f">{self._header.max_table_entries}I", raw)
             self._plan = sorted((e * SECTOR, i) for i, e in enumerate(entries) if e != UNALLOCATED)
             if any(b[1] < a[1] for a, b in zip(self._plan, self._plan[1:], strict=False)):
                 raise VhdFormatError("blocks are not stored in ascending order; this stream cannot be read forwards")
             self._next_block()
-        elif what == "bitmap":
+        elif what is _Part.BITMAP:
             assert self._header is not None
             self._block = (self._plan[self._planned - 1][1], _runs(raw, self._header.block_size), 0)
-        elif what == "footer":
+        elif what is _Part.FOOTER:
             if raw != self._footer_raw:
                 raise VhdFormatError("the final footer differs from the footer copy at the start")
             assert self._footer is not None
@@ -406,9 +421,9 @@ class StreamDecoder:
         if self._planned < len(self._plan):
             offset, _ = self._plan[self._planned]
             self._planned += 1
-            self._skip_to(offset, "bitmap", self._bitmap_size())
+            self._skip_to(offset, _Part.BITMAP, self._bitmap_size())
         else:
-            self._need = ("footer", FOOTER_SIZE)
+            self._need = (_Part.FOOTER, FOOTER_SIZE)
 
     def _bitmap_size(self) -> int:
         assert self._header is not None

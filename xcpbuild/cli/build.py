@@ -8,6 +8,7 @@ from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
+from xcpbuild.model.stage import STAGES
 from xcpbuild.pipeline.build import build
 
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--target", default="local", help="a target of containers/ (default: local)")
     parser.add_argument("--upstream", help="fetch upstream from this URL or path instead of the definition's")
     parser.add_argument("--ref", help="build this upstream ref instead of the target's pinned one")
-    parser.add_argument("--stage", choices=build.STAGES, default="rpm", help="stop after the SRPM (+%%prep) or not")
+    parser.add_argument("--stage", choices=STAGES, default="rpm", help="stop after the SRPM (+%%prep) or not")
     parser.add_argument("--out", type=Path, help="also copy the SRPM and RPMs into this directory")
     parser.add_argument(
         "--timeout",

@@ -11,7 +11,7 @@ from xcpbuild.config import load_settings
 from xcpbuild.errors import PatchError
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline.sources import patch
-from xcpbuild.pipeline.sources.hunks import APPLIES, OFFSET
+from xcpbuild.pipeline.sources.hunks import is_healthy
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def run_check(args: argparse.Namespace) -> int:
         print_table(("ref", "patch", "status", "detail"), [(h.ref, h.patch, h.status, h.detail) for h in report])
     else:
         print(f"{pkg.name} has no patches for target {args.target}")
-    broken = [h for h in report if h.status not in (APPLIES, OFFSET)]
+    broken = [h for h in report if not is_healthy(h.status)]
     return PatchError.exit_code if broken else 0
 
 

@@ -5,6 +5,6 @@ A standalone library, like the export server: it depends only on ``errors``,
 it into containers where nothing else of xcpbuild is installed.
 """
 
-from xcpbuild.verifier.client import ClientPlan, Report, Stall, backpressure
+from xcpbuild.verifier.client import OUTCOMES, ClientPlan, Outcome, Report, Stall, backpressure
 
-__all__ = ["ClientPlan", "Report", "Stall", "backpressure"]
+__all__ = ["OUTCOMES", "ClientPlan", "Outcome", "Report", "Stall", "backpressure"]

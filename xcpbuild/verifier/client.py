@@ -18,6 +18,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from xcpbuild import vhd
@@ -30,6 +31,10 @@ MAX_RESPONSE_HEAD = 64 * 1024
 MAX_REDIRECTS = 3
 _RECV_CHUNK = 256 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
+
+# How a download ended: all of it, cut short by the server, cut by us on purpose, or not at all.
+Outcome = Literal["complete", "truncated", "disconnected", "error"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Report:
 
     url: str  # session_id redacted
     format: str
-    outcome: str = "error"  # complete | truncated | disconnected | error
+    outcome: Outcome = "error"
     status: int | None = None
     content_length: int | None = None
     bytes_received: int = 0

@@ -35,7 +35,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from xcpbuild.adapters import container, rpmheader
 from xcpbuild.config import Settings
@@ -50,32 +50,36 @@ from xcpbuild.errors import (
 )
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package, read_series
+from xcpbuild.model.stage import STAGES, Stage
 from xcpbuild.model.target import Target, find_target
 from xcpbuild.pipeline.build import image, spec
-from xcpbuild.pipeline.sources import project as project_source, source
+from xcpbuild.pipeline.sources import project as project_source
+from xcpbuild.pipeline.sources import source
 
 log = get_logger("build")
 
 RECORD = "build-record.json"
 LOG = "build.log"
 SCHEME = 1
-STAGES = ("srpm", "rpm")
 DEFAULT_TIMEOUT = 3600.0
 TOPDIR = "/home/builder/rpmbuild"
 TAIL_LINES = 15
+
+InputRole = Literal["source", "patch", "spec"]
+ArtifactKind = Literal["srpm", "rpm"]
 
 
 @dataclass(frozen=True)
 class Input:
     name: str
-    role: str  # "source", "patch" or "spec"
+    role: InputRole
     sha256: str
 
 
 @dataclass(frozen=True)
 class Artifact:
     path: str  # relative to the build folder: SRPMS/x.src.rpm, RPMS/noarch/x.noarch.rpm
-    kind: str  # "srpm" or "rpm"
+    kind: ArtifactKind
     nevra: str
     sha256: str
 
@@ -131,7 +135,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(inputs: Sequence[Input], image_tag: str, image_id: str, stage: str, target: str) -> str:
+def cache_key(inputs: Sequence[Input], image_tag: str, image_id: str, stage: Stage, target: str) -> str:
     """sha256 over every input's sha256, the image, the stage and the target (order-independent)."""
     payload = {
         "scheme": SCHEME,
@@ -250,7 +254,7 @@ def _reusable(folder: Path, key: str) -> tuple[dict[str, Any], tuple[Artifact, .
 
 
 def _lookup(
-    builds: Path, staged: _Staged, stage: str, image_tag: str, image_id: str
+    builds: Path, staged: _Staged, stage: Stage, image_tag: str, image_id: str
 ) -> tuple[str, Path, tuple[dict[str, Any], tuple[Artifact, ...]] | None]:
     """The key and folder of this build, and its record and artifacts when they can be reused."""
     key = cache_key(staged.inputs, image_tag, image_id, stage, staged.target.name)
@@ -340,7 +344,7 @@ def _deps_image(client: container.Client, staged: _Staged, *, image_tag: str, im
 
 def _in_container(
     staged: _Staged,
-    stage: str,
+    stage: Stage,
     *,
     image_tag: str,
     image_id: str,
@@ -418,7 +422,7 @@ def build(
     target: str,
     *,
     upstream: str | None = None,
-    stage: str = "rpm",
+    stage: Stage = "rpm",
     out: Path | None = None,
     keep_container: bool = False,
     timeout: float = DEFAULT_TIMEOUT,

@@ -38,6 +38,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
@@ -50,17 +51,21 @@ LOCK_NAME = ".xcpbuild.lock"
 GENERATIONS = ".generations"
 STAGING_PREFIX = ".staging-"
 
+# A channel's two repo dirs: binaries in x86_64/Packages, sources in Source/SPackages.
+RepoKind = Literal["x86_64", "Source"]
+PackagesDir = Literal["Packages", "SPackages"]
+
 
 @dataclass(frozen=True)
 class RepoDir:
     """One directory holding packages and a ``repodata`` link: x86_64/ or Source/."""
 
     path: Path
-    packages: str  # "Packages" or "SPackages"
+    packages: PackagesDir
 
     @property
-    def kind(self) -> str:
-        return self.path.name
+    def kind(self) -> RepoKind:
+        return "Source" if self.packages == "SPackages" else "x86_64"
 
     @property
     def packages_dir(self) -> Path:

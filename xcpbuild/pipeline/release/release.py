@@ -129,7 +129,7 @@ def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome
         health = patch.check(settings, pkg, [fetched.ref], upstream=upstream, target=options.plan.target)
         for item in health:
             rows.append({"package": pkg.name, "ref": item.ref, "patch": item.patch, "status": item.status})
-        bad = [h for h in health if h.status not in (hunks.APPLIES, hunks.OFFSET)]
+        bad = [h for h in health if not hunks.is_healthy(h.status)]
         if bad:
             outcome.data["health"] = rows
             raise PatchError(
