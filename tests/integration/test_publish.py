@@ -66,7 +66,7 @@ def install_live(root: Path, key: GpgTestKey, *names: str, channel: str = "testi
 def test_publish_signs_and_dnf_installs_with_gpgcheck(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
     report = publish.publish(
-        [rpms["hello-1.0"], rpms["hello-src-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home
+        [rpms["hello-1.0"], rpms["hello-src-1.0"]], root, RELEASE, "testing", key=key
     )
     assert [r.added for r in report.repos] == [["hello-1.0-1.noarch"], ["hello-1.0-1.src"]]
     binary = root / "8/8.3/testing/x86_64"
@@ -92,7 +92,7 @@ def test_dnf_refuses_repo_with_a_foreign_key(
 ) -> None:
     """Guards the check itself: a client trusting another key must fail, or the dnf check proves nothing."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     with pytest.raises(Exception, match="dnf could not install"):
         dnf.install([dnf.Repo("live", live(root).path)], ["hello"], other_key.public_key, RELEASE)
 
@@ -101,14 +101,14 @@ def test_republish_is_noop_and_changed_content_is_refused(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
-    again = publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    again = publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     assert not again.changed and again.repos[0].unchanged == ["hello-1.0-1.noarch"]
     assert snapshot(root) == before
     impostor = make_rpm(tmp_path / "impostor", "hello", "1.0", "1", files={"/usr/share/hello/VERSION": "evil\n"})
     with pytest.raises(PublishError, match=r"already published .* with different content"):
-        publish.publish([impostor], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([impostor], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
 
 
@@ -116,9 +116,9 @@ def test_second_publish_reuses_metadata_and_keeps_previous_files(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     old_names = [Path(e.href).name for e in createrepo.read_repomd(live(root).repodata)]
-    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key=key)
     assert (report.repos[0].packages_read, report.repos[0].packages_reused) == (1, 1)
     # A client holding the previous repomd.xml still finds every file it names.
     for name in old_names:
@@ -129,14 +129,14 @@ def test_second_publish_reuses_metadata_and_keeps_previous_files(
 
 def test_tampered_rpm_is_caught_and_live_repo_untouched(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     tampered = tmp_path / "lonely-1.0-1.noarch.rpm"
     data = bytearray(rpms["lonely-1.0"].read_bytes())
     data[-40] ^= 0xFF  # inside the compressed payload: the header still parses
     tampered.write_bytes(bytes(data))
     with pytest.raises(SigningError):
-        publish.publish([tampered], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([tampered], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
     assert install_live(root, key, "hello") == ["hello-1.0-1.noarch"]
 
@@ -146,11 +146,11 @@ def test_stale_signature_swapped_in_mid_publish_is_caught(
 ) -> None:
     """Freeze the publisher right after signing, put back a copy signed by an old key, resume."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     stale = tmp_path / "stale.rpm"
     shutil.copyfile(rpms["lonely-1.0"], stale)
-    rpmsign.sign([stale], gpg.find_secret_key(other_key.fingerprint, other_key.home))
+    rpmsign.sign([stale], other_key)
     args = [
         "publish",
         rpms["lonely-1.0"],
@@ -189,7 +189,7 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     text = tmp_path / "notes.rpm"
     text.write_text("this is not an rpm\n")
@@ -231,7 +231,7 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
 
 def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     common = [
         "--repo",
         root,
@@ -302,18 +302,18 @@ def test_promote_rollback_and_diff_through_the_cli(tmp_path: Path, key: GpgTestK
 
 def test_base_is_frozen_once_published(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key=key)
     with pytest.raises(PublishError, match="frozen"):
-        publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
-    report = publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key.fingerprint, key.home, unfreeze_base=True)
+        publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key=key)
+    report = publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key=key, unfreeze_base=True)
     assert report.changed
 
 
 def test_dnf_check_resolves_dependencies_from_base(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     """`world` requires `hello`, which lives only in base: the staged check must still pass."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
-    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "updates", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key=key)
+    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "updates", key=key)
     assert report.repos[0].dnf_installed == ["hello-1.0-1.noarch", "world-1.0-1.noarch"]
 
 
@@ -336,17 +336,17 @@ def test_crash_point_hook_is_inert_without_the_variable(tmp_path: Path, key: Gpg
 def test_failed_dnf_check_leaves_live_repo_untouched(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     """`world` needs `hello`, which no channel has: dnf refuses, and nothing placed may remain."""
     root = tmp_path / "repo"
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     with pytest.raises(VerifyError, match="dnf could not install world"):
-        publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
 
 
 def test_rollback_twice_goes_two_publishes_back(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
     for rpm in (rpms["hello-1.0"], rpms["lonely-1.0"], rpms["hello-1.1"]):
-        publish.publish([rpm], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([rpm], root, RELEASE, "testing", key=key)
     first = history.rollback(root, RELEASE, "testing")
     assert (first.from_generation, first.to_generation) == (3, 2)
     assert [(c.change, c.name) for c in first.changes] == [("downgraded", "hello")]
@@ -365,9 +365,9 @@ def test_promote_refuses_a_package_signed_by_another_key(
     tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", other_key.fingerprint, other_key.home)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=other_key)
     with pytest.raises(SigningError, match=r"lonely-1\.0-1\.noarch\.rpm"):
-        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], sign_key=key.fingerprint, gnupg_home=key.home)
+        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], key=key)
     assert not repolib.repo_dirs(root, RELEASE, "updates")[0].repodata.exists()
 
 
@@ -377,8 +377,8 @@ def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, r
     import sqlite3
 
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home, sqlite=True)
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key, sqlite=True)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=key)
     binary = live(root)
     entries = {e.type: e for e in createrepo.read_repomd(binary.repodata)}
     assert set(entries) == {"primary", "filelists", "other", "primary_db", "filelists_db", "other_db"}

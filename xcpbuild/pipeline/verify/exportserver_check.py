@@ -20,9 +20,9 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from xcpbuild import verifier
 from xcpbuild.adapters import container
@@ -71,6 +71,9 @@ class ExportCheckResult:
     @property
     def ok(self) -> bool:
         return not self.problem and bool(self.trials) and all(t.passed for t in self.trials)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
