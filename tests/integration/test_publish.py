@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
-from tests.fixtures.repotree import cli, snapshot, start, wait_stopped
+from tests.fixtures.repotree import Arg, cli, snapshot, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
-from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
+from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.pipeline.publish import history, publish
 from xcpbuild.pipeline.publish import repo as repolib
 
@@ -151,7 +151,7 @@ def test_stale_signature_swapped_in_mid_publish_is_caught(
     stale = tmp_path / "stale.rpm"
     shutil.copyfile(rpms["lonely-1.0"], stale)
     rpmsign.sign([stale], other_key)
-    args = [
+    args: list[Arg] = [
         "publish",
         rpms["lonely-1.0"],
         "--repo",
@@ -195,8 +195,8 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
     text.write_text("this is not an rpm\n")
     truncated = tmp_path / "truncated.rpm"
     truncated.write_bytes(rpms["lonely-1.0"].read_bytes()[:300])
-    common = ["--repo", root, "--release", RELEASE, "--sign-key", key.fingerprint, "--gnupg-home", key.home]
-    cases = [
+    common: list[Arg] = ["--repo", root, "--release", RELEASE, "--sign-key", key.fingerprint, "--gnupg-home", key.home]
+    cases: list[tuple[list[Arg], type[XcpbuildError], str]] = [
         (["publish", text, *common, "--channel", "testing"], RpmError, "notes.rpm"),
         (["publish", truncated, *common, "--channel", "testing"], RpmError, "truncated.rpm"),
         (["publish", tmp_path / "missing.rpm", *common, "--channel", "testing"], RpmError, "missing.rpm"),
@@ -232,7 +232,7 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
 def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
     publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
-    common = [
+    common: list[Arg] = [
         "--repo",
         root,
         "--release",
@@ -269,8 +269,8 @@ def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTe
 
 def test_promote_rollback_and_diff_through_the_cli(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    keyargs = ["--sign-key", key.fingerprint, "--gnupg-home", key.home]
-    repo = ["--repo", root, "--release", RELEASE]
+    keyargs: list[Arg] = ["--sign-key", key.fingerprint, "--gnupg-home", key.home]
+    repo: list[Arg] = ["--repo", root, "--release", RELEASE]
     for rpm in (rpms["hello-1.0"], rpms["hello-1.1"]):
         done = cli(["publish", rpm, *repo, "--channel", "testing", *keyargs, "--json"])
         assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
-from tests.fixtures.repotree import kill, start, wait_stopped
+from tests.fixtures.repotree import Arg, kill, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg
 from xcpbuild.pipeline.publish import crashpoints, publish
@@ -87,7 +87,7 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
         v = f"{version}.0"
         return [make_rpm(builds, "crashpkg", v), make_rpm(builds, "crashlib", v), make_srpm(builds, "crashpkg", v)]
 
-    common = [
+    common: list[Arg] = [
         "--repo",
         root,
         "--release",

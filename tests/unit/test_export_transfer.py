@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_policy_parsing() -> None:
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> tuple[int, bytes]:
+def disk(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
     data = os.urandom(8 * MiB)
     path = tmp_path / "disk.raw"
     path.write_bytes(data)

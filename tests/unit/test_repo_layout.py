@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -177,7 +178,7 @@ warning: Could not set GPG_TTY to stdin: Inappropriate ioctl for device
 def test_crash_point_hook_stops_only_at_the_named_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[int] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
-    monkeypatch.setattr(crashpoints, "_seen", crashpoints.Counter())
+    monkeypatch.setattr(crashpoints, "_seen", Counter())
     monkeypatch.setenv(crashpoints.ENV, "placed:2")
     crashpoints.reach("placed")
     crashpoints.reach("staged")
