@@ -22,6 +22,7 @@ import select
 import socket
 import time
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 # One sendfile call moves at most this much. Calls of a socket buffer's order
 # (nginx's sendfile_max_chunk default) interleave with the reader; 1 GiB calls
@@ -77,8 +78,16 @@ class EagainPolicy:
 class Sender:
     """Writes one response to a non-blocking socket under an EAGAIN policy, counting bytes sent."""
 
-    def __init__(self, sock: socket.socket, policy: EagainPolicy, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        policy: EagainPolicy,
+        idle_timeout: Optional[float] = None,
+        watch: Optional[Callable[[], None]] = None,
+    ) -> None:
+        """``watch`` runs after each chunk of disk data; an exception it raises ends the stream."""
         sock.setblocking(False)
+        self._watch = watch
         self._sock = sock
         self._fd = sock.fileno()
         self._policy = policy
@@ -144,8 +153,10 @@ class Sender:
                     raise ClientGone(str(exc)) from exc
                 raise
             if n == 0:
-                raise StreamAborted(f"the disk ended early, {count} bytes short (was it truncated while serving?)")
+                raise StreamAborted("the disk ended early (was it truncated while serving?)")
             failures = 0
             offset += n
             count -= n
             self.sent += n
+            if disk_data and self._watch is not None:
+                self._watch()
