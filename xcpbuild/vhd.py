@@ -15,13 +15,13 @@ footer's current size for that creator instead of the CHS geometry, so
 ``qemu-img convert -f vpc`` reads the exact size even when CHS cannot express
 it (vhd-tool's own ``caml`` would make qemu size the disk from CHS and read it
 short).
+
+Python 3.6 compatible: the export server ships this module to XCP-ng dom0, so
+records are NamedTuples and annotations use ``typing``'s names.
 """
 
-from __future__ import annotations
-
 import struct
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 SECTOR = 512
 BLOCK_SIZE = 2 * 1024 * 1024
@@ -68,7 +68,7 @@ def checksum(structure: bytes, field_offset: int) -> int:
     return ~total & 0xFFFFFFFF
 
 
-def chs_geometry(size: int) -> tuple[int, int, int]:
+def chs_geometry(size: int) -> Tuple[int, int, int]:
     """(cylinders, heads, sectors per track) for ``size`` bytes, by the VHD specification's algorithm."""
     total = min(size // SECTOR, 65535 * 16 * 255)
     if total >= 65535 * 16 * 63:
@@ -99,16 +99,15 @@ def check_size(size: int) -> None:
         raise VhdFormatError(f"{size} bytes exceeds the VHD export maximum of 2040 GiB")
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):
     current_size: int
     disk_type: int = DISK_DYNAMIC
     timestamp: int = 0
     unique_id: bytes = bytes(16)
     data_offset: int = HEADER_OFFSET
-    original_size: int | None = None
+    original_size: Optional[int] = None
     creator_app: bytes = CREATOR_APP
-    geometry: tuple[int, int, int] | None = None
+    geometry: Optional[Tuple[int, int, int]] = None
 
     def encode(self) -> bytes:
         cyl, heads, spt = self.geometry or chs_geometry(self.current_size)
@@ -134,7 +133,7 @@ class Footer:
         return _FOOTER.pack(*fields)
 
     @classmethod
-    def decode(cls, raw: bytes) -> Footer:
+    def decode(cls, raw: bytes) -> "Footer":
         if len(raw) != FOOTER_SIZE:
             raise VhdFormatError(f"a footer is {FOOTER_SIZE} bytes, got {len(raw)}")
         f = _FOOTER.unpack(raw)
@@ -146,14 +145,13 @@ class Footer:
         return cls(f[9], f[11], f[4], f[13], f[3], f[8], f[5], geometry)
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     max_table_entries: int
     table_offset: int = TABLE_OFFSET
     block_size: int = BLOCK_SIZE
 
     def encode(self) -> bytes:
-        fields: list[object] = [
+        fields: List[object] = [
             HEADER_COOKIE,
             0xFFFFFFFFFFFFFFFF,
             self.table_offset,
@@ -172,7 +170,7 @@ class Header:
         return _HEADER.pack(*fields)
 
     @classmethod
-    def decode(cls, raw: bytes) -> Header:
+    def decode(cls, raw: bytes) -> "Header":
         if len(raw) != HEADER_SIZE:
             raise VhdFormatError(f"a dynamic header is {HEADER_SIZE} bytes, got {len(raw)}")
         h = _HEADER.unpack(raw)
@@ -191,22 +189,20 @@ def encode_bat(entries: Sequence[int]) -> bytes:
     return raw + b"\xff" * (roundup(len(raw)) - len(raw))
 
 
-@dataclass(frozen=True)
-class BlockRef:
+class BlockRef(NamedTuple):
     """One block's data in the stream: ``length`` disk bytes at ``disk_offset``, then ``padding`` zeros."""
 
-    index: int
+    block: int  # the block's index (``index`` would shadow tuple.index)
     disk_offset: int
     length: int
     padding: int
 
 
-@dataclass(frozen=True)
-class StreamLayout:
+class StreamLayout(NamedTuple):
     """Everything about a dynamic VHD export of one disk, computed before any byte is sent."""
 
     size: int
-    blocks: tuple[int, ...]
+    blocks: Tuple[int, ...]
     footer: bytes
     prefix: bytes  # footer copy + header + empty sector + BAT
 
@@ -214,7 +210,7 @@ class StreamLayout:
     def length(self) -> int:
         return stream_length(self.size, len(self.blocks))
 
-    def pieces(self) -> Iterator[bytes | BlockRef]:
+    def pieces(self) -> Iterator[Union[bytes, BlockRef]]:
         """The stream in order: metadata as bytes, block data as BlockRef for the caller to copy."""
         yield self.prefix
         for index in self.blocks:
@@ -252,7 +248,7 @@ def layout(size: int, allocated: Sequence[int], timestamp: int = 0, unique_id: b
     return StreamLayout(size, blocks, footer, prefix)
 
 
-def encode(disk: bytes, allocated: Sequence[int] | None = None, timestamp: int = 0) -> bytes:
+def encode(disk: bytes, allocated: Optional[Sequence[int]] = None, timestamp: int = 0) -> bytes:
     """The whole stream for an in-memory disk (tests and small tools; servers use ``layout``)."""
     if allocated is None:
         allocated = [i for i in range(block_count(len(disk))) if any(disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE])]
@@ -266,30 +262,28 @@ def encode(disk: bytes, allocated: Sequence[int] | None = None, timestamp: int =
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class Data:
+class Data(NamedTuple):
     """Decoded disk content: ``data`` at disk ``offset``."""
 
     offset: int
     data: bytes
 
 
-@dataclass(frozen=True)
-class Zeros:
+class Zeros(NamedTuple):
     """``length`` bytes of zeros at disk ``offset`` (unallocated blocks or absent sectors)."""
 
     offset: int
     length: int
 
 
-Piece = Data | Zeros
+Piece = Union[Data, Zeros]
 
 
-def _runs(bitmap: bytes, block_size: int) -> list[tuple[int, int, bool]]:
+def _runs(bitmap: bytes, block_size: int) -> List[Tuple[int, int, bool]]:
     """(start, end, present) byte ranges of a block from its sector bitmap, MSB first."""
     if bitmap.count(0xFF) == len(bitmap):
         return [(0, block_size, True)]
-    runs: list[tuple[int, int, bool]] = []
+    runs: List[Tuple[int, int, bool]] = []
     for sector in range(block_size // SECTOR):
         present = bool(bitmap[sector // 8] & (0x80 >> (sector % 8)))
         start = sector * SECTOR
@@ -313,26 +307,26 @@ class StreamDecoder:
         self._buf = bytearray()
         self._pos = 0  # stream bytes consumed
         self._disk_pos = 0  # disk bytes emitted
-        self._need: tuple[str, int] = ("footer-copy", FOOTER_SIZE)
-        self._footer: Footer | None = None
+        self._need: Tuple[str, int] = ("footer-copy", FOOTER_SIZE)
+        self._footer: Optional[Footer] = None
         self._footer_raw = b""
-        self._header: Header | None = None
-        self._plan: list[tuple[int, int]] = []  # (stream offset, block index), ascending
+        self._header: Optional[Header] = None
+        self._plan: List[Tuple[int, int]] = []  # (stream offset, block index), ascending
         self._planned = 0  # blocks of the plan started so far
-        self._then: tuple[str, int] = ("", 0)  # what to read once a skip ends
-        self._block: tuple[int, list[tuple[int, int, bool]], int] | None = None  # index, runs, bytes consumed
+        self._then: Tuple[str, int] = ("", 0)  # what to read once a skip ends
+        self._block: Optional[Tuple[int, List[Tuple[int, int, bool]], int]] = None  # index, runs, bytes consumed
         self._done = False
 
     @property
-    def size(self) -> int | None:
+    def size(self) -> Optional[int]:
         return self._footer.current_size if self._footer else None
 
     @property
     def done(self) -> bool:
         return self._done
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Piece]:
-        out: list[Piece] = []
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Piece]:
+        out: List[Piece] = []
         view = memoryview(data)
         while view:
             if self._done:
@@ -358,7 +352,7 @@ class StreamDecoder:
                 self._structure(what, raw, out)
         return out
 
-    def finish(self) -> list[Piece]:
+    def finish(self) -> List[Piece]:
         if not self._done:
             raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {self._need[0]})")
         return []
@@ -369,7 +363,7 @@ class StreamDecoder:
         self._then = (then, length)
         self._need = ("skip", offset) if offset > self._pos else (then, length)
 
-    def _structure(self, what: str, raw: bytes, out: list[Piece]) -> None:
+    def _structure(self, what: str, raw: bytes, out: List[Piece]) -> None:
         if what == "footer-copy":
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
@@ -389,7 +383,7 @@ class StreamDecoder:
             assert self._header is not None
             entries = struct.unpack_from(f">{self._header.max_table_entries}I", raw)
             self._plan = sorted((e * SECTOR, i) for i, e in enumerate(entries) if e != UNALLOCATED)
-            if any(b[1] < a[1] for a, b in zip(self._plan, self._plan[1:], strict=False)):
+            if any(b[1] < a[1] for a, b in zip(self._plan, self._plan[1:])):
                 raise VhdFormatError("blocks are not stored in ascending order; this stream cannot be read forwards")
             self._next_block()
         elif what == "bitmap":
@@ -414,12 +408,12 @@ class StreamDecoder:
         assert self._header is not None
         return roundup(self._header.block_size // SECTOR // 8)
 
-    def _zeros_to(self, offset: int, out: list[Piece]) -> None:
+    def _zeros_to(self, offset: int, out: List[Piece]) -> None:
         if offset > self._disk_pos:
             out.append(Zeros(self._disk_pos, offset - self._disk_pos))
             self._disk_pos = offset
 
-    def _feed_block(self, view: memoryview, out: list[Piece]) -> memoryview:
+    def _feed_block(self, view: memoryview, out: List[Piece]) -> memoryview:
         assert self._block is not None and self._header is not None and self._footer is not None
         index, runs, consumed = self._block
         block_size = self._header.block_size

@@ -4,14 +4,12 @@ This is the entry point the standalone package ships; ``xcpbuild serve`` wraps
 the same ``add_arguments``/``run``.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from types import FrameType
+from typing import Optional, Sequence
 
 from xcpbuild.errors import ServerError, XcpbuildError
 from xcpbuild.exportserver.disk import parse_disk
@@ -103,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         head_timeout=args.head_timeout,
     )
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
+    def stop(_signum: int, _frame: Optional[FrameType]) -> None:
         server.shutdown()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -116,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m xcpbuild.exportserver",
         description=DESCRIPTION,

@@ -1,15 +1,12 @@
 """The disks a server may export: validated at start-up, looked up only by name."""
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import List, NamedTuple, Tuple
 
 from xcpbuild.errors import ServerError
 from xcpbuild.exportserver.request import HttpError
@@ -17,8 +14,7 @@ from xcpbuild.exportserver.request import HttpError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-@dataclass(frozen=True)
-class Disk:
+class Disk(NamedTuple):
     name: str
     path: Path
     size: int  # at start-up; a disk that changes size is no longer the configured one
@@ -124,9 +120,9 @@ def disk_size(fd: int) -> int:
     return os.lseek(fd, 0, os.SEEK_END)
 
 
-def allocated_blocks(fd: int, size: int, block_size: int) -> list[int]:
+def allocated_blocks(fd: int, size: int, block_size: int) -> List[int]:
     """Indices of the blocks that hold data, found with SEEK_DATA as vhd-tool does (all, if unsupported)."""
-    blocks: list[int] = []
+    blocks: List[int] = []
     pos = 0
     while pos < size:
         try:

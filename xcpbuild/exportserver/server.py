@@ -1,18 +1,16 @@
 """The listening socket, one thread per export, and the response each request gets."""
 
-from __future__ import annotations
-
 import errno
 import hashlib
 import os
 import selectors
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Tuple
 
 from xcpbuild import vhd
 from xcpbuild.errors import ServerError
@@ -42,7 +40,18 @@ MAX_ANSWERING = 16
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd"}
 
 
-def _response_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
+def _bitmap_file() -> int:
+    """A descriptor holding one all-ones VHD bitmap, for sendfile: a memfd where Python has it."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("vhd-bitmap", os.MFD_CLOEXEC)  # novermin (guarded: 3.8+)
+    else:  # Python 3.6/3.7 (XCP-ng dom0): an unlinked temporary file serves the same
+        fd, name = tempfile.mkstemp(prefix="xcp-export-bitmap-")
+        os.unlink(name)  # noqa: PTH108 (pathlib's unlink adds nothing to a bare name)
+    os.write(fd, vhd.FULL_BITMAP)
+    return fd
+
+
+def _response_head(status: int, headers: Sequence[Tuple[str, str]]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", *(f"{k}: {v}" for k, v in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -69,8 +78,8 @@ class ExportServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        policy: EagainPolicy | None = None,
-        idle_timeout: float | None = None,
+        policy: Optional[EagainPolicy] = None,
+        idle_timeout: Optional[float] = None,
         max_connections: int = 256,
         head_timeout: float = 30.0,
         max_pending_heads: int = 512,
@@ -106,7 +115,7 @@ class ExportServer:
         self._lock = threading.Lock()
         self._active: Dict[socket.socket, threading.Thread] = {}
         self._answering = 0
-        self._heads: "OrderedDict[socket.socket, _PendingHead]" = OrderedDict()  # oldest first
+        self._heads: Dict[socket.socket, _PendingHead] = OrderedDict()  # oldest first (3.6: dict order is not promised)
         self._selector = selectors.DefaultSelector()
         self._stopping = False
 
@@ -290,7 +299,10 @@ class ExportServer:
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(1)
             drained = 0
-            while drained < 1024 * 1024 and (chunk := conn.recv(65536)):
+            while drained < 1024 * 1024:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
                 drained += len(chunk)
         except OSError:
             pass
@@ -396,9 +408,8 @@ class ExportServer:
         # send(): with a copied 512-byte piece before every spliced block, loopback exports fell
         # more often into a small-segment, CPU-bound TCP mode (0.79-0.81x raw; 0.87-1.12x this
         # way, same-process paired runs in benchmarks/README.md). Same bytes; the memfd is one page.
-        bitmap = os.memfd_create("vhd-bitmap", os.MFD_CLOEXEC)
+        bitmap = _bitmap_file()
         try:
-            os.write(bitmap, vhd.FULL_BITMAP)
             pending = head
             for piece in layout.pieces():
                 if isinstance(piece, vhd.BlockRef):
