@@ -40,7 +40,7 @@ from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.repo import check_channel, parse_release
-from xcpbuild.pipeline.publish import crashpoints, evr
+from xcpbuild.pipeline.publish import crashpoints, evr, space
 from xcpbuild.pipeline.publish import repo as repolib
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -173,10 +173,14 @@ def _dedupe(plan: _Plan) -> None:
 def _stage(plan: _Plan) -> Path:
     """Copy the inputs into a fresh staging dir (the originals are never modified)."""
     staging = plan.repo.path / f"{repolib.STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    (staging / "incoming").mkdir(parents=True)
-    for item in plan.inputs:
-        item.staged = staging / "incoming" / item.filename
-        shutil.copyfile(item.path, item.staged)
+    try:
+        (staging / "incoming").mkdir(parents=True)
+        for item in plan.inputs:
+            item.staged = staging / "incoming" / item.filename
+            shutil.copyfile(item.path, item.staged)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a half-copied staging dir must not stay (and fill the disk)
+        raise
     return staging
 
 
@@ -255,9 +259,10 @@ def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | 
         names = [Path(e.href).name for e in previous_entries]
         repolib.link_previous_metadata(previous, plan.staging / "repodata", names)
     if key is not None and public_key is not None:
-        repomd = plan.staging / "repodata" / "repomd.xml"
-        signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
-        gpg.verify_detached(public_key, repomd, signature)
+        with step(f"sign repomd.xml of {plan.repo.kind}"):
+            repomd = plan.staging / "repodata" / "repomd.xml"
+            signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
+            gpg.verify_detached(public_key, repomd, signature)
     crashpoints.reach("repomd-signed")
     identity = {}
     for number in repolib.generation_numbers(plan.repo):
@@ -315,11 +320,17 @@ def _go_live(plan: _Plan) -> None:
         repolib.fsync_file(path)  # a power cut must not leave a live but empty file
     repolib.fsync_dir(plan.staging / "repodata")
     plan.repo.generations.mkdir(exist_ok=True)
-    plan.staging.rename(plan.repo.generation_dir(plan.new_generation.number))
+    built = plan.repo.generation_dir(plan.new_generation.number)
+    plan.staging.rename(built)
     plan.staging = None
-    repolib.fsync_dir(plan.repo.generations)
-    crashpoints.reach("generation")
-    repolib.swap(plan.repo, plan.new_generation.number)
+    try:
+        repolib.fsync_dir(plan.repo.generations)
+        crashpoints.reach("generation")
+        repolib.swap(plan.repo, plan.new_generation.number)
+    except BaseException:
+        if repolib.current_number(plan.repo) != plan.new_generation.number:
+            shutil.rmtree(built, ignore_errors=True)  # never swapped in: not a generation anyone sees
+        raise
     plan.live = True
     crashpoints.reach("swapped")
     plan.report.generation = plan.new_generation.number
@@ -369,11 +380,16 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     started = time.monotonic()
     release = parse_release(release)
     check_channel(channel)
+    repolib.check_root(repo_root)
     binary_dir, source_dir = repolib.repo_dirs(repo_root, release, channel)
     with step(f"read {len(rpms)} package(s)"):
         binary_inputs, source_inputs = _read_inputs([Path(p) for p in rpms])
     report = PublishReport(repo_root, release, channel, None)
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-publish-") as scratch:
+    needed = space.estimate([Path(p) for p in rpms], [binary_dir.repodata, source_dir.repodata])
+    with (
+        tempfile.TemporaryDirectory(prefix="xcpbuild-publish-") as scratch,
+        space.guard([repo_root, Path(scratch)], needed),
+    ):
         key, public_key = _resolve_key(sign_key, gnupg_home, Path(scratch))
         report.signed_by = key.fingerprint if key else None
         with repolib.locked(repo_root):
@@ -398,12 +414,14 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
             plans = [plan for plan in plans if plan.inputs or plan.readd]
             extra = _extra_repos(repo_root, release, channel) if dnf_check else None
             try:
-                for plan in plans:
-                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
-                for plan in plans:
-                    with step(f"swap in the new generation of {plan.repo.path}"):
-                        _go_live(plan)
-                    plan.report.added = sorted([*plan.report.added, *(i.record.nevra for i in plan.inputs)])
+                # Inside the clean-up, so a tool that failed on a full disk is seen while it is still full.
+                with space.guard([repo_root, Path(scratch)], needed):
+                    for plan in plans:
+                        _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+                    for plan in plans:
+                        with step(f"swap in the new generation of {plan.repo.path}"):
+                            _go_live(plan)
+                        plan.report.added = sorted([*plan.report.added, *(i.record.nevra for i in plan.inputs)])
             finally:
                 for plan in plans:
                     if plan.staging is not None:
@@ -480,6 +498,7 @@ def promote(
     """
     check_channel(from_channel)
     check_channel(to_channel)
+    repolib.check_root(repo_root)
     if from_channel == to_channel:
         raise UsageError("--from and --to name the same channel")
     if not names:
