@@ -276,7 +276,26 @@ class Zeros(NamedTuple):
     length: int
 
 
-Piece = Union[Data, Zeros]
+class FromParent(NamedTuple):
+    """``length`` bytes at disk ``offset`` that a differencing disk leaves to its parent."""
+
+    offset: int
+    length: int
+
+
+class ParentDisk(NamedTuple):
+    """The disk a differencing VHD is relative to, as its header names it."""
+
+    unique_id: bytes  # the parent's footer unique id
+    timestamp: int  # the parent's modification time, seconds since 2000-01-01 UTC
+    name: str  # parent unicode name; locator 0 is file://NAME
+
+    @property
+    def locator_data(self) -> bytes:
+        return ("file://" + self.name).encode("utf-8")
+
+
+Piece = Union[Data, Zeros, FromParent]
 
 
 def _runs(bitmap: bytes, block_size: int) -> List[Tuple[int, int, bool]]:
@@ -316,6 +335,7 @@ class StreamDecoder:
         self._then: Tuple[str, int] = ("", 0)  # what to read once a skip ends
         self._block: Optional[Tuple[int, List[Tuple[int, int, bool]], int]] = None  # index, runs, bytes consumed
         self._done = False
+        self.parent: Optional[ParentDisk] = None  # set once the header of a differencing disk is read
 
     @property
     def size(self) -> Optional[int]:
@@ -367,12 +387,14 @@ class StreamDecoder:
         if what == "footer-copy":
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
-            if self._footer.disk_type != DISK_DYNAMIC:
-                raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3)")
+            if self._footer.disk_type not in (DISK_DYNAMIC, DISK_DIFFERENCING):
+                raise VhdFormatError(f"disk type {self._footer.disk_type} is neither dynamic (3) nor differencing (4)")
             self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
         elif what == "header":
             self._header = Header.decode(raw)
             assert self._footer is not None
+            if self._footer.disk_type == DISK_DIFFERENCING:
+                self.parent = decode_parent(raw)
             expected = -(-self._footer.current_size // self._header.block_size)
             if self._header.max_table_entries < expected:
                 raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
@@ -408,9 +430,13 @@ class StreamDecoder:
         assert self._header is not None
         return roundup(self._header.block_size // SECTOR // 8)
 
+    def _gap(self, offset: int, length: int) -> Piece:
+        """What a sector without data reads as: zeros, or the parent's for a differencing disk."""
+        return FromParent(offset, length) if self.parent is not None else Zeros(offset, length)
+
     def _zeros_to(self, offset: int, out: List[Piece]) -> None:
         if offset > self._disk_pos:
-            out.append(Zeros(self._disk_pos, offset - self._disk_pos))
+            out.append(self._gap(self._disk_pos, offset - self._disk_pos))
             self._disk_pos = offset
 
     def _feed_block(self, view: memoryview, out: List[Piece]) -> memoryview:
@@ -432,7 +458,7 @@ class StreamDecoder:
             if present:
                 out.append(Data(base + lo, bytes(view[lo - consumed : hi - consumed])))
             else:
-                out.append(Zeros(base + lo, hi - lo))
+                out.append(self._gap(base + lo, hi - lo))
             self._disk_pos = base + hi
         self._pos += take
         consumed += take
@@ -444,14 +470,123 @@ class StreamDecoder:
         return view[take:]
 
 
-def decode(stream: bytes) -> bytes:
-    """The raw disk held by a whole in-memory stream (tests and small tools)."""
+def decode(stream: bytes, parent: Optional[bytes] = None) -> bytes:
+    """The raw disk held by a whole in-memory stream (tests and small tools).
+
+    A differencing disk needs ``parent``, the parent's raw content, for what it leaves out.
+    """
     decoder = StreamDecoder()
     pieces = decoder.feed(stream) + decoder.finish()
     out = bytearray()
     for piece in pieces:
         if isinstance(piece, Data):
             out += piece.data
+        elif isinstance(piece, FromParent):
+            if parent is None:
+                raise VhdFormatError("a differencing disk cannot be read without its parent")
+            out += parent[piece.offset : piece.offset + piece.length]
         else:
             out += bytes(piece.length)
+    return bytes(out)
+
+
+# --- Differencing disks (delta exports, ``base=``) -------------------------------------------
+#
+# vhd-tool's ``--relative-to`` stream is a dynamic stream with three changes: disk type 4 in the
+# footer; the parent's unique id, time stamp and name in the dynamic header; and parent locator 0
+# pointing at the empty sector at 1536. That locator is ocaml-vhd's ``from_filename``: platform
+# code ``MacX``, data space 1 sector, data length = len("file://" + name), offset 1536. vhd-tool's
+# stream leaves the sector it points at empty; here it holds the locator's data (the URL, UTF-8,
+# zero-padded), as a differencing disk written to a file by ocaml-vhd does, so a reader that
+# follows locators finds the parent's name. Blocks the BAT leaves unallocated, and sectors whose
+# bitmap bit is 0, read as the parent's.
+
+PARENT_LOCATOR_OFFSET = 1536
+PLATFORM_MACX = b"MacX"
+_LOCATOR = struct.Struct(">4sIIIQ")
+_PARENT_FIELDS = 40  # offset of the parent unique id in the dynamic header
+_PARENT_NAME = 64  # offset of the parent unicode name
+_LOCATORS = 576  # offset of the 8 parent locator entries
+
+
+def _check_parent(parent: ParentDisk) -> bytes:
+    """The parent's name as UTF-16 BE, after checking every field fits its place."""
+    if len(parent.unique_id) != 16:
+        raise VhdFormatError("a parent unique id is 16 bytes")
+    if not 0 <= parent.timestamp <= 0xFFFFFFFF:
+        raise VhdFormatError(f"parent time stamp {parent.timestamp} does not fit 32 bits")
+    name = parent.name.encode("utf-16-be")
+    if not parent.name or len(name) > 512 or len(parent.locator_data) > SECTOR:
+        raise VhdFormatError(f"parent name {parent.name!r} must be 1-256 UTF-16 units and its URL at most 512 bytes")
+    return name
+
+
+def encode_differencing_header(max_table_entries: int, parent: ParentDisk, block_size: int = BLOCK_SIZE) -> bytes:
+    """The dynamic header of a differencing disk: parent fields and locator 0 set, checksum fixed."""
+    name = _check_parent(parent)
+    raw = bytearray(Header(max_table_entries, TABLE_OFFSET, block_size).encode())
+    struct.pack_into(">16sI", raw, _PARENT_FIELDS, parent.unique_id, parent.timestamp)
+    raw[_PARENT_NAME : _PARENT_NAME + len(name)] = name
+    locator = _LOCATOR.pack(PLATFORM_MACX, 1, len(parent.locator_data), 0, PARENT_LOCATOR_OFFSET)
+    raw[_LOCATORS : _LOCATORS + _LOCATOR.size] = locator
+    struct.pack_into(">I", raw, 36, 0)
+    struct.pack_into(">I", raw, 36, checksum(bytes(raw), 36))
+    return bytes(raw)
+
+
+def decode_parent(raw_header: bytes) -> ParentDisk:
+    """The parent fields of a (checksum-verified) dynamic header."""
+    unique_id, timestamp = struct.unpack_from(">16sI", raw_header, _PARENT_FIELDS)
+    name_raw = raw_header[_PARENT_NAME : _PARENT_NAME + 512]
+    units = [name_raw[i : i + 2] for i in range(0, len(name_raw), 2)]
+    end = units.index(b"\0\0") if b"\0\0" in units else len(units)
+    try:
+        name = b"".join(units[:end]).decode("utf-16-be")
+    except UnicodeDecodeError:
+        raise VhdFormatError("the parent unicode name is not valid UTF-16") from None
+    return ParentDisk(unique_id, timestamp, name)
+
+
+def parent_locators(raw_header: bytes) -> List[Tuple[bytes, int, int, int]]:
+    """(platform code, data space in sectors, data length, data offset) of each locator in use."""
+    found = []
+    for i in range(8):
+        code, space, length, _, offset = _LOCATOR.unpack_from(raw_header, _LOCATORS + i * _LOCATOR.size)
+        if code != bytes(4):
+            found.append((code, space, length, offset))
+    return found
+
+
+def delta_layout(
+    size: int, changed: Sequence[int], parent: ParentDisk, timestamp: int = 0, unique_id: bytes = bytes(16)
+) -> StreamLayout:
+    """Lay out a differencing disk holding only the blocks ``changed`` relative to ``parent``.
+
+    Same order and length as ``layout``; only the footer's disk type, the header's parent fields
+    and the locator sector differ, so the BAT and blocks are ``layout``'s own.
+    """
+    dynamic = layout(size, changed, timestamp, unique_id)
+    footer = Footer(size, DISK_DIFFERENCING, timestamp, unique_id).encode()
+    header = encode_differencing_header(block_count(size), parent)
+    locator = parent.locator_data + bytes(SECTOR - len(parent.locator_data))
+    prefix = footer + header + locator + dynamic.prefix[TABLE_OFFSET:]
+    return StreamLayout(size, dynamic.blocks, footer, prefix)
+
+
+def encode_delta(disk: bytes, parent_disk: bytes, parent: ParentDisk, timestamp: int = 0) -> bytes:
+    """The whole differencing stream of in-memory disks (tests and small tools)."""
+    if len(disk) != len(parent_disk):
+        raise VhdFormatError(f"a differencing disk has its parent's size ({len(parent_disk)}), not {len(disk)}")
+    changed = [
+        i
+        for i in range(block_count(len(disk)))
+        if disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE] != parent_disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
+    ]
+    out = bytearray()
+    for piece in delta_layout(len(disk), changed, parent, timestamp).pieces():
+        if isinstance(piece, BlockRef):
+            out += disk[piece.disk_offset : piece.disk_offset + piece.length]
+            out += bytes(piece.padding)
+        else:
+            out += piece
     return bytes(out)

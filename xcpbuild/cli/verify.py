@@ -15,6 +15,9 @@ BACKPRESSURE_EPILOG = """examples:
       --token s3cret --stall 10@0.3 --expect-disk /srv/vdi1.raw
   # a slow remote: 32 KiB/s for 8 s from 20%, then full speed
   xcpbuild verify backpressure URL --token T --rate 32768 --rate-at 0.2 --rate-for 8 --expect-sha256 HEX
+  # a delta (Xen Orchestra's delta backup): applied onto the old disk while downloading
+  xcpbuild verify backpressure 'http://127.0.0.1:8080/export_raw_vdi?vdi=new&base=old&format=vhd' \\
+      --token s3cret --stall 10@0.3 --expect-disk /srv/new.raw --base-disk /srv/old.raw
   # a real XCP-ng host (self-signed certificate)
   xcpbuild verify backpressure 'https://HOST/export_raw_vdi?vdi=UUID&format=raw' --token OpaqueRef:... --insecure
 
@@ -22,8 +25,9 @@ Fractions are of the response's Content-Length; without one (a server that does 
 send it), stalls happen at the start and --disconnect-at is ignored.
 
 A VHD export is decoded back to raw as it arrives and compared with --expect-disk
-byte for byte (or its sha256 with --expect-sha256). Exits 0 when the export is
-complete and equal (or was disconnected on purpose with --disconnect-at); exits 14
+byte for byte (or its sha256 with --expect-sha256). A delta (base= in the URL) is
+applied onto --base-disk as it arrives; the rebuilt disk is what gets checked.
+Exits 0 when the export is complete and equal (or was disconnected on purpose with --disconnect-at); exits 14
 on a truncated body, an HTTP error or a mismatch.
 """
 
@@ -103,6 +107,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = bp.add_mutually_exclusive_group()
     check.add_argument("--expect-sha256", metavar="HEX", help="sha256 the disk content must have")
     check.add_argument("--expect-disk", type=Path, metavar="PATH", help="raw disk the content must equal")
+    bp.add_argument(
+        "--base-disk",
+        type=Path,
+        metavar="PATH",
+        help="delta export (base= in the URL): the base's raw disk; a VHD delta is applied onto it and the "
+        "rebuilt disk checked, a raw delta is checked as XAPI sends it (new data where changed, zeros elsewhere)",
+    )
     bp.add_argument("--output", type=Path, metavar="PATH", help="also save the body (as received) here")
     bp.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     bp.add_argument("--cafile", type=Path, help="https: CA bundle to verify the server with")
@@ -144,6 +155,7 @@ def run_backpressure(args: argparse.Namespace) -> int:
         save_to=args.output,
         insecure=args.insecure,
         cafile=args.cafile,
+        base_disk=args.base_disk,
     )
     if args.json:
         emit_json(report)

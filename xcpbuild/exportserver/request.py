@@ -53,6 +53,7 @@ class Export(NamedTuple):
     vdi: str
     fmt: str
     head_only: bool
+    base: Optional[str] = None  # a delta export relative to this configured disk (``base=``)
 
 
 def complete_head(data: bytes) -> Optional[bytes]:
@@ -151,8 +152,6 @@ def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
         raise HttpError(401, "a session_id is required (query parameter or cookie)")
     if not hmac.compare_digest(session.encode(), token.encode()):
         raise HttpError(403, "invalid session_id")
-    if "base" in params:
-        raise HttpError(400, "delta exports (base=) are not served by the reference server")
     vdi = params.get("vdi")
     if not vdi:
         raise HttpError(400, "the vdi parameter is required")
@@ -161,4 +160,13 @@ def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
     fmt = params.get("format", "raw")
     if fmt not in FORMATS:
         raise HttpError(400, f"format must be one of {', '.join(FORMATS)}")
-    return Export(vdi, fmt, request.method == "HEAD")
+    base = params.get("base")
+    if base is not None:
+        # Same rule as vdi: a key into the configured disks, never a path.
+        if not base:
+            raise HttpError(400, "the base parameter is empty")
+        if base not in disks:
+            raise HttpError(404, "no such base vdi")
+        if base == vdi:
+            raise HttpError(400, "base is the vdi itself; a delta needs an older disk")
+    return Export(vdi, fmt, request.method == "HEAD", base)

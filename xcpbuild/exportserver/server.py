@@ -1,7 +1,6 @@
 """The listening socket, one thread per export, and the response each request gets."""
 
 import errno
-import hashlib
 import os
 import selectors
 import socket
@@ -10,11 +9,12 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from xcpbuild import vhd
 from xcpbuild.errors import ServerError
-from xcpbuild.exportserver.disk import Disk, DiskChanged, DiskWatch, allocated_blocks, open_disk
+from xcpbuild.exportserver import delta
+from xcpbuild.exportserver.disk import Disk, DiskChanged, DiskWatch, allocated_blocks, disk_size, open_disk
 from xcpbuild.exportserver.request import Export, HttpError, complete_head, parse_head, route
 from xcpbuild.exportserver.transfer import ClientGone, EagainPolicy, IdleTimeout, Sender, StreamAborted
 from xcpbuild.log import get_logger
@@ -118,6 +118,7 @@ class ExportServer:
         self._heads: Dict[socket.socket, _PendingHead] = OrderedDict()  # oldest first (3.6: dict order is not promised)
         self._selector = selectors.DefaultSelector()
         self._stopping = False
+        self._change_maps = delta.ChangeMaps()
 
     @property
     def url(self) -> str:
@@ -318,7 +319,7 @@ class ExportServer:
 
     def _handle(self, conn: socket.socket, peer: str, export: Export) -> None:
         try:
-            self._export(conn, peer, export.vdi, export.fmt, export.head_only)
+            self._export(conn, peer, export.vdi, export.fmt, export.head_only, base=export.base)
         except HttpError as err:
             log.warning("%s: %d %s", peer, err.status, err.reason)
             self._answer_and_linger(conn, err)
@@ -331,26 +332,27 @@ class ExportServer:
             with self._lock:
                 self._active.pop(conn, None)
 
-    def _export(self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool) -> None:
+    def _export(
+        self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool, *, base: Optional[str] = None
+    ) -> None:
         disk = self.disks[name]
         fd = open_disk(disk)
+        base_fd = None
         try:
             watch = DiskWatch(fd)
             size = disk.size
-            layout = None
+            layout: Optional[Union[vhd.StreamLayout, delta.RawDelta]] = None
             if fmt == "vhd":
                 try:
                     vhd.check_size(size)
                 except vhd.VhdFormatError as exc:
                     raise HttpError(400, str(exc)) from None
-                info = os.fstat(fd)
-                seed = f"{name}:{size}:{info.st_mtime_ns}".encode()
-                layout = vhd.layout(
-                    size,
-                    allocated_blocks(fd, size, vhd.BLOCK_SIZE),
-                    timestamp=max(0, int(info.st_mtime) - vhd.VHD_EPOCH),
-                    unique_id=hashlib.sha256(seed).digest()[:16],
-                )
+            if base is not None:
+                base_fd = open_disk(self.disks[base])
+                layout = self._delta(name, fd, size, fmt=fmt, base=base, base_fd=base_fd)
+            elif fmt == "vhd":
+                unique_id, timestamp = delta.vhd_identity(name, size, os.fstat(fd))
+                layout = vhd.layout(size, allocated_blocks(fd, size, vhd.BLOCK_SIZE), timestamp, unique_id)
             length = layout.length if layout else size
             head = _response_head(
                 200,
@@ -363,14 +365,17 @@ class ExportServer:
                 ],
             )
             sender = Sender(conn, self.policy, self.idle_timeout, watch=watch.check)
-            what = f"{peer} vdi={name} format={fmt}"
+            what = f"{peer} vdi={name} format={fmt}" + (f" base={base}" if base else "")
             if head_only:
                 sender.send_bytes(head)
                 return
             log.info("%s: exporting %d bytes", what, length)
             start = time.monotonic()
             try:
-                self._stream(sender, head, fd, size, layout)
+                if isinstance(layout, delta.RawDelta):
+                    delta.send_raw_delta(sender, head, fd, layout)
+                else:
+                    self._stream(sender, head, fd, size, layout)
             except ClientGone as exc:
                 sent = sender.sent - len(head)
                 log.info("%s: client disconnected after %d of %d bytes (%s)", what, sent, length, exc)
@@ -394,6 +399,32 @@ class ExportServer:
             log.info("%s: complete, %d bytes in %.2f s", what, length, time.monotonic() - start)
         finally:
             os.close(fd)
+            if base_fd is not None:
+                os.close(base_fd)
+
+    def _delta(
+        self, name: str, fd: int, size: int, *, fmt: str, base: str, base_fd: int
+    ) -> Union[vhd.StreamLayout, delta.RawDelta]:
+        """The body of a delta export: a differencing VHD, or XAPI's raw delta (zeros where equal)."""
+        base_size = disk_size(base_fd)
+        if base_size != size:
+            raise HttpError(400, f"vdi {name} has {size} bytes and base {base} {base_size}; a delta needs equal sizes")
+        start = time.monotonic()
+        blocks, cached = self._change_maps.changed(fd, base_fd, size)
+        log.info(
+            "vdi=%s base=%s: %d of %d blocks differ (%s, %.2f s)",
+            name,
+            base,
+            len(blocks),
+            vhd.block_count(size),
+            "change map reused" if cached else "scanned",
+            time.monotonic() - start,
+        )
+        if fmt == "raw":
+            return delta.RawDelta(size, blocks)
+        unique_id, timestamp = delta.vhd_identity(name, size, os.fstat(fd))
+        parent = delta.parent_of(base, size, os.fstat(base_fd))
+        return vhd.delta_layout(size, blocks, parent, timestamp, unique_id)
 
     @staticmethod
     def _stream(sender: Sender, head: bytes, fd: int, size: int, layout: Optional[vhd.StreamLayout]) -> None:

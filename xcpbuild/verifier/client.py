@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from xcpbuild import vhd
 from xcpbuild.errors import UsageError
 from xcpbuild.log import get_logger
+from xcpbuild.verifier.delta import DeltaApplier, RawDeltaExpectation
 
 log = get_logger("verify")
 
@@ -117,16 +118,25 @@ def _prepare_url(url: str, token: str | None, fmt: str | None) -> tuple[str, str
 class _Checker:
     """Consumes the body as it arrives: decodes VHD, hashes the disk content, compares with a disk."""
 
-    def __init__(self, fmt: str, expect_disk: Path | None, save_to: Path | None) -> None:
+    def __init__(self, fmt: str, expect_disk: Path | None, save_to: Path | None, base_disk: Path | None = None) -> None:
         self.decoder = vhd.StreamDecoder() if fmt == "vhd" else None
         self.hash = hashlib.sha256()
         self.disk_fd = os.open(expect_disk, os.O_RDONLY | os.O_CLOEXEC) if expect_disk else None
         self.disk_size = os.lseek(self.disk_fd, 0, os.SEEK_END) if self.disk_fd is not None else None
+        # A delta: a VHD one is applied onto the base; a raw one is compared with what XAPI sends.
+        self.applier = DeltaApplier(base_disk) if base_disk and fmt == "vhd" else None
+        self.raw_delta = (
+            RawDeltaExpectation(self.disk_fd, base_disk) if base_disk and fmt == "raw" and self.disk_fd else None
+        )
+        self._expected = self.raw_delta.read if self.raw_delta else os.pread
         self.save = open(save_to, "wb") if save_to else None  # noqa: SIM115 - closed in close()
         self.raw_pos = 0
         self.mismatch: str | None = None
 
     def close(self) -> None:
+        for extra in (self.applier, self.raw_delta):
+            if extra is not None:
+                extra.close()
         if self.disk_fd is not None:
             os.close(self.disk_fd)
         if self.save is not None:
@@ -139,10 +149,18 @@ class _Checker:
             self._data(self.raw_pos, data)
             return
         for piece in self.decoder.feed(data):
-            if isinstance(piece, vhd.Data):
+            if self.applier is not None:
+                self.applier.start(self.decoder)
+                for offset, content in self.applier.apply(piece):
+                    self._data(offset, content)
+                if isinstance(piece, vhd.Zeros):
+                    self._zeros(piece.offset, piece.length)
+            elif isinstance(piece, vhd.Data):
                 self._data(piece.offset, memoryview(piece.data))
-            else:
+            elif isinstance(piece, vhd.Zeros):
                 self._zeros(piece.offset, piece.length)
+            else:
+                raise vhd.VhdFormatError("the export is a differencing VHD (a delta): pass --base-disk to apply it")
 
     def finish(self) -> int:
         """Check the stream ended properly; returns the disk size received."""
@@ -153,7 +171,7 @@ class _Checker:
     def _data(self, offset: int, data: memoryview) -> None:
         self.hash.update(data)
         if self.disk_fd is not None and self.mismatch is None:
-            expected = os.pread(self.disk_fd, len(data), offset)
+            expected = self._expected(self.disk_fd, len(data), offset)
             if expected != data:
                 self.mismatch = f"content differs from the disk near offset {offset + _first_diff(expected, data)}"
         self.raw_pos = offset + len(data)
@@ -165,7 +183,7 @@ class _Checker:
             zeros = memoryview(_ZERO_CHUNK)[:n]
             self.hash.update(zeros)
             if self.disk_fd is not None and self.mismatch is None:
-                expected = os.pread(self.disk_fd, n, offset)
+                expected = self._expected(self.disk_fd, n, offset)
                 if expected != zeros:
                     self.mismatch = f"the export has zeros where the disk has data near offset {offset}"
             offset += n
@@ -235,8 +253,14 @@ def backpressure(
     save_to: Path | None = None,
     insecure: bool = False,
     cafile: Path | None = None,
+    base_disk: Path | None = None,
 ) -> Report:
-    """Download ``url`` following ``plan`` and check the result; never raises for a loss (see Report.ok)."""
+    """Download ``url`` following ``plan`` and check the result; never raises for a loss (see Report.ok).
+
+    ``base_disk`` is the local copy of a delta export's base: a VHD delta is applied onto it as it
+    arrives, and the rebuilt disk is what ``expect_disk``/``expect_sha256`` check; a raw delta is
+    compared with ``expect_disk`` where it differs from the base and zeros elsewhere (XAPI's raw delta).
+    """
     plan = plan or ClientPlan()
     full_url, chosen = _prepare_url(url, token, fmt)
     if expect_sha256 is not None and (
@@ -245,13 +269,22 @@ def backpressure(
         raise UsageError(f"--expect-sha256 {expect_sha256!r} is not 64 hex digits")
     if expect_disk is not None and not expect_disk.is_file() and not expect_disk.is_block_device():
         raise UsageError(f"--expect-disk {expect_disk} is not a readable file")
+    if base_disk is not None:
+        if not base_disk.is_file() and not base_disk.is_block_device():
+            raise UsageError(f"--base-disk {base_disk} is not a readable file")
+        if "base" not in dict(parse_qsl(urlsplit(full_url).query)):
+            raise UsageError("--base-disk is for a delta export, but the URL has no base= parameter")
+        if chosen == "raw" and expect_disk is None:
+            raise UsageError("a raw delta is checked against --expect-disk (it holds zeros where nothing changed)")
     report = Report(_redact(full_url), chosen)
     if expect_sha256:
         report.expected = f"sha256:{expect_sha256.lower()}"
     elif expect_disk:
         report.expected = f"disk:{expect_disk}"
+    if base_disk is not None and report.expected:
+        report.expected += f" (delta {'applied onto' if chosen == 'vhd' else 'relative to'} {base_disk})"
     start = time.monotonic()
-    checker = _Checker(chosen, expect_disk, save_to)
+    checker = _Checker(chosen, expect_disk, save_to, base_disk)
     try:
         url_now: str | None = full_url
         for _ in range(MAX_REDIRECTS + 1):
@@ -263,6 +296,9 @@ def backpressure(
         else:
             report.detail = f"more than {MAX_REDIRECTS} redirects"
         _conclude(report, checker, expect_sha256)
+        if checker.applier is not None and checker.applier.parent is not None:
+            parent = checker.applier.parent
+            report.events.append(f"differencing VHD of parent {parent.name!r}, unique id {parent.unique_id.hex()}")
     finally:
         checker.close()
         report.duration_s = round(time.monotonic() - start, 3)
@@ -336,7 +372,11 @@ def _read_body(sock: socket.socket, plan: ClientPlan, report: Report, checker: _
         report.bytes_received = received
 
     if first:
-        take(memoryview(first))
+        try:
+            take(memoryview(first))
+        except vhd.VhdFormatError as exc:  # the first segment can hold a whole small stream
+            report.detail = f"invalid VHD stream after {received} bytes: {exc}"
+            return
     while total is None or received < total:
         while stalls and total is not None and received >= points(stalls[0].at):
             stall = stalls.pop(0)
