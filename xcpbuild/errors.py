@@ -124,3 +124,12 @@ class ServerError(XcpbuildError):
 
     exit_code = 15
     default_hint = "check the --disk paths and that the port is free"
+
+
+class DiskFullError(XcpbuildError):
+    """A filesystem filled up (ENOSPC) while writing; what was half-written was removed."""
+
+    exit_code = 16
+    default_hint = (
+        "free space on that filesystem (or point --repo elsewhere) and run again; the live repository was not changed"
+    )

@@ -51,6 +51,15 @@ class _IndentFilter(logging.Filter):
         return True
 
 
+_STEP_ATTR = "xcpbuild_step"
+
+
+def step_of(exc: BaseException) -> Optional[str]:
+    """The name of the innermost ``step`` an exception escaped from, if any."""
+    name = getattr(exc, _STEP_ATTR, None)
+    return name if isinstance(name, str) else None
+
+
 @contextlib.contextmanager
 def step(name: str, logger: Optional[logging.Logger] = None) -> Iterator[StepResult]:
     """Log ``name``, run the body one level deeper, then log its duration and outcome."""
@@ -62,8 +71,13 @@ def step(name: str, logger: Optional[logging.Logger] = None) -> Iterator[StepRes
     start = time.monotonic()
     try:
         yield result
-    except BaseException:
+    except BaseException as exc:
         result.ok = False
+        if step_of(exc) is None:  # the innermost step names where it failed
+            try:
+                exc.__dict__[_STEP_ATTR] = name
+            except (AttributeError, TypeError):
+                pass
         raise
     finally:
         result.seconds = time.monotonic() - start

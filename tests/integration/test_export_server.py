@@ -386,7 +386,12 @@ def test_exports_beyond_the_connection_limit_get_503(tmp_path: Path, servers: li
     with socket.create_connection(("127.0.0.1", port)) as holder:  # an export whose client does not read
         holder.sendall(f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert holder.recv(12) == b"HTTP/1.1 200"
+        # A request is routed before the limit is looked at: only a valid export gets 503.
         status, _, body = _exchange(port, f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\n\r\n".encode())
+        assert status == 400
+        status, _, body = _exchange(
+            port, f"GET /export_raw_vdi?session_id={TOKEN}&vdi=d HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
         assert status == 503 and len(body) < 100
     wait_for_log(server, "client disconnected")
     report = verify.backpressure(server.export("d"), token=TOKEN, expect_disk=disk)  # the slot is free again

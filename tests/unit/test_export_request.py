@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xcpbuild.exportserver.request import Export, HttpError, parse_head, route
+from xcpbuild.exportserver.request import Export, HttpError, Request, complete_head, parse_head, route
 
 DISKS = {"vdi1": object(), "other": object()}
 TOKEN = "s3cret"
@@ -94,3 +94,46 @@ def test_bad_requests_get_their_status(target: str, method: str, extra: str, sta
 )
 def test_malformed_or_oversized_heads_are_refused(head: bytes, status: int) -> None:
     assert status_of(head) == status
+
+
+@pytest.mark.parametrize(
+    ("received", "reason"),
+    [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "TLS"),  # a ClientHello's first bytes
+        (b"GET /export_raw_vdi HTTP/1.1\nHost", "bare LF"),
+        (b"GET /export_raw_vdi HTTP/1.1\r\nHost: x\n", "bare LF"),
+        (b"\n", "malformed method"),
+        (b"G\x00T", "malformed method"),
+        (b"A" * 40, "malformed method"),  # no method is that long
+    ],
+)
+def test_a_head_that_cannot_become_a_request_is_refused_on_its_first_bytes(received: bytes, reason: str) -> None:
+    with pytest.raises(HttpError) as info:
+        complete_head(received)
+    assert info.value.status == 400 and reason in info.value.reason
+
+
+def test_a_head_is_complete_only_at_its_blank_line() -> None:
+    assert complete_head(b"") is None
+    assert complete_head(b"GET") is None
+    assert complete_head(b"GET /export_raw_vdi HTTP/1.1\r\nHost: x\r\n") is None
+    assert complete_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody") == b"GET / HTTP/1.1\r\nHost: x"
+    with pytest.raises(HttpError) as info:
+        complete_head(b"GET /" + b"a" * 17000)
+    assert info.value.status == 414
+
+
+@pytest.mark.parametrize("length", ["0", "00", "000"])
+def test_a_zero_content_length_in_any_spelling_is_no_body(length: str) -> None:
+    assert decide("/export_raw_vdi?session_id=s3cret&vdi=vdi1", extra=f"Content-Length: {length}\r\n").vdi == "vdi1"
+
+
+@pytest.mark.parametrize("length", ["1", "+0", "-0", "0x0", "²", "", "1" * 30])
+def test_any_other_content_length_is_refused(length: str) -> None:
+    # Built directly: a non-ASCII head never reaches routing (parse_head refuses it first).
+    request = Request(
+        "GET", "/export_raw_vdi?session_id=s3cret&vdi=vdi1", "HTTP/1.1", (("host", "x"), ("content-length", length))
+    )
+    with pytest.raises(HttpError) as info:
+        route(request, DISKS, TOKEN)
+    assert info.value.status == 400

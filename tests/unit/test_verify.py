@@ -15,7 +15,7 @@ from xcpbuild import vhd
 from xcpbuild.cli import app
 from xcpbuild.cli.verify import plan_from_args
 from xcpbuild.errors import UsageError
-from xcpbuild.exportserver.disk import Disk
+from xcpbuild.exportserver.disk import parse_disk
 from xcpbuild.exportserver.server import ExportServer
 
 MiB = 1024 * 1024
@@ -55,7 +55,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     disk[-5:] = b"tail!"
     path = tmp_path / "d.raw"
     path.write_bytes(bytes(disk))
-    server = ExportServer([Disk("d", path)], "tok")
+    server = ExportServer([parse_disk(f"d={path}")], "tok")
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     yield f"{server.url}/export_raw_vdi?vdi=d", path

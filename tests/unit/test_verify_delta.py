@@ -11,7 +11,7 @@ import pytest
 
 from xcpbuild import verifier as verify
 from xcpbuild.errors import UsageError
-from xcpbuild.exportserver.disk import Disk
+from xcpbuild.exportserver.disk import parse_disk
 from xcpbuild.exportserver.server import ExportServer
 
 MiB = 1024 * 1024
@@ -29,7 +29,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     paths = tmp_path / "base.raw", tmp_path / "new.raw"
     for path, data in zip(paths, (base, new), strict=True):
         path.write_bytes(bytes(data))
-    server = ExportServer([Disk("base", paths[0]), Disk("new", paths[1])], "tok")
+    server = ExportServer([parse_disk(f"base={paths[0]}"), parse_disk(f"new={paths[1]}")], "tok")
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     yield f"{server.url}/export_raw_vdi?vdi=new&base=base", paths[0], paths[1]

@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="end an export whose client read nothing for this long (default: never)",
     )
     parser.add_argument("--max-connections", type=int, default=256, help="exports at once (default: 256)")
+    parser.add_argument(
+        "--head-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client has to send its whole request head, however it trickles (default: 30)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         policy=args.eagain_policy,
         idle_timeout=args.idle_timeout,
         max_connections=args.max_connections,
+        head_timeout=args.head_timeout,
     )
 
     def stop(_signum: int, _frame: Optional[FrameType]) -> None:

@@ -16,9 +16,15 @@ FORMATS = ("raw", "vhd")
 MAX_HEAD_BYTES = 16 * 1024
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADERS = 64
+MAX_METHOD = 32
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION = re.compile(r"^HTTP/1\.[01]$")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_DIGITS = re.compile(r"^[0-9]{1,19}$")  # ASCII only: str.isdigit would take "²"
+# What a request line may start with: a method token, then a space. Anything else (a TLS
+# ClientHello's 0x16, a stray binary protocol) is refused on its first bytes, not at the timeout.
+_TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class HttpError(Exception):
@@ -48,6 +54,29 @@ class Export(NamedTuple):
     fmt: str
     head_only: bool
     base: Optional[str] = None  # a delta export relative to this configured disk (``base=``)
+
+
+def complete_head(data: bytes) -> Optional[bytes]:
+    """The head once ``data`` (the bytes received so far) holds all of it, else None.
+
+    Raises HttpError as soon as the bytes so far cannot start a valid request, so a client
+    speaking another protocol, or ending lines with a bare LF, is answered at once instead of
+    waiting out the head deadline.
+    """
+    end = data.find(b"\r\n\r\n")
+    seen = data if end < 0 else data[:end]
+    method = seen[: MAX_METHOD + 1].split(b" ", 1)
+    if any(byte not in _TCHARS for byte in method[0]) or (len(method) == 1 and len(method[0]) > MAX_METHOD):
+        if seen[:1] == b"\x16":
+            raise HttpError(400, "not an HTTP request (a TLS handshake? this server speaks plain http)")
+        raise HttpError(400, "malformed method")
+    if _BARE_LF.search(seen):
+        raise HttpError(400, "request lines must end with CRLF, not a bare LF")
+    if end < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise HttpError(414 if b"\r\n" not in data[:MAX_REQUEST_LINE] else 431, "request head too large")
+        return None
+    return data[:end]
 
 
 def parse_head(head: bytes) -> Request:
@@ -97,7 +126,10 @@ def _cookie(request: Request, name: str) -> Optional[str]:
 
 def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
     """Decide what ``request`` gets: an Export of a configured disk, or an HttpError."""
-    if request.header("transfer-encoding") is not None or (request.header("content-length") or "0") != "0":
+    length = request.header("content-length")
+    if request.header("transfer-encoding") is not None or (
+        length is not None and (not _DIGITS.match(length) or int(length) != 0)
+    ):
         raise HttpError(400, "an export request has no body")
     if request.version == "HTTP/1.1" and request.header("host") is None:
         raise HttpError(400, "HTTP/1.1 requires a Host header")

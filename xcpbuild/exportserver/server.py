@@ -1,5 +1,6 @@
 """The listening socket, one thread per export, and the response each request gets."""
 
+import errno
 import os
 import selectors
 import socket
@@ -7,13 +8,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 from xcpbuild import vhd
 from xcpbuild.errors import ServerError
 from xcpbuild.exportserver import delta
-from xcpbuild.exportserver.disk import Disk, allocated_blocks, disk_size
-from xcpbuild.exportserver.request import MAX_HEAD_BYTES, MAX_REQUEST_LINE, HttpError, parse_head, route
+from xcpbuild.exportserver.disk import Disk, DiskChanged, DiskWatch, allocated_blocks, disk_size, open_disk
+from xcpbuild.exportserver.request import Export, HttpError, complete_head, parse_head, route
 from xcpbuild.exportserver.transfer import ClientGone, EagainPolicy, IdleTimeout, Sender, StreamAborted
 from xcpbuild.log import get_logger
 
@@ -33,8 +35,8 @@ REASONS = {
     503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
-# Connections being answered 503 at once; beyond this a connection is simply closed.
-MAX_REFUSING = 16
+# Connections being answered an error (or 503) at once; beyond this a connection is simply closed.
+MAX_ANSWERING = 16
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd"}
 
 
@@ -54,6 +56,18 @@ def _response_head(status: int, headers: Sequence[Tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+class _PendingHead:
+    """A connection whose request head is still arriving: read by the accept loop, not a thread."""
+
+    __slots__ = ("conn", "data", "deadline", "peer")
+
+    def __init__(self, conn: socket.socket, peer: str, deadline: float) -> None:
+        self.conn = conn
+        self.peer = peer
+        self.deadline = deadline  # the whole head must have arrived by then, however it trickles
+        self.data = b""
+
+
 class ExportServer:
     """Serves the configured disks on ``/export_raw_vdi`` until ``shutdown`` is called."""
 
@@ -68,7 +82,11 @@ class ExportServer:
         idle_timeout: Optional[float] = None,
         max_connections: int = 256,
         head_timeout: float = 30.0,
+        max_pending_heads: int = 512,
     ) -> None:
+        """``max_connections`` bounds exports being served; connections still sending their
+        request head are bounded apart (``max_pending_heads``, oldest shed first) and get
+        ``head_timeout`` seconds in all to send it."""
         if not disks:
             raise ServerError("no disk to serve", hint="pass --disk NAME=PATH at least once")
         names = [d.name for d in disks]
@@ -82,6 +100,7 @@ class ExportServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.head_timeout = head_timeout
+        self.max_pending_heads = max_pending_heads
         try:
             family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
             self._listener = socket.socket(family, socket.SOCK_STREAM)
@@ -95,7 +114,9 @@ class ExportServer:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._lock = threading.Lock()
         self._active: Dict[socket.socket, threading.Thread] = {}
-        self._refusing = 0
+        self._answering = 0
+        self._heads: Dict[socket.socket, _PendingHead] = OrderedDict()  # oldest first (3.6: dict order is not promised)
+        self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._change_maps = delta.ChangeMaps()
 
@@ -114,51 +135,145 @@ class ExportServer:
 
     def serve_forever(self) -> None:
         log.info("serving %s on %s, EAGAIN policy %s", ", ".join(self.disks), self.url, self.policy.describe())
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self._listener and not self._stopping:
-                        self._accept()
+        selector = self._selector
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        while not self._stopping:
+            for key, _ in selector.select(self._until_next_deadline()):
+                if self._stopping:
+                    break
+                if key.fileobj is self._listener:
+                    self._accept()
+                elif isinstance(key.data, _PendingHead):
+                    self._receive(key.data)
+            self._expire_heads()
         self._close()
+
+    def _until_next_deadline(self) -> Optional[float]:
+        oldest = next(iter(self._heads.values()), None)  # accepted first, so its deadline is first
+        return None if oldest is None else max(0.0, oldest.deadline - time.monotonic())
 
     def _accept(self) -> None:
         try:
             conn, address = self._listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        peer = f"{address[0]}:{address[1]}"
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            # Out of descriptors: incomplete heads go first; exports in flight are never cut for this.
+            if not self._shed_oldest_head(f"out of file descriptors ({exc.strerror})"):
+                log.warning("cannot accept: %s", exc.strerror)
+                time.sleep(0.1)
+            return
+        conn.setblocking(False)
+        if len(self._heads) >= self.max_pending_heads:
+            self._shed_oldest_head(f"{len(self._heads)} request heads are already arriving")
+        pending = _PendingHead(conn, f"{address[0]}:{address[1]}", time.monotonic() + self.head_timeout)
+        self._heads[conn] = pending
+        self._selector.register(conn, selectors.EVENT_READ, pending)
+
+    def _forget_head(self, pending: _PendingHead) -> None:
+        self._heads.pop(pending.conn, None)
+        try:
+            self._selector.unregister(pending.conn)
+        except (KeyError, ValueError):
+            pass
+
+    def _shed_oldest_head(self, why: str) -> bool:
+        oldest = next(iter(self._heads.values()), None)
+        if oldest is None:
+            return False
+        log.warning("%s: closed before its request was complete: %s", oldest.peer, why)
+        self._forget_head(oldest)
+        oldest.conn.close()
+        return True
+
+    def _expire_heads(self) -> None:
+        now = time.monotonic()
+        while self._heads:
+            oldest = next(iter(self._heads.values()))
+            if oldest.deadline > now:
+                return
+            log.info("%s: no complete request within %g s", oldest.peer, self.head_timeout)
+            self._forget_head(oldest)
+            try:  # best effort, never blocking the accept loop
+                oldest.conn.send(self._error_response(HttpError(408, "no complete request in time")))
+            except OSError:
+                pass
+            oldest.conn.close()
+
+    def _receive(self, pending: _PendingHead) -> None:
+        """Read what a connection sent of its head; start its answer once the head is whole."""
+        if pending.conn not in self._heads:
+            return  # shed earlier in this round
+        try:
+            chunk = pending.conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.info("%s: connection error: %s", pending.peer, exc)
+            chunk = b""
+        if not chunk:
+            self._forget_head(pending)
+            pending.conn.close()  # closed before sending a whole request: nothing to answer
+            return
+        pending.data += chunk
+        try:
+            head = complete_head(pending.data)
+        except HttpError as err:
+            self._forget_head(pending)
+            self._answer(pending.conn, pending.peer, err)
+            return
+        if head is not None:
+            self._forget_head(pending)
+            self._start(pending.conn, pending.peer, head)
+
+    def _start(self, conn: socket.socket, peer: str, head: bytes) -> None:
+        """Route a complete request; only requests being served count against the export limit."""
+        try:
+            export = route(parse_head(head), self.disks, self.token)
+        except HttpError as err:
+            self._answer(conn, peer, err)
+            return
         with self._lock:
             busy = len(self._active) >= self.max_connections
-            refusing = busy and self._refusing < MAX_REFUSING
-            if refusing:
-                self._refusing += 1
-            target = self._refuse if busy else self._handle
-            thread = threading.Thread(target=target, args=(conn, peer), daemon=True)
             if not busy:
+                thread = threading.Thread(target=self._handle, args=(conn, peer, export), daemon=True)
                 self._active[conn] = thread
-        if busy and not refusing:
-            conn.close()  # flooded: not even a 503
+        if busy:
+            log.warning("refusing %s: %d exports already running", peer, self.max_connections)
+            self._answer(conn, peer, HttpError(503, "too many exports at once"))
             return
         thread.start()
 
-    def _refuse(self, conn: socket.socket, peer: str) -> None:
-        """Answer 503 after reading the request (closing on an unread request would reset the connection)."""
-        log.warning("refusing %s: %d exports already running", peer, self.max_connections)
+    def _answer(self, conn: socket.socket, peer: str, err: HttpError) -> None:
+        """Answer an error from a thread of its own (lingering must not hold up the accept loop)."""
+        if err.status != 503:
+            log.info("%s: %d %s", peer, err.status, err.reason)
+        with self._lock:
+            answering = self._answering < MAX_ANSWERING
+            if answering:
+                self._answering += 1
+        if not answering:
+            conn.close()  # flooded with bad requests: not even an answer
+            return
+        threading.Thread(target=self._answer_thread, args=(conn, err), daemon=True).start()
+
+    def _answer_thread(self, conn: socket.socket, err: HttpError) -> None:
         try:
-            self._read_head(conn, timeout=2.0)
-        except (OSError, HttpError):
-            pass
-        try:
-            self._answer_and_linger(conn, HttpError(503, "too many exports at once"))
+            self._answer_and_linger(conn, err)
         finally:
             conn.close()
             with self._lock:
-                self._refusing -= 1
+                self._answering -= 1
 
     def _close(self) -> None:
         self._listener.close()
+        for pending in list(self._heads.values()):
+            pending.conn.close()
+        self._heads.clear()
+        self._selector.close()
         with self._lock:
             active = dict(self._active)
         for conn in active:
@@ -171,19 +286,6 @@ class ExportServer:
         os.close(self._wake_r)
         os.close(self._wake_w)
         log.info("stopped (%d export(s) were cut short)", len(active))
-
-    def _read_head(self, conn: socket.socket, timeout: Optional[float] = None) -> Optional[bytes]:
-        conn.settimeout(timeout or self.head_timeout)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            if len(data) > MAX_HEAD_BYTES:
-                first = data.split(b"\r\n", 1)
-                raise HttpError(414 if len(first) == 1 and len(data) > MAX_REQUEST_LINE else 431, "request too large")
-            chunk = conn.recv(4096)
-            if not chunk:
-                return None
-            data += chunk
-        return data.split(b"\r\n\r\n", 1)[0]
 
     @classmethod
     def _answer_and_linger(cls, conn: socket.socket, err: HttpError) -> None:
@@ -215,19 +317,12 @@ class ExportServer:
         headers.append(("Connection", "close"))
         return _response_head(err.status, headers) + body
 
-    def _handle(self, conn: socket.socket, peer: str) -> None:
+    def _handle(self, conn: socket.socket, peer: str, export: Export) -> None:
         try:
-            head = self._read_head(conn)
-            if head is None:
-                return
-            request = parse_head(head)
-            export = route(request, self.disks, self.token)
             self._export(conn, peer, export.vdi, export.fmt, export.head_only, base=export.base)
         except HttpError as err:
-            log.info("%s: %d %s", peer, err.status, err.reason)
+            log.warning("%s: %d %s", peer, err.status, err.reason)
             self._answer_and_linger(conn, err)
-        except TimeoutError:
-            log.info("%s: no complete request within %g s", peer, self.head_timeout)
         except OSError as exc:
             log.info("%s: connection error: %s", peer, exc)
         except Exception:
@@ -241,10 +336,11 @@ class ExportServer:
         self, conn: socket.socket, peer: str, name: str, fmt: str, head_only: bool, *, base: Optional[str] = None
     ) -> None:
         disk = self.disks[name]
-        fd = os.open(disk.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_disk(disk)
         base_fd = None
         try:
-            size = disk_size(fd)
+            watch = DiskWatch(fd)
+            size = disk.size
             layout: Optional[Union[vhd.StreamLayout, delta.RawDelta]] = None
             if fmt == "vhd":
                 try:
@@ -252,7 +348,7 @@ class ExportServer:
                 except vhd.VhdFormatError as exc:
                     raise HttpError(400, str(exc)) from None
             if base is not None:
-                base_fd = os.open(self.disks[base].path, os.O_RDONLY | os.O_CLOEXEC)
+                base_fd = open_disk(self.disks[base])
                 layout = self._delta(name, fd, size, fmt=fmt, base=base, base_fd=base_fd)
             elif fmt == "vhd":
                 unique_id, timestamp = delta.vhd_identity(name, size, os.fstat(fd))
@@ -268,7 +364,7 @@ class ExportServer:
                     ("Connection", "close"),
                 ],
             )
-            sender = Sender(conn, self.policy, self.idle_timeout)
+            sender = Sender(conn, self.policy, self.idle_timeout, watch=watch.check)
             what = f"{peer} vdi={name} format={fmt}" + (f" base={base}" if base else "")
             if head_only:
                 sender.send_bytes(head)
@@ -287,13 +383,16 @@ class ExportServer:
             except IdleTimeout as exc:
                 log.warning("%s: idle timeout after %d of %d bytes: %s", what, sender.sent - len(head), length, exc)
                 return
-            except StreamAborted as exc:
-                # What XAPI reported when vhd-tool 0.20.0 died on EAGAIN; the client sees a truncated body.
+            except (StreamAborted, DiskChanged) as exc:
+                # What XAPI reports when vhd-tool dies mid-export (on EAGAIN in 0.20.0, or on a disk
+                # that changed under it): the client sees a truncated body, never a torn image.
+                sent = max(0, sender.sent - len(head))
                 log.error(
-                    "%s: VDI_IO_ERROR(Device I/O errors): stream aborted after %d of %d bytes: %s",
+                    "%s: VDI_IO_ERROR(Device I/O errors): stream aborted after %d of %d bytes (%d bytes short): %s",
                     what,
-                    sender.sent - len(head),
+                    sent,
                     length,
+                    length - sent,
                     exc,
                 )
                 return
@@ -331,7 +430,10 @@ class ExportServer:
     def _stream(sender: Sender, head: bytes, fd: int, size: int, layout: Optional[vhd.StreamLayout]) -> None:
         if layout is None:
             sender.send_bytes(head, more=True)
-            sender.send_file(fd, 0, size)
+            # The last byte waits for the disk watch's look after the rest, so a disk written to
+            # during the export is cut short rather than delivered whole but torn.
+            sender.send_file(fd, 0, max(0, size - 1))
+            sender.send_file(fd, max(0, size - 1), min(1, size))
             return
         # Each block's bitmap goes out by sendfile from a memfd, like the block after it, not by
         # send(): with a copied 512-byte piece before every spliced block, loopback exports fell

@@ -20,7 +20,7 @@ import re
 import select
 import socket
 import time
-from typing import NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 # One sendfile call moves at most this much. Calls of a socket buffer's order
 # (nginx's sendfile_max_chunk default) interleave with the reader; 1 GiB calls
@@ -82,8 +82,16 @@ class EagainPolicy(NamedTuple):
 class Sender:
     """Writes one response to a non-blocking socket under an EAGAIN policy, counting bytes sent."""
 
-    def __init__(self, sock: socket.socket, policy: EagainPolicy, idle_timeout: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        policy: EagainPolicy,
+        idle_timeout: Optional[float] = None,
+        watch: Optional[Callable[[], None]] = None,
+    ) -> None:
+        """``watch`` runs after each chunk of disk data; an exception it raises ends the stream."""
         sock.setblocking(False)
+        self._watch = watch
         self._sock = sock
         self._fd = sock.fileno()
         self._policy = policy
@@ -149,8 +157,10 @@ class Sender:
                     raise ClientGone(str(exc)) from exc
                 raise
             if n == 0:
-                raise StreamAborted(f"the disk ended early, {count} bytes short (was it truncated while serving?)")
+                raise StreamAborted("the disk ended early (was it truncated while serving?)")
             failures = 0
             offset += n
             count -= n
             self.sent += n
+            if disk_data and self._watch is not None:
+                self._watch()

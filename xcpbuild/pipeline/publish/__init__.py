@@ -2,7 +2,8 @@
 
 Public modules: ``publish`` (publish and promote), ``repo`` (trees, generations, the lock, the
 swap), ``history`` (rollback and diff between generations), ``evr`` (version order and package-list
-diffs), ``crashpoints`` (named points where tests kill a publisher).
+diffs), ``crashpoints`` (named points where tests kill a publisher), ``space`` (a full disk
+becomes one DiskFullError).
 """
 
 __all__ = ["crashpoints", "evr", "history", "publish", "repo"]

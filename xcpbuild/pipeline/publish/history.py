@@ -20,6 +20,7 @@ from xcpbuild.adapters import createrepo
 from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
 from xcpbuild.pipeline.publish import repo as repolib
+from xcpbuild.pipeline.publish import space
 from xcpbuild.pipeline.publish.evr import DiffEntry, diff_packages
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -38,7 +39,7 @@ class RollbackReport:
 def rollback(repo_root: Path, release: str, channel: str, kind: str = "x86_64") -> RollbackReport:
     """Serve the generation before the live one again (PublishError if there is none)."""
     repo = _pick(repo_root, release, channel, kind)
-    with repolib.locked(repo_root):
+    with repolib.locked(repo_root), space.guard([repo_root], space.MiB):
         repolib.recover(repo)
         current = repolib.current_generation(repo)
         if current is None:
@@ -77,6 +78,7 @@ def rollback(repo_root: Path, release: str, channel: str, kind: str = "x86_64") 
 
 
 def _pick(repo_root: Path, release: str, channel: str, kind: str) -> RepoDir:
+    repolib.check_root(repo_root)
     binary, source = repolib.repo_dirs(repo_root, release, channel)
     if kind not in ("x86_64", "Source"):
         raise PublishError(f"unknown repo dir {kind!r}: use x86_64 or Source")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.repo import check_channel, parse_release
-from xcpbuild.pipeline.publish import crashpoints, evr
+from xcpbuild.pipeline.publish import crashpoints, evr, space
 from xcpbuild.pipeline.publish import repo as repolib
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -268,9 +269,10 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
         names = [Path(e.href).name for e in previous_entries]
         repolib.link_previous_metadata(previous, staging / "repodata", names)
     if key is not None:
-        repomd = staging / "repodata" / "repomd.xml"
-        signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
-        gpg.verify_detached(key.public_key, repomd, signature)
+        with step(f"sign repomd.xml of {plan.repo.kind}"):
+            repomd = staging / "repodata" / "repomd.xml"
+            signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
+            gpg.verify_detached(key.public_key, repomd, signature)
     crashpoints.reach("repomd-signed")
     identity = {}
     for number in repolib.generation_numbers(plan.repo):
@@ -323,10 +325,16 @@ def _go_live(prepared: _Prepared) -> int:
         repolib.fsync_file(path)  # a power cut must not leave a live but empty file
     repolib.fsync_dir(staging / "repodata")
     repo.generations.mkdir(exist_ok=True)
-    staging.rename(repo.generation_dir(generation.number))
-    repolib.fsync_dir(repo.generations)
-    crashpoints.reach("generation")
-    repolib.swap(repo, generation.number)
+    built = repo.generation_dir(generation.number)
+    staging.rename(built)
+    try:
+        repolib.fsync_dir(repo.generations)
+        crashpoints.reach("generation")
+        repolib.swap(repo, generation.number)
+    except BaseException:
+        if repolib.current_number(repo) != generation.number:
+            shutil.rmtree(built, ignore_errors=True)  # never swapped in: not a generation anyone sees
+        raise
     crashpoints.reach("swapped")
     return generation.number
 
@@ -376,11 +384,13 @@ def publish(
     started = time.monotonic()
     release = parse_release(release)
     check_channel(channel)
+    repolib.check_root(repo_root)
     binary_dir, source_dir = repolib.repo_dirs(repo_root, release, channel)
     with step(f"read {len(rpms)} package(s)"):
         binary_inputs, source_inputs = _read_inputs([Path(p) for p in rpms])
     report = PublishReport(repo_root, release, channel, key.fingerprint if key else None)
-    with repolib.locked(repo_root):
+    needed = space.estimate([Path(p) for p in rpms], [binary_dir.repodata, source_dir.repodata])
+    with space.guard(_watched(repo_root), needed), repolib.locked(repo_root):
         crashpoints.reach("locked")
         for repo in (binary_dir, source_dir):
             report.recovered += [f"{repo.kind}/{name}" for name in repolib.recover(repo)]
@@ -396,7 +406,7 @@ def publish(
         report.repos += [plan.report for plan in plans]
         plans = [plan for plan in plans if plan.inputs or plan.readd]
         extra = _extra_repos(repo_root, release, channel) if dnf_check else None
-        _apply(plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+        _apply(plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite, needed=needed)
         for plan in plans:
             repolib.prune(plan.repo, keep)
         crashpoints.reach("pruned")
@@ -413,12 +423,15 @@ def _apply(
     release: str,
     extra: list[dnf.Repo] | None,
     sqlite: bool,
+    needed: int,
 ) -> None:
     """Prepare every repo dir, then swap them in one after the other; on failure undo what is not live."""
     prepared: list[_Prepared] = []
     swapped = 0
     try:
         with contextlib.ExitStack() as stagings:
+            # Inside the staging clean-up, so a tool that failed on a full disk is seen while it is still full.
+            stagings.enter_context(space.guard(_watched(repo_root), needed))
             for plan in plans:
                 staging = stagings.enter_context(_staging_dir(plan.repo))
                 prepared.append(
@@ -436,6 +449,11 @@ def _apply(
             if plan.current is None:
                 _remove_empty_dirs(plan.repo, repo_root)
         raise
+
+
+def _watched(repo_root: Path) -> list[Path]:
+    """The filesystems a publish writes to: the repository's, and the temporary one (dnf, gpg)."""
+    return [repo_root, Path(tempfile.gettempdir())]
 
 
 def _prepare(
@@ -502,6 +520,7 @@ def promote(
     """
     check_channel(from_channel)
     check_channel(to_channel)
+    repolib.check_root(repo_root)
     if from_channel == to_channel:
         raise UsageError("--from and --to name the same channel")
     if not names:

@@ -31,6 +31,7 @@ under the lock, before it starts. One ``fcntl.flock`` on ``ROOT/.xcpbuild.lock``
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xcpbuild.adapters.createrepo import PackageRecord
-from xcpbuild.errors import PublishError
+from xcpbuild.errors import PublishError, UsageError
 from xcpbuild.log import get_logger
 from xcpbuild.model.repo import check_channel, major_of
 
@@ -82,6 +83,26 @@ class RepoDir:
 
     def generation_dir(self, number: int) -> Path:
         return self.generations / str(number)
+
+
+# Kernel-made trees: nothing is published into them (mkdir there fails with misleading errors).
+_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_root(root: Path) -> Path:
+    """``root`` if it can hold a repository (it may not exist yet); UsageError otherwise."""
+    hint = "point --repo at a directory on a real filesystem (it is created if missing)"
+    absolute = root.resolve()
+    for pseudo in _PSEUDO_ROOTS:
+        if absolute == pseudo or pseudo in absolute.parents:
+            raise UsageError(f"repository root {root} is under {pseudo}, which the kernel makes up", hint=hint)
+    existing = absolute
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == absolute else f"is inside {existing}, which is a file"
+        raise UsageError(f"repository root {root} {what}, not a directory", hint=hint)
+    return root
 
 
 def channel_path(root: Path, release: str, channel: str) -> Path:
@@ -194,8 +215,18 @@ def fsync_dir(path: Path) -> None:
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
     """Hold the repository lock (``ROOT/.xcpbuild.lock``); waits for another publisher."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_NAME, "a+") as handle:
+    check_root(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_NAME, "a+")  # noqa: SIM115 (closed below, after the mkdir's errors)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UsageError(
+            f"cannot create the repository lock in {root}: {exc.strerror}",
+            hint="point --repo at a directory you can write to",
+        ) from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
