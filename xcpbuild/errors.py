@@ -123,3 +123,17 @@ class ServerError(XcpbuildError):
 
     exit_code = 15
     default_hint = "check the --disk paths and that the port is free"
+
+
+class KojiError(XcpbuildError):
+    """The koji hub could not be reached, refused a call, or the profile is unusable."""
+
+    exit_code = 16
+    default_hint = "check the profile (`--profile`, ~/.koji/config, /etc/koji.conf.d/) and that the hub answers"
+
+
+class KojiBuildError(XcpbuildError):
+    """A koji build task failed or was canceled."""
+
+    exit_code = 17
+    default_hint = "read the task's log excerpt above; `koji taskinfo -v TASK` shows the whole tree"
