@@ -315,5 +315,3 @@ def build_rpm_path(build: dict[str, Any], rpm: dict[str, Any], sigkey: str | Non
     paths = koji.PathInfo(topdir="")
     base = paths.build(build).lstrip("/")
     return f"{base}/{paths.signed(rpm, sigkey) if sigkey else paths.rpm(rpm)}"
-
-
