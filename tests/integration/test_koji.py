@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.rpms import make_rpm, make_srpm
 from tests.integration.koji_hub import KojiHub, missing_prerequisites
-from xcpbuild.adapters import dnf
+from xcpbuild.adapters import dnf, gpg
 from xcpbuild.adapters import koji as kojilib
 from xcpbuild.cli.app import main
 from xcpbuild.errors import KojiError, UsageError
 from xcpbuild.pipeline.koji import channel, importer, submit, tags
+from xcpbuild.pipeline.publish import publish
 from xcpbuild.pipeline.publish import repo as repolib
 
 RELEASE = "8.3"
@@ -56,7 +58,7 @@ def profile(hub: KojiHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def koji_hub(profile: Path) -> kojilib.Hub:
+def koji_hub(profile: Path) -> Iterator[kojilib.Hub]:
     connected = kojilib.connect(kojilib.load_profile("fixture", profile))
     yield connected
     connected.close()
@@ -67,6 +69,13 @@ def key(hub: KojiHub, tmp_path_factory: pytest.TempPathFactory):  # type: ignore
     made = make_key(tmp_path_factory.mktemp("key"))
     yield made
     stop_agent(made)
+
+
+@pytest.fixture(scope="module")
+def signing(key: GpgTestKey) -> Iterator[gpg.SigningKey]:
+    with publish.signing_key(key.fingerprint, key.home) as resolved:
+        assert resolved is not None
+        yield resolved
 
 
 def local_build(base: Path, name: str, version: str, release: str = "1", requires: tuple[str, ...] = ()) -> Path:
@@ -89,6 +98,7 @@ def test_import_tag_promote_publish_and_dnf_install(
     hub: KojiHub,
     koji_hub: kojilib.Hub,
     profile: Path,
+    signing: gpg.SigningKey,
     key: GpgTestKey,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -151,8 +161,7 @@ def test_import_tag_promote_publish_and_dnf_install(
         RELEASE,
         "testing",
         cache_dir=cache,
-        sign_key=key.fingerprint,
-        gnupg_home=key.home,
+        key=signing,
     )
     assert (report.builds, report.rpms, report.downloaded) == (2, 4, 4)
     assert report.publish is not None and report.publish.changed
@@ -164,7 +173,13 @@ def test_import_tag_promote_publish_and_dnf_install(
 
     # Nothing new: nothing downloaded, nothing published.
     again_report = channel.publish_tag(
-        koji_hub, testing, root, RELEASE, "testing", cache_dir=cache, sign_key=key.fingerprint, gnupg_home=key.home
+        koji_hub,
+        testing,
+        root,
+        RELEASE,
+        "testing",
+        cache_dir=cache,
+        key=signing,
     )
     assert again_report.publish is None and again_report.downloaded == 0
 
@@ -188,7 +203,13 @@ def test_import_tag_promote_publish_and_dnf_install(
     )
     assert shown == 0 and "upgraded" in capsys.readouterr().out
     third = channel.publish_tag(
-        koji_hub, testing, root, RELEASE, "testing", cache_dir=cache, sign_key=key.fingerprint, gnupg_home=key.home
+        koji_hub,
+        testing,
+        root,
+        RELEASE,
+        "testing",
+        cache_dir=cache,
+        key=signing,
     )
     assert (third.downloaded, third.reused) == (2, 2)
     assert third.publish is not None
@@ -196,7 +217,7 @@ def test_import_tag_promote_publish_and_dnf_install(
 
 
 def test_a_failed_publish_from_a_tag_changes_nothing(
-    hub: KojiHub, koji_hub: kojilib.Hub, key: GpgTestKey, tmp_path: Path
+    hub: KojiHub, koji_hub: kojilib.Hub, signing: gpg.SigningKey, tmp_path: Path
 ) -> None:
     lonely = local_build(tmp_path / "builds", "lonely", "1.0", requires=("not-anywhere",))
     importer.import_build(koji_hub, [lonely], hub.tag_name("incoming"))
@@ -209,8 +230,7 @@ def test_a_failed_publish_from_a_tag_changes_nothing(
             RELEASE,
             "incoming",
             cache_dir=tmp_path / "c",
-            sign_key=key.fingerprint,
-            gnupg_home=key.home,
+            key=signing,
         )
     binary, source = repolib.repo_dirs(root, RELEASE, "incoming")
     assert repolib.current_number(binary) is None and repolib.current_number(source) is None

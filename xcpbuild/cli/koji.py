@@ -18,6 +18,7 @@ from xcpbuild.errors import UsageError
 from xcpbuild.model.repo import PROMOTION_ORDER
 from xcpbuild.pipeline.koji import channel, importer, submit, tags, watch
 from xcpbuild.pipeline.koji.watch import TaskRow
+from xcpbuild.pipeline.publish import publish
 
 EPILOG = f"""\
 examples:
@@ -256,7 +257,7 @@ def run_publish(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     if args.keep_signatures and not args.sign_key:
         raise UsageError("--keep-signatures needs --sign-key: the key koji's signatures must verify against")
-    with session(args) as hub:
+    with publish.signing_key(args.sign_key, args.gnupg_home) as key, session(args) as hub:
         report = channel.publish_tag(
             hub,
             args.tag,
@@ -264,8 +265,7 @@ def run_publish(args: argparse.Namespace) -> int:
             args.release,
             args.channel,
             cache_dir=load_settings().cache_dir / "koji",
-            sign_key=args.sign_key,
-            gnupg_home=args.gnupg_home,
+            key=key,
             sigkeys=args.koji_key,
             keep_signatures=args.keep_signatures,
             workers=args.workers,

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -210,7 +211,7 @@ class KojiHub:
         self.topurl = f"http://127.0.0.1:{port_file.read_text()}"
 
     # -- XCP-ng's tags -----------------------------------------------------------------------
-    def session(self):  # type: ignore[no-untyped-def]
+    def session(self) -> Any:
         import koji
 
         session = koji.ClientSession(self.hub_url, opts={"user": ADMIN, "password": ADMIN_PASSWORD})

@@ -34,7 +34,7 @@ class _BoundedInput:
         if self._left <= 0:
             return b""
         size = self._left if size < 0 else min(size, self._left)
-        data = self._stream.read(size)
+        data: bytes = self._stream.read(size)
         self._left -= len(data)
         return data
 
@@ -47,7 +47,7 @@ class _QuietHandler(WSGIRequestHandler):
 def main() -> None:
     source, hub_conf, port_file = sys.argv[1:4]
     sys.path.insert(0, source)
-    from kojihub.kojixmlrpc import application  # the hub code of the checkout
+    from kojihub.kojixmlrpc import application  # type: ignore[import-not-found]  # the checkout's hub code
 
     def app(environ, start_response):  # type: ignore[no-untyped-def]
         # What mod_wsgi's SetEnv does for a real hub: tell it where its configuration lives.

@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from xcpbuild.adapters import container, rpmheader
 from xcpbuild.config import Settings
@@ -69,6 +69,9 @@ SCHEME = 1
 DEFAULT_TIMEOUT = 3600.0
 TOPDIR = "/home/builder/rpmbuild"
 TAIL_LINES = 15
+
+InputRole = Literal["source", "patch", "spec"]
+ArtifactKind = Literal["srpm", "rpm"]
 
 
 @dataclass(frozen=True)

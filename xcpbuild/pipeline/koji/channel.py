@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from xcpbuild.adapters import createrepo, gpg
 from xcpbuild.adapters import koji as kojilib
 from xcpbuild.adapters.koji import Hub
 from xcpbuild.errors import KojiError
@@ -49,15 +50,6 @@ class RemoteRpm:
     @property
     def filename(self) -> str:
         return f"{self.name}-{self.version}-{self.release}.{self.arch}.rpm"
-
-    def package(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "epoch": self.epoch,
-            "version": self.version,
-            "release": self.release,
-            "arch": self.arch,
-        }
 
 
 @dataclass
@@ -148,8 +140,7 @@ def publish_tag(
     channel: str,
     *,
     cache_dir: Path,
-    sign_key: str | None = None,
-    gnupg_home: Path | None = None,
+    key: gpg.SigningKey | None = None,
     sigkeys: Sequence[str] = (),
     keep_signatures: bool = False,
     workers: int = DEFAULT_WORKERS,
@@ -173,8 +164,7 @@ def publish_tag(
         repo_root,
         release,
         channel,
-        sign_key,
-        gnupg_home,
+        key=key,
         resign=not keep_signatures,
         dnf_check=dnf_check,
     )
@@ -195,9 +185,9 @@ def diff_tag(hub: Hub, tag: str, repo_root: Path, release: str, channel: str) ->
     never deletes), so it shows what the tag and the channel disagree on.
     """
     _, rpms = tag_rpms(hub, tag)
-    live: list[dict[str, object]] = []
+    live: list[createrepo.PackageRecord] = []
     for repo in repolib.repo_dirs(repo_root, release, channel):
         generation = repolib.current_generation(repo)
         if generation is not None:
             live += generation.packages
-    return TagDiffReport(tag, channel, evr.diff_packages(live, [r.package() for r in rpms]))
+    return TagDiffReport(tag, channel, evr.diff_packages(live, rpms))
