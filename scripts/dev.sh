@@ -14,7 +14,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # Host tools the tests and the main job use (rpm brings rpmbuild, rpmsign, rpmspec).
 # podman + catatonit (its --init): CI runs the container tests against Podman's Docker API too.
-DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit)
+# The koji hub fixture (tests/integration/koji_hub) runs the hub under Debian's python3 with these
+# python3-* modules and its own PostgreSQL 15 cluster; libkrb5-dev lets pip build gssapi for PyPI's koji.
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit
+    postgresql python3-psycopg2 python3-rpm python3-defusedxml python3-dateutil python3-requests python3-six libkrb5-dev)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -133,3 +133,17 @@ class DiskFullError(XcpbuildError):
     default_hint = (
         "free space on that filesystem (or point --repo elsewhere) and run again; the live repository was not changed"
     )
+
+
+class KojiError(XcpbuildError):
+    """The koji hub could not be reached, refused a call, or the profile is unusable."""
+
+    exit_code = 17
+    default_hint = "check the profile (`--profile`, ~/.koji/config, /etc/koji.conf.d/) and that the hub answers"
+
+
+class KojiBuildError(XcpbuildError):
+    """A koji build task failed or was canceled."""
+
+    exit_code = 18
+    default_hint = "read the task's log excerpt above; `koji taskinfo -v TASK` shows the whole tree"

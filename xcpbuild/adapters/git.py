@@ -229,3 +229,19 @@ def apply(tree: Path, patch: Path, *, check: bool = False, reverse: bool = False
         env=_apply_env(tree),
     )
     return ApplyResult(ok=status == 0, output=f"{stdout}\n{stderr}".strip())
+
+
+def clean_head(checkout: Path, remote: str = "origin") -> tuple[str, str]:
+    """(commit of HEAD, URL of ``remote``) of a checkout with no uncommitted changes.
+
+    What a koji build from SCM needs: the exact commit a hub can fetch. A dirty work tree is
+    refused (SourceError), since the hub would build something other than what the user sees.
+    """
+    repo = ensure_clean(checkout)
+    try:
+        url = repo.remotes[remote].url
+    except (IndexError, KeyError) as exc:
+        raise SourceError(
+            f"checkout {checkout} has no remote {remote!r}", hint="add the package repository as that remote"
+        ) from exc
+    return repo.head.commit.hexsha, url

@@ -39,6 +39,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.promote",
     "xcpbuild.cli.rollback",
     "xcpbuild.cli.repo",
+    "xcpbuild.cli.koji",
 )
 
 
