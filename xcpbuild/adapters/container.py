@@ -26,13 +26,17 @@ import docker.errors
 import docker.models.containers
 import requests.exceptions
 
-from xcpbuild.adapters import engine, process
+from xcpbuild.adapters import engine, owned, process
 from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
 from xcpbuild.log import get_logger
 
 log = get_logger("docker")
 
 LABEL = "org.xcpbuild.role"
+# Who made a container (``host/PID-START``), so the next run can remove what a killed one left.
+OWNER_LABEL = "org.xcpbuild.owner"
+# Kept for inspection (--keep-container): never swept.
+KEEP_LABEL = "org.xcpbuild.keep"
 DEFAULT_USER = "1000:1000"
 _counter = itertools.count()
 
@@ -82,6 +86,11 @@ class BuildContainer:
     # -- lifecycle -----------------------------------------------------------------
     def __enter__(self) -> BuildContainer:
         opts = self.options
+        if owned.first_time(("containers", id(self._client))):
+            sweep_orphans(self._client)
+        labels = {LABEL: opts.role, OWNER_LABEL: owned.me().label}
+        if opts.keep:
+            labels[KEEP_LABEL] = "1"
         try:
             self._container = self._client.containers.create(
                 opts.image,
@@ -91,7 +100,7 @@ class BuildContainer:
                 working_dir=opts.workdir,
                 environment=dict(opts.environment),
                 network_mode="none",
-                labels={LABEL: opts.role},
+                labels=labels,
                 mem_limit=opts.mem_limit,
                 init=True,
                 detach=True,
@@ -268,15 +277,43 @@ class BuildContainer:
             raise StepTimeoutError(
                 f"`{shlex.join(args)}` exceeded its {timeout:.0f}s time limit; its container was killed"
             )
-        try:
-            exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
-        except _DockerFailure as exc:
-            raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
+        exit_code = self._await_exit_code(exec_id)
+        if exit_code is None:
+            # Never success by default: a step whose end nobody saw did not pass.
+            raise EngineError(
+                f"the engine reported no exit code for `{shlex.join(args)}` in {self.name}",
+                hint="the container may have been killed or removed while the step ran; run it again",
+            )
         result = ExecResult(args, exit_code, "\n".join(output), seconds)
         if check and exit_code != 0:
             tail = " | ".join(output[-3:])
             raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
         return result
+
+    # How long the engine may go on reporting a step running after its output ended.
+    exit_code_patience = 5.0
+
+    def _await_exit_code(self, exec_id: str) -> int | None:
+        """The step's exit code (None: the engine cannot say); it may report the step running for a moment."""
+        deadline = time.monotonic() + self.exit_code_patience
+        while True:
+            try:
+                code = _exit_code(self._client.api.exec_inspect(exec_id))
+            except _DockerFailure as exc:
+                raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
+            if code is not None or time.monotonic() > deadline:
+                return code
+            time.sleep(0.05)
+
+
+def _exit_code(inspected: Mapping[str, Any]) -> int | None:
+    """The exit code of a finished exec, or None when the engine cannot say (still running, or unknown)."""
+    if inspected.get("Running"):
+        return None
+    code = inspected.get("ExitCode")
+    if isinstance(code, bool) or not isinstance(code, int):
+        return None
+    return code
 
 
 def _ids(user: str) -> tuple[int, int]:
@@ -417,6 +454,31 @@ def list_containers(client: docker.DockerClient, role: str | None = None) -> lis
         return [str(c.name) for c in client.containers.list(all=True, filters={"label": label})]
     except _DockerFailure as exc:
         raise EngineError(f"could not list containers: {exc}") from exc
+
+
+def sweep_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove the containers whose owner on this host is gone (not those kept for inspection); their names."""
+    try:
+        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    except _DockerFailure as exc:
+        log.warning("could not list containers to sweep: %s", exc)
+        return []
+    removed = []
+    for box in found:
+        labels = box.labels or {}
+        owner = owned.Owner.from_label(str(labels.get(OWNER_LABEL, "")))
+        if owner is None or KEEP_LABEL in labels or not owner.is_gone():
+            continue
+        try:
+            box.remove(force=True)
+        except docker.errors.NotFound:
+            continue
+        except _DockerFailure as exc:
+            log.warning("could not remove container %s, left by process %d that is gone: %s", box.name, owner.pid, exc)
+            continue
+        log.info("removed container %s, left by process %d that is gone", box.name, owner.pid)
+        removed.append(str(box.name))
+    return removed
 
 
 def container_exists(client: docker.DockerClient, name: str) -> bool:

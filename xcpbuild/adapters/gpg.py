@@ -10,11 +10,11 @@ signature by any other key in the user's keyring cannot pass.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xcpbuild.adapters import owned
 from xcpbuild.adapters.process import CommandFailed, require_tool, run, which
 from xcpbuild.errors import SigningError
 from xcpbuild.log import get_logger
@@ -94,8 +94,7 @@ def detach_sign(key: SigningKey, path: Path, signature: Path) -> Path:
 
 def verify_detached(public_key: Path, path: Path, signature: Path) -> str:
     """Check ``signature`` over ``path`` against ``public_key`` only; return the signer's fingerprint."""
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-gpgv-") as tmp:
-        home = Path(tmp)
+    with owned.tempdir("gpgv") as home:
         home.chmod(0o700)
         _gpg(home, ["--import", public_key])
         gpg = require_tool("gpg")

@@ -29,7 +29,6 @@ import json
 import re
 import shlex
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from xcpbuild.adapters import container, rpmheader
+from xcpbuild.adapters import container, owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import (
     BuildError,
@@ -52,7 +51,8 @@ from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package, read_series
 from xcpbuild.model.target import Target, find_target
 from xcpbuild.pipeline.build import image, spec
-from xcpbuild.pipeline.sources import project as project_source, source
+from xcpbuild.pipeline.sources import project as project_source
+from xcpbuild.pipeline.sources import source
 
 log = get_logger("build")
 
@@ -317,8 +317,7 @@ def _deps_image(client: container.Client, staged: _Staged, *, image_tag: str, im
     tag = f"{image.repository(staged.target)}-deps:{key}"
     if container.image_id(client, tag) is not None:
         return tag
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-deps-") as tmp:
-        context = Path(tmp)
+    with owned.tempdir("deps") as context:
         shutil.copy2(srpm, context / "package.src.rpm")
         (context / "Dockerfile").write_text(
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
@@ -435,8 +434,8 @@ def build(
     builds = settings.work_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=builds) as staging:
-        sources_dir = Path(staging) / "SOURCES"
+    with owned.tempdir(".staging", parent=builds) as staging:
+        sources_dir = staging / "SOURCES"
         sources_dir.mkdir()
         with step(f"stage {package.name} for {tgt.name}"):
             staged = _stage(settings, package, tgt, sources_dir, upstream=upstream, ref=ref)

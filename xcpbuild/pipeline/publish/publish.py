@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
+from xcpbuild.adapters import createrepo, dnf, gpg, owned, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
@@ -373,8 +372,8 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     with step(f"read {len(rpms)} package(s)"):
         binary_inputs, source_inputs = _read_inputs([Path(p) for p in rpms])
     report = PublishReport(repo_root, release, channel, None)
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-publish-") as scratch:
-        key, public_key = _resolve_key(sign_key, gnupg_home, Path(scratch))
+    with owned.tempdir("publish") as scratch:
+        key, public_key = _resolve_key(sign_key, gnupg_home, scratch)
         report.signed_by = key.fingerprint if key else None
         with repolib.locked(repo_root):
             crashpoints.reach("locked")
