@@ -6,15 +6,14 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.pipeline.build import build
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "build",
-        help="build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
         description=textwrap.fill(
             "Fetch and check the sources, stage the patch series, render the spec, then in a container "
             "of the target's image (network none, uid 1000, --timeout for the whole build) run "
@@ -50,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
+    args = ctx.args
     result = build.build(
-        load_settings(),
+        ctx.settings,
         args.package,
         args.target,
         upstream=args.upstream,

@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.errors import PatchError
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline.sources import patch
@@ -22,7 +22,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "patch",
-        help="apply a package's patch series exactly, report its health against upstream refs, or refresh it",
         description="Work with the series in patches/PKG/series (one patch file name a line, in order).",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -98,8 +97,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     refresh.set_defaults(func=run_refresh)
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_apply(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = find_package(settings.specs_dir, args.package)
     applied = patch.apply_series(settings, pkg, args.source, target=args.target)
     if args.json:
@@ -111,8 +111,9 @@ def run_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_check(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_check(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = find_package(settings.specs_dir, args.package)
     refs = args.refs or [pkg.pin(args.target).ref]
     report = patch.check(settings, pkg, refs, upstream=args.upstream, target=args.target)
@@ -126,8 +127,9 @@ def run_check(args: argparse.Namespace) -> int:
     return PatchError.exit_code if broken else 0
 
 
-def run_refresh(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_refresh(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = find_package(settings.specs_dir, args.package)
     result = patch.refresh(
         settings, pkg, args.from_branch, args.source, base=args.base, target=args.target, context=args.context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_repo_arguments
 from xcpbuild.pipeline.publish import history
@@ -18,7 +19,6 @@ examples:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "repo",
-        help="inspect published repositories (repo diff)",
         description="Inspect published repositories.",
     )
     verbs = parser.add_subparsers(title="repo verbs", metavar="VERB")
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     diff.set_defaults(func=run_diff)
 
 
-def run_diff(args: argparse.Namespace) -> int:
+def run_diff(ctx: Context) -> int:
+    args = ctx.args
     report = history.diff(args.repo, args.release, args.channel, args.arch, old=args.old, new=args.new)
     if args.json:
         emit_json(report)

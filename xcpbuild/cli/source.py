@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline.sources import source
 
@@ -15,7 +15,6 @@ from xcpbuild.pipeline.sources import source
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "source",
-        help="fetch a package's upstream at its pinned ref and write the release tarball",
         description="Work with upstream sources of the packages defined in specs/NAME.toml.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -50,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fetch.set_defaults(func=run_fetch)
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_fetch(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = find_package(settings.specs_dir, args.package)
     fetched = source.fetch(settings, pkg, target=args.target, upstream=args.upstream, ref=args.ref, out_dir=args.out)
     if args.json:
