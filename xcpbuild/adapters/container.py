@@ -70,8 +70,15 @@ class ContainerOptions:
 
 
 def get_client() -> docker.DockerClient:
-    """A live client (EngineError with a hint when no engine answers)."""
-    return engine.client()
+    """A live client (EngineError with a hint when no engine answers); the first one sweeps orphans."""
+    client = engine.client()
+    _sweep_once(client)
+    return client
+
+
+def _sweep_once(client: docker.DockerClient) -> None:
+    if owned.first_time(("containers", id(client))):
+        sweep_orphans(client)
 
 
 class BuildContainer:
@@ -86,8 +93,7 @@ class BuildContainer:
     # -- lifecycle -----------------------------------------------------------------
     def __enter__(self) -> BuildContainer:
         opts = self.options
-        if owned.first_time(("containers", id(self._client))):
-            sweep_orphans(self._client)
+        _sweep_once(self._client)
         labels = {LABEL: opts.role, OWNER_LABEL: owned.me().label}
         if opts.keep:
             labels[KEEP_LABEL] = "1"
