@@ -38,6 +38,7 @@ OWNER_LABEL = "org.xcpbuild.owner"
 # Kept for inspection (--keep-container): never swept.
 KEEP_LABEL = "org.xcpbuild.keep"
 DEFAULT_USER = "1000:1000"
+DEFAULT_WORKDIR = PurePosixPath("/tmp")
 _counter = itertools.count()
 
 # The engine client type, for layers that may not import docker themselves.
@@ -62,7 +63,7 @@ class ContainerOptions:
 
     image: str
     user: str = DEFAULT_USER
-    workdir: str = "/tmp"
+    workdir: PurePosixPath = DEFAULT_WORKDIR
     environment: Mapping[str, str] = field(default_factory=dict)
     keep: bool = False
     role: str = "build"
@@ -103,7 +104,7 @@ class BuildContainer:
                 command=["sleep", "2147483647"],
                 name=self.name,
                 user=opts.user,
-                working_dir=opts.workdir,
+                working_dir=str(opts.workdir),
                 environment=dict(opts.environment),
                 network_mode="none",
                 labels=labels,
@@ -158,7 +159,7 @@ class BuildContainer:
         return str(self.container.id)
 
     # -- files -------------------------------------------------------------------------
-    def put(self, sources: Iterable[Path], dest: str, *, mode: int | None = None) -> None:
+    def put(self, sources: Iterable[Path], dest: PurePosixPath, *, mode: int | None = None) -> None:
         """Copy host files/directories into directory ``dest`` (created, owned by the build user)."""
         buffer = io.BytesIO()
         uid, gid = _ids(self.options.user)
@@ -167,7 +168,7 @@ class BuildContainer:
                 tar.add(str(source), arcname=source.name, filter=lambda info: _own(info, uid, gid, mode))
         self._put_archive(dest, buffer.getvalue())
 
-    def put_bytes(self, files: Mapping[str, bytes], dest: str, *, mode: int = 0o644) -> None:
+    def put_bytes(self, files: Mapping[str, bytes], dest: PurePosixPath, *, mode: int = 0o644) -> None:
         """Write in-memory files (name -> content) into directory ``dest``."""
         buffer = io.BytesIO()
         uid, gid = _ids(self.options.user)
@@ -181,20 +182,20 @@ class BuildContainer:
                 tar.addfile(info, io.BytesIO(data))
         self._put_archive(dest, buffer.getvalue())
 
-    def _put_archive(self, dest: str, data: bytes) -> None:
-        self.exec(["mkdir", "-p", dest], timeout=60)
+    def _put_archive(self, dest: PurePosixPath, data: bytes) -> None:
+        self.exec(["mkdir", "-p", str(dest)], timeout=60)
         try:
-            ok = self.container.put_archive(dest, data)
+            ok = self.container.put_archive(str(dest), data)
         except _DockerFailure as exc:
             raise EngineError(f"could not copy files into {self.name}:{dest}: {exc}") from exc
         if not ok:
             raise EngineError(f"the engine refused the copy into {self.name}:{dest}")
 
-    def get(self, path: str, dest: Path) -> list[Path]:
+    def get(self, path: PurePosixPath, dest: Path) -> list[Path]:
         """Copy ``path`` (a file or directory) out of the container into host directory ``dest``."""
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            stream, _stat = self.container.get_archive(path)
+            stream, _stat = self.container.get_archive(str(path))
             data = b"".join(stream)
         except docker.errors.NotFound as exc:
             raise ContainerStepError(
@@ -207,13 +208,22 @@ class BuildContainer:
             tar.extractall(dest, filter="data")
         return [dest / m.name for m in members if m.isfile()]
 
+    def glob(self, directory: PurePosixPath, pattern: str) -> list[PurePosixPath]:
+        """The entries of ``directory`` whose names match the shell ``pattern``, sorted (no shell involved)."""
+        listing = self.exec(
+            ["find", str(directory), "-mindepth", "1", "-maxdepth", "1", "-name", pattern], timeout=60, check=False
+        )
+        if listing.exit_code != 0:
+            raise ContainerStepError(f"cannot list {directory} in the container: {listing.output.strip()}")
+        return sorted(PurePosixPath(line) for line in listing.output.splitlines() if line)
+
     # -- steps -------------------------------------------------------------------------
     def exec(
         self,
         argv: Sequence[str],
         *,
         timeout: float | None = None,
-        workdir: str | None = None,
+        workdir: PurePosixPath | None = None,
         environment: Mapping[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
         check: bool = True,
@@ -233,7 +243,7 @@ class BuildContainer:
                 self.id,
                 list(args),
                 user=user or self.options.user,
-                workdir=workdir,
+                workdir=None if workdir is None else str(workdir),
                 environment=dict(environment or {}),
                 stdout=True,
                 stderr=True,
@@ -495,10 +505,6 @@ def container_exists(client: docker.DockerClient, name: str) -> bool:
         return False
     except _DockerFailure as exc:
         raise EngineError(f"could not look up container {name}: {exc}") from exc
-
-
-def posix(path: str | PurePosixPath) -> str:
-    return str(PurePosixPath(path))
 
 
 def run_in_netns(box: BuildContainer, argv: Sequence[str], *, timeout: float) -> process.Completed:

@@ -33,7 +33,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from xcpbuild.adapters import container, owned, rpmheader
@@ -61,7 +61,7 @@ LOG = "build.log"
 SCHEME = 1
 STAGES = ("srpm", "rpm")
 DEFAULT_TIMEOUT = 3600.0
-TOPDIR = "/home/builder/rpmbuild"
+TOPDIR = PurePosixPath("/home/builder/rpmbuild")
 TAIL_LINES = 15
 
 
@@ -354,12 +354,14 @@ def _in_container(
     prep_checked = False
     with container.BuildContainer(runner.client, options) as box:
         runner.log.write(f"# container {box.name} from {image_tag} ({image_id})")
-        box.put(staged.files, f"{TOPDIR}/SOURCES")
-        box.put_bytes({staged.spec.filename: staged.spec.text.encode()}, f"{TOPDIR}/SPECS")
+        box.put(staged.files, TOPDIR / "SOURCES")
+        box.put_bytes({staged.spec.filename: staged.spec.text.encode()}, TOPDIR / "SPECS")
         with step("rpmbuild -bs (SRPM)"):
             runner.run(box, _rpmbuild("-bs", "--nodeps", specfile, dist=dist))
-        srpm_glob = box.exec(["sh", "-c", f"ls {TOPDIR}/SRPMS/*.src.rpm"], timeout=60).output.split()
-        srpm_in = srpm_glob[0]
+        srpms = box.glob(TOPDIR / "SRPMS", "*.src.rpm")
+        if len(srpms) != 1:
+            raise ContainerStepError(f"rpmbuild -bs made {len(srpms)} source packages, not one: {srpms}")
+        srpm_in = str(srpms[0])
         if stage == "srpm":
             with step("rpmbuild -rp --nodeps (%prep from the SRPM: the patches apply)"):
                 runner.run(box, _rpmbuild("-rp", "--nodeps", srpm_in, dist=dist))
@@ -368,19 +370,19 @@ def _in_container(
             with step("rpmbuild --rebuild (binary RPMs from the SRPM)"):
                 runner.run(box, _rpmbuild("--rebuild", srpm_in, dist=dist))
             prep_checked = True
-        produced = box.get(f"{TOPDIR}/SRPMS", folder)
+        produced = box.get(TOPDIR / "SRPMS", folder)
         if binary_here:
-            produced += box.get(f"{TOPDIR}/RPMS", folder)
+            produced += box.get(TOPDIR / "RPMS", folder)
     if stage == "rpm" and not binary_here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
         deps_tag = _deps_image(runner.client, staged, image_tag=image_tag, image_id=image_id, srpm=srpm)
         options = container.ContainerOptions(image=deps_tag, workdir=TOPDIR, keep=runner.keep, role="build")
         with container.BuildContainer(runner.client, options) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
-            box.put([srpm], f"{TOPDIR}/SRPMS")
+            box.put([srpm], TOPDIR / "SRPMS")
             with step("rpmbuild --rebuild (binary RPMs from the SRPM)"):
-                runner.run(box, _rpmbuild("--rebuild", f"{TOPDIR}/SRPMS/{srpm.name}", dist=dist))
-            produced += box.get(f"{TOPDIR}/RPMS", folder)
+                runner.run(box, _rpmbuild("--rebuild", str(TOPDIR / "SRPMS" / srpm.name), dist=dist))
+            produced += box.get(TOPDIR / "RPMS", folder)
         prep_checked = True
     return [p for p in produced if p.name.endswith(".rpm")], prep_checked
 
