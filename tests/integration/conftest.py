@@ -23,7 +23,7 @@ def tiny_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str: 
     """A few-MB image holding only a static busybox: fast to make, enough to test the adapter."""
     need(BUSYBOX.exists(), "a static busybox (apt-get install busybox-static)")
     try:
-        docker_client.images.get(TINY_IMAGE)
+        docker_client.sdk.images.get(TINY_IMAGE)
         return TINY_IMAGE
     except Exception:
         pass

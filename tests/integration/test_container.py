@@ -67,7 +67,7 @@ def test_keep_leaves_the_container_for_inspection(docker_client, tiny_image: str
     try:
         assert ctr.container_exists(docker_client, name)
     finally:
-        docker_client.containers.get(name).remove(force=True)
+        docker_client.sdk.containers.get(name).remove(force=True)
 
 
 def test_missing_image_is_a_clear_error(docker_client) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,7 @@ def _owner(proc: subprocess.Popen[str]) -> owned.Owner:
 
 
 def _containers_of(client, owner: owned.Owner) -> list[str]:  # type: ignore[no-untyped-def]
-    boxes = client.containers.list(all=True, filters={"label": f"{ctr.OWNER_LABEL}={owner.label}"})
+    boxes = client.sdk.containers.list(all=True, filters={"label": f"{ctr.OWNER_LABEL}={owner.label}"})
     return [str(box.name) for box in boxes]
 
 
@@ -80,7 +80,7 @@ def _slow_project(project: Settings) -> dict[str, str]:
 
 def _in_the_slow_step(client, owner: owned.Owner) -> bool:  # type: ignore[no-untyped-def]
     for name in _containers_of(client, owner):
-        top = client.containers.get(name).top()
+        top = client.sdk.containers.get(name).top()
         if any("sleep 600" in " ".join(p) for p in top.get("Processes") or []):
             return True
     return False
@@ -142,7 +142,7 @@ def test_a_sigkilled_builds_container_and_staging_are_swept_by_the_next_run(
         assert not any(p.exists() for p in staging), "the next run left the dead run's staging"
     finally:
         for name in _containers_of(docker_client, owner):
-            docker_client.containers.get(name).remove(force=True)
+            docker_client.sdk.containers.get(name).remove(force=True)
 
 
 # -- a host child: the dnf check of a publish ---------------------------------------------------

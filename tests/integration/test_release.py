@@ -70,7 +70,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 def _build_containers_created(client, since: float, until: float) -> int:  # type: ignore[no-untyped-def]
-    events = client.events(
+    events = client.sdk.events(
         since=int(since),
         until=int(until) + 1,
         filters={"type": "container", "event": "create", "label": "org.xcpbuild.role=build"},

@@ -24,9 +24,14 @@ class _Api:
         return self.inspected.pop(0) if len(self.inspected) > 1 else self.inspected[0]
 
 
-class _Client:
+class _Sdk:
     def __init__(self, api: _Api) -> None:
         self.api = api
+
+
+class _Engine:
+    def __init__(self, api: _Api) -> None:
+        self.sdk = _Sdk(api)
 
 
 class _Box:
@@ -34,7 +39,7 @@ class _Box:
 
 
 def _box(*inspected: dict[str, Any]) -> ctr.BuildContainer:
-    box = ctr.BuildContainer(_Client(_Api(list(inspected))), ctr.ContainerOptions(image="x"))  # type: ignore[arg-type]
+    box = ctr.BuildContainer(_Engine(_Api(list(inspected))), ctr.ContainerOptions(image="x"))  # type: ignore[arg-type]
     box._container = _Box()  # type: ignore[assignment]
     return box
 

@@ -72,3 +72,14 @@ def test_pipeline_domains_reach_each_other_only_through_what_they_export() -> No
                 if public not in exports[domain]:
                     wrong.append(f"{path.relative_to(PROJECT_ROOT)}: {module} {name or ''}")
     assert not wrong, "imports past a domain's __all__:\n" + "\n".join(wrong)
+
+
+def test_only_adapters_reach_into_the_docker_sdk() -> None:
+    """The engine handle is opaque above the adapters: no `.sdk` outside them."""
+    offenders = []
+    for layer in ("cli", "pipeline", "model"):
+        for path in (PROJECT_ROOT / "xcpbuild" / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr == "sdk":
+                    offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+    assert offenders == []

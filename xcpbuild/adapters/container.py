@@ -41,8 +41,8 @@ DEFAULT_USER = "1000:1000"
 DEFAULT_WORKDIR = PurePosixPath("/tmp")
 _counter = itertools.count()
 
-# The engine client type, for layers that may not import docker themselves.
-Client = docker.DockerClient
+# The engine connection, for layers that may not import docker themselves (an opaque handle).
+Client = engine.Engine
 
 _DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -70,14 +70,14 @@ class ContainerOptions:
     mem_limit: str | None = None
 
 
-def get_client() -> docker.DockerClient:
+def get_client() -> engine.Engine:
     """A live client (EngineError with a hint when no engine answers); the first one sweeps orphans."""
     client = engine.client()
     _sweep_once(client)
     return client
 
 
-def _sweep_once(client: docker.DockerClient) -> None:
+def _sweep_once(client: engine.Engine) -> None:
     if owned.first_time(("containers", id(client))):
         sweep_orphans(client)
 
@@ -85,7 +85,7 @@ def _sweep_once(client: docker.DockerClient) -> None:
 class BuildContainer:
     """A container for one job; use as ``with BuildContainer(client, opts) as box:``."""
 
-    def __init__(self, client: docker.DockerClient, options: ContainerOptions) -> None:
+    def __init__(self, client: engine.Engine, options: ContainerOptions) -> None:
         self._client = client
         self.options = options
         self.name = f"xcpbuild-{options.role}-{os.getpid()}-{next(_counter)}-{int(time.time())}"
@@ -99,7 +99,7 @@ class BuildContainer:
         if opts.keep:
             labels[KEEP_LABEL] = "1"
         try:
-            self._container = self._client.containers.create(
+            self._container = self._client.sdk.containers.create(
                 opts.image,
                 command=["sleep", "2147483647"],
                 name=self.name,
@@ -236,7 +236,7 @@ class BuildContainer:
         """
         args = tuple(argv)
         log.debug("+ [%s] %s", self.name, shlex.join(args))
-        api = self._client.api
+        api = self._client.sdk.api
         start = time.monotonic()
         try:
             exec_id = api.exec_create(
@@ -314,7 +314,7 @@ class BuildContainer:
         deadline = time.monotonic() + self.exit_code_patience
         while True:
             try:
-                code = _exit_code(self._client.api.exec_inspect(exec_id))
+                code = _exit_code(self._client.sdk.api.exec_inspect(exec_id))
             except _DockerFailure as exc:
                 raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
             if code is not None or time.monotonic() > deadline:
@@ -349,10 +349,10 @@ def _own(info: tarfile.TarInfo, uid: int, gid: int, mode: int | None) -> tarfile
 
 
 # -- images ------------------------------------------------------------------------------
-def image_id(client: docker.DockerClient, tag: str) -> str | None:
+def image_id(client: engine.Engine, tag: str) -> str | None:
     """The id of image ``tag``, or None if the engine does not have it."""
     try:
-        return str(client.images.get(tag).id)
+        return str(client.sdk.images.get(tag).id)
     except docker.errors.ImageNotFound:
         return None
     except _DockerFailure as exc:
@@ -360,7 +360,7 @@ def image_id(client: docker.DockerClient, tag: str) -> str | None:
 
 
 def import_rootfs(
-    client: docker.DockerClient,
+    client: engine.Engine,
     rootfs_tar: Path,
     repository: str,
     tag: str,
@@ -372,7 +372,7 @@ def import_rootfs(
     """
     try:
         # A file path, not a stream: the SDK's streaming import sends a body the engine refuses.
-        result = client.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
+        result = client.sdk.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
     except _DockerFailure as exc:
         raise EngineError(f"could not import {rootfs_tar} as {repository}:{tag}: {exc}") from exc
     log.debug("import result: %s", result)
@@ -383,7 +383,7 @@ def import_rootfs(
 
 
 def build_image(
-    client: docker.DockerClient,
+    client: engine.Engine,
     context_dir: Path,
     tag: str,
     *,
@@ -399,7 +399,7 @@ def build_image(
     ``host_network`` gives RUN steps the host's network, only for installing
     packages from the machine's own mirror.
     """
-    api = client.api
+    api = client.sdk.api
     image: str | None = None
     try:
         stream: Iterator[dict[str, Any]] = api.build(
@@ -445,10 +445,10 @@ class ImageInfo:
     size: int
 
 
-def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
+def list_images(client: engine.Engine, label: str) -> list[ImageInfo]:
     """Images carrying ``label`` (``key`` or ``key=value``)."""
     try:
-        images = client.images.list(filters={"label": label})
+        images = client.sdk.images.list(filters={"label": label})
     except _DockerFailure as exc:
         raise EngineError(f"could not list images: {exc}") from exc
     return [
@@ -463,19 +463,19 @@ def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
     ]
 
 
-def list_containers(client: docker.DockerClient, role: str | None = None) -> list[str]:
+def list_containers(client: engine.Engine, role: str | None = None) -> list[str]:
     """Names of xcpbuild's containers (all, or those of one role), running or not."""
     label = f"{LABEL}={role}" if role else LABEL
     try:
-        return [str(c.name) for c in client.containers.list(all=True, filters={"label": label})]
+        return [str(c.name) for c in client.sdk.containers.list(all=True, filters={"label": label})]
     except _DockerFailure as exc:
         raise EngineError(f"could not list containers: {exc}") from exc
 
 
-def sweep_orphans(client: docker.DockerClient) -> list[str]:
+def sweep_orphans(client: engine.Engine) -> list[str]:
     """Remove the containers whose owner on this host is gone (not those kept for inspection); their names."""
     try:
-        found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+        found = client.sdk.containers.list(all=True, filters={"label": OWNER_LABEL})
     except _DockerFailure as exc:
         log.warning("could not list containers to sweep: %s", exc)
         return []
@@ -497,9 +497,9 @@ def sweep_orphans(client: docker.DockerClient) -> list[str]:
     return removed
 
 
-def container_exists(client: docker.DockerClient, name: str) -> bool:
+def container_exists(client: engine.Engine, name: str) -> bool:
     try:
-        client.containers.get(name)
+        client.sdk.containers.get(name)
         return True
     except docker.errors.NotFound:
         return False
