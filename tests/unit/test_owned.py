@@ -72,3 +72,8 @@ def test_the_default_root_is_the_cache_folder(monkeypatch: pytest.MonkeyPatch, t
     assert owned.root() == (tmp_path / "cache" / "tmp").resolve()
     owned.use_root(tmp_path / "elsewhere")
     assert owned.root() == tmp_path / "elsewhere"
+
+
+def test_a_process_whose_start_cannot_be_read_is_not_taken_for_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(owned, "start_of", lambda _pid: owned._UNREADABLE)
+    assert not owned.Owner(owned.this_host(), 1, 12345).is_gone()

@@ -37,6 +37,8 @@ log = get_logger("owned")
 _NAME = re.compile(r"(?P<prefix>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.(?P<n>\d+)")
 _LABEL = re.compile(r"(?P<host>[^/]+)/(?P<pid>\d+)-(?P<start>\d+)")
 # Files that make a directory a GnuPG home whose agent may be running.
+# A process that exists but whose start time cannot be read: never taken for a dead owner.
+_UNREADABLE = -1
 _GNUPG_MARKERS = ("S.gpg-agent", "pubring.kbx", "pubring.gpg", "private-keys-v1.d", "trustdb.gpg")
 
 
@@ -60,7 +62,8 @@ class Owner:
         """True only when the owner is surely dead: on this host, and its pid is free or someone else's."""
         if self.host != this_host():
             return False
-        return start_of(self.pid) != self.start
+        started = start_of(self.pid)
+        return started not in (self.start, _UNREADABLE)
 
     @classmethod
     def from_label(cls, label: str) -> Owner | None:
@@ -81,7 +84,7 @@ def start_of(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     except OSError:
-        return -1  # exists, but unreadable: never taken for a dead owner
+        return _UNREADABLE
     # Field 22 (starttime, in clock ticks); the command name before ')' may contain spaces.
     ticks = int(stat.rsplit(")", 1)[1].split()[19])
     return ticks // os.sysconf("SC_CLK_TCK")
