@@ -123,7 +123,8 @@ def run(
     ``env`` entries are added to the current environment (LC_ALL=C is forced so
     tools' messages are parseable). ``on_line`` receives each stdout/stderr line
     as it arrives, for live logs. On timeout the process group is terminated,
-    then killed, and StepTimeoutError raised.
+    then killed, and StepTimeoutError raised; on an interrupt it is stopped the
+    same way (``Supervised``) before the interrupt goes on.
     """
     args = tuple(str(a) for a in argv)
     full_env = dict(os.environ)
@@ -214,17 +215,17 @@ def signals_deferred() -> Iterator[None]:
         return
     caught: list[int] = []
     previous = {sig: signal.getsignal(sig) for sig in _INTERRUPTS}
-    for sig, handler in previous.items():
-        if handler is not None:
-            signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    # An ignored signal stays ignored (children inherit that); None: not set from Python, left alone.
+    held = {sig: handler for sig, handler in previous.items() if handler not in (None, signal.SIG_IGN)}
+    for sig in held:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
         for signum in caught:
-            handler = previous[signal.Signals(signum)]
+            handler = held[signal.Signals(signum)]
             if callable(handler):
                 handler(signum, None)
             elif handler == signal.SIG_DFL:
