@@ -77,3 +77,14 @@ def test_the_default_root_is_the_cache_folder(monkeypatch: pytest.MonkeyPatch, t
 def test_a_process_whose_start_cannot_be_read_is_not_taken_for_dead(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(owned, "start_of", lambda _pid: owned._UNREADABLE)
     assert not owned.Owner(owned.this_host(), 1, 12345).is_gone()
+
+
+def test_a_scratch_file_is_renamed_into_place_or_removed(tmp_path: Path) -> None:
+    final = tmp_path / "x.tar.gz"
+    with owned.scratch_file(".x.tar.gz", tmp_path) as tmp:
+        assert owned.owner_of(tmp, ".x.tar.gz") == owned.me()
+        tmp.write_bytes(b"data")
+        tmp.replace(final)
+    with pytest.raises(RuntimeError), owned.scratch_file(".x.tar.gz", tmp_path) as tmp:
+        raise RuntimeError("killed while writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tar.gz"]

@@ -148,11 +148,27 @@ def tempdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
         remove(path)
 
 
-def _make(base: Path, prefix: str) -> Path:
+@contextmanager
+def scratch_file(prefix: str, parent: Path) -> Iterator[Path]:
+    """A new empty file in ``parent`` owned by this run (for write-then-rename); gone at the end unless renamed."""
+    parent.mkdir(parents=True, exist_ok=True)
+    if first_time(("dir", parent, prefix)):
+        sweep(parent, prefix)
+    path = _make(parent, prefix, directory=False)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _make(base: Path, prefix: str, *, directory: bool = True) -> Path:
     while True:
         path = base / f"{prefix}.{me().token}.{next(_run.counter)}"
         try:
-            path.mkdir(mode=0o700)
+            if directory:
+                path.mkdir(mode=0o700)
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             return path
         except FileExistsError:
             continue
