@@ -331,3 +331,32 @@ def stop(proc: subprocess.Popen[bytes], grace: float = GRACE) -> None:
     """Stop a process started with ``spawn`` (its whole group): SIGTERM, then SIGKILL after ``grace``."""
     if proc.poll() is None:
         stop_group(proc, grace=grace)
+
+
+def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
+    """Run ``argv`` on this terminal (stdin, stdout and stderr inherited) and return its exit status.
+
+    For an interactive shell only: it stays in our process group so the terminal's
+    Ctrl-C reaches it, and it is waited for whatever happens. Anything else that
+    ends the wait (SIGTERM's SystemExit) ends the shell too, before going on.
+    """
+    args = [str(a) for a in argv]
+    log.debug("+ %s (interactive)", shlex.join(args))
+    try:
+        proc = subprocess.Popen(args)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"`{args[0]}` is not installed", hint="install the docker client") from exc
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the shell got the Ctrl-C too; it decides whether to end
+        except BaseException:
+            # Our own group: signal the process alone, never the group (that is us too).
+            proc.terminate()
+            try:
+                proc.wait(timeout=GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise

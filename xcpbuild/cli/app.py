@@ -29,6 +29,7 @@ VERBS: dict[str, str] = {
     "image": "build a target's build environment image (once; reused while its inputs are unchanged)",
     "spec": "render a package's RPM spec from its jinja2 template for a target",
     "build": "build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
+    "shell": "a shell in the target's build environment with the package's sources staged",
     "inspect": "show what an RPM or SRPM holds; --against OLD lists what changed",
     "serve": "serve disks on an XAPI-shaped /export_raw_vdi (raw or VHD) with correct backpressure",
     "verify": "prove exports behave: download like a slow backup remote and check every byte",

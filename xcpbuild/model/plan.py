@@ -10,10 +10,10 @@ from typing import Any
 from xcpbuild.errors import ConfigError, UsageError
 from xcpbuild.model.keys import parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
+from xcpbuild.model.stage import STAGES, Stage, is_stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
-_STAGES = ("srpm", "rpm")
 _VERIFIERS = ("none", "export-server")
 EMBEDDED_DEFAULT = "local"
 
@@ -21,7 +21,7 @@ EMBEDDED_DEFAULT = "local"
 @dataclass(frozen=True)
 class PlannedPackage:
     name: str
-    stage: str = "rpm"
+    stage: Stage = "rpm"
     verify: str = "none"
     install: bool = False
     needs_upstream: bool = False
@@ -81,8 +81,8 @@ def parse_plan(text: str, source: str) -> Plan:
         reject_unknown(raw, _PACKAGE_KEYS, where)
         stage = _text(raw, "stage", where, "rpm")
         verify = _text(raw, "verify", where, "none")
-        if stage not in _STAGES:
-            raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(_STAGES)}")
+        if not is_stage(stage):
+            raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(STAGES)}")
         if verify not in _VERIFIERS:
             raise ConfigError(f"verify `{verify}` in {where} must be one of {', '.join(_VERIFIERS)}")
         packages.append(

@@ -26,11 +26,11 @@ from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
-from xcpbuild.model.package import find_package
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.publish import publish, repo
 from xcpbuild.pipeline.sources import hunks, patch, source
+from xcpbuild.pipeline.sources.package import DefinedPackage, Package, resolve
 from xcpbuild.pipeline.verify import exportserver_check
 
 log = get_logger("release")
@@ -84,6 +84,7 @@ class _State:
     """What earlier steps hand to later ones."""
 
     packages: list[PlannedPackage] = field(default_factory=list)
+    resolved: dict[str, Package] = field(default_factory=dict)  # by plan name, resolved once
     results: dict[str, builds.BuildResult] = field(default_factory=dict)
     key: gpg.SigningKey | None = None  # resolved once, by publish, for publish and install
 
@@ -101,10 +102,11 @@ def parse_upstreams(values: list[str]) -> dict[str, str]:
     return upstreams
 
 
-def _selected(settings: Settings, options: ReleaseOptions) -> list[PlannedPackage]:
+def _selected(settings: Settings, options: ReleaseOptions, state: _State) -> list[PlannedPackage]:
     chosen = []
     for planned in options.plan.packages:
-        find_package(settings.specs_dir, planned.name)  # unknown packages fail before any work
+        # Resolved once, before any work: an unknown package or a broken spec fails here.
+        state.resolved[planned.name] = resolve(settings, planned.name, options.plan.target)
         if planned.needs_upstream and planned.name not in options.upstreams:
             log.info("%s: no --upstream %s=PATH_OR_URL given; it is left out of this run", planned.name, planned.name)
             continue
@@ -120,13 +122,19 @@ def _selected(settings: Settings, options: ReleaseOptions) -> list[PlannedPackag
 def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome) -> None:
     rows: list[dict[str, str]] = []
     for planned in state.packages:
-        pkg = find_package(settings.specs_dir, planned.name)
-        if pkg.source_kind != "git":
-            rows.append({"package": pkg.name, "ref": "(this project)", "patch": "-", "status": "no patches"})
+        pkg = state.resolved[planned.name]
+        upstream = options.upstreams.get(planned.name)
+        if isinstance(pkg, DefinedPackage):
+            if pkg.definition.source_kind != "git":
+                rows.append({"package": pkg.name, "ref": "(this project)", "patch": "-", "status": "no patches"})
+                continue
+            ref = source.fetch(settings, pkg.definition, options.plan.target, upstream=upstream).ref
+        elif pkg.pinned_ref is None or not (upstream or pkg.upstream_url) or not pkg.patch_files:
+            rows.append({"package": pkg.name, "ref": "(its spec)", "patch": "-", "status": "no upstream to check"})
             continue
-        upstream = options.upstreams.get(pkg.name)
-        fetched = source.fetch(settings, pkg, options.plan.target, upstream=upstream)
-        health = patch.check(settings, pkg, [fetched.ref], upstream=upstream, target=options.plan.target)
+        else:
+            ref = pkg.pinned_ref
+        health = patch.check(settings, pkg, [ref], upstream=upstream)
         for item in health:
             rows.append({"package": pkg.name, "ref": item.ref, "patch": item.patch, "status": item.status})
         bad = [h for h in health if h.status not in (hunks.APPLIES, hunks.OFFSET)]
@@ -134,7 +142,7 @@ def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome
             outcome.data["health"] = rows
             raise PatchError(
                 f"{pkg.name}: patch {bad[0].patch} {bad[0].status} on {bad[0].ref}",
-                hint=f"run `xcpbuild patch check {pkg.name} --ref {bad[0].ref}` for the hunk",
+                hint=f"run `xcpbuild patch check {pkg.cli_name} --ref {bad[0].ref}` for the hunk",
             )
     outcome.data["health"] = rows
     patches = [r for r in rows if r["patch"] != "-"]
@@ -146,12 +154,13 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: 
     for planned in state.packages:
         result = builds.build(
             settings,
-            planned.name,
-            options.plan.target,
-            upstream=options.upstreams.get(planned.name),
-            stage=planned.stage,
-            keep_container=options.keep_container,
-            timeout=options.build_timeout,
+            state.resolved[planned.name],
+            builds.BuildOptions(
+                stage=planned.stage,
+                upstream=options.upstreams.get(planned.name),
+                keep_container=options.keep_container,
+                timeout=options.build_timeout,
+            ),
         )
         state.results[planned.name] = result
         reused += result.reused
@@ -277,7 +286,7 @@ def run(
         "install": lambda o: _install(settings, options, state, o, root),
     }
     try:
-        state.packages = _selected(settings, options)
+        state.packages = _selected(settings, options, state)
     except XcpbuildError as exc:
         report.failed_step, report.error, report.hint = "plan", exc.message, exc.hint
         report.exit_code = exc.exit_code

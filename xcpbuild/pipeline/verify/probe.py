@@ -38,11 +38,11 @@ from typing import Any
 from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
-from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError
+from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
-from xcpbuild.model.package import PackageDef, find_package
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
 from xcpbuild.pipeline.sources import patch, source
+from xcpbuild.pipeline.sources.package import DefinedPackage, resolve
 from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
@@ -106,11 +106,17 @@ class ProbeReport:
         return asdict(self)
 
 
-def load_recipe(settings: Settings, name: str) -> tuple[PackageDef, ProbeRecipe]:
-    pkg = find_package(settings.specs_dir, name)
+def load_recipe(settings: Settings, name: str) -> tuple[DefinedPackage, ProbeRecipe]:
+    resolved = resolve(settings, name, "local")
+    if not isinstance(resolved, DefinedPackage):
+        raise UsageError(
+            "probe needs a package of specs/ with a [probe] recipe; a package repository has none",
+            hint="write specs/NAME.toml with a [probe] table (see xcpbuild/model/probe.py)",
+        )
+    pkg = resolved.definition
     recipe = parse_probe(pkg.probe, str(pkg.path))
     recipe_files(recipe, settings.project_root)  # fail before any fetch when one is missing
-    return pkg, recipe
+    return resolved, recipe
 
 
 def verifier_kit(dest: Path) -> Path:
@@ -126,7 +132,7 @@ def verifier_kit(dest: Path) -> Path:
 
 def runner_path(settings: Settings) -> Path:
     """The in-container client: the project's own copy, else the one beside this xcpbuild checkout."""
-    for root in (settings.project_root, Path(__file__).resolve().parents[2]):
+    for root in (settings.project_root, Path(__file__).resolve().parents[3]):
         candidate = root / "probes" / RUNNER
         if candidate.is_file():
             return candidate
@@ -256,7 +262,8 @@ def probe(
     client: container.Client | None = None,
 ) -> ProbeReport:
     """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it."""
-    pkg, recipe = load_recipe(settings, name)
+    resolved, recipe = load_recipe(settings, name)
+    pkg = resolved.definition
     ours = recipe_files(recipe, settings.project_root)
     runner = runner_path(settings)
     stall_seconds = recipe.stall if stall is None else stall
@@ -271,7 +278,7 @@ def probe(
     applied: list[str] = []
     if apply_patches:
         with step(f"apply the series of {name}"):
-            applied = patch.apply_series(settings, pkg, tree)
+            applied = patch.apply_series(settings, resolved, tree)
     theirs = _upstream_files(recipe, tree, fetched.ref)
 
     engine_client = client or container.get_client()
