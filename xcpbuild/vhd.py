@@ -408,7 +408,7 @@ class StreamDecoder:
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
             if self._footer.disk_type not in (DISK_DYNAMIC, DISK_DIFFERENCING):
-                raise VhdFormatError(f"disk type {self._footer.disk_type} is neither dynamic (3) nor differencing (4)")
+                raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3) or differencing (4)")
             self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
         elif what == "header":
             self._header = Header.decode(raw)

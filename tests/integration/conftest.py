@@ -54,7 +54,8 @@ def tiny_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str: 
         tar.addfile(info, io.BytesIO(passwd))
     from xcpbuild.adapters.container import import_rootfs
 
-    import_rootfs(docker_client, rootfs, *TINY_IMAGE.split(":"), changes=["ENV PATH=/bin"])
+    repository, tag = TINY_IMAGE.split(":")
+    import_rootfs(docker_client, rootfs, repository, tag, changes=["ENV PATH=/bin"])
     return TINY_IMAGE
 
 

@@ -99,7 +99,7 @@ def test_same_inputs_reuse_the_record_without_an_engine(
 
 def _vhd_tool_build(project: Settings, upstream: Path, **kw: object) -> build.BuildResult:
     # The stand-in upstream is not v0.20.0 (whose tarball is pinned), so build its branch as a snapshot.
-    return build_package(project, "vhd-tool", "local", upstream=str(upstream), ref="main", **kw)  # type: ignore[arg-type]
+    return build_package(project, "vhd-tool", "local", upstream=str(upstream), ref="main", **kw)
 
 
 def test_vhd_tool_srpm_holds_the_patches_and_spec_and_prep_applies_them(project: Settings, tmp_path: Path) -> None:

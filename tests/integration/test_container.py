@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from xcpbuild.adapters import container as ctr
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.errors import ContainerStepError, StepTimeoutError
 
 WORK = PurePosixPath("/work")
@@ -17,8 +18,8 @@ def _opts(image: str, **kw: object) -> ctr.ContainerOptions:
 
 
 def test_runs_isolated_and_non_root_copies_in_and_out_then_is_gone(
-    docker_client, tiny_image: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    docker_client: Engine, tiny_image: str, tmp_path: Path
+) -> None:
     source = tmp_path / "input.txt"
     source.write_text("hello from the host\n")
     lines: list[str] = []

@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,7 @@ def _url(server: Server, vdi: str, fmt: str, base: str | None = None) -> str:
 @pytest.mark.parametrize("kind", ["sparse", "full"])
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_libvhdi_rebuilds_the_new_disk_from_the_delta_and_its_parent(
-    tmp_path: Path, started: list, kind: str, change: str
+    tmp_path: Path, started: list[Any], kind: str, change: str
 ) -> None:
     need_tool("vhdiinfo", "qemu-img")
     try:
@@ -145,7 +146,7 @@ def _raw_delta(new: bytes, changed: list[int]) -> bytes:
     return bytes(out)
 
 
-def test_a_raw_delta_holds_the_changed_blocks_and_zeros_as_xapi_sends_it(tmp_path: Path, started: list) -> None:
+def test_a_raw_delta_holds_the_changed_blocks_and_zeros_as_xapi_sends_it(tmp_path: Path, started: list[Any]) -> None:
     base, new = _disks(tmp_path, "full", "scattered")
     server = start_server(tmp_path, {"base": base, "new": new})
     started.append(server)
@@ -160,7 +161,7 @@ def test_a_raw_delta_holds_the_changed_blocks_and_zeros_as_xapi_sends_it(tmp_pat
     assert report.match is False
 
 
-def test_bad_delta_requests_get_a_clear_4xx_and_no_body(tmp_path: Path, started: list) -> None:
+def test_bad_delta_requests_get_a_clear_4xx_and_no_body(tmp_path: Path, started: list[Any]) -> None:
     base, new = _disks(tmp_path, "sparse", "scattered")
     small = _write(tmp_path / "small.raw", SIZE - BLOCK, {0: b"x"})
     server = start_server(tmp_path, {"base": base, "new": new, "small": small})
@@ -180,7 +181,7 @@ def test_bad_delta_requests_get_a_clear_4xx_and_no_body(tmp_path: Path, started:
 
 
 def test_a_10s_stall_completes_a_delta_with_wait_and_truncates_it_with_legacy_retry(
-    tmp_path: Path, started: list
+    tmp_path: Path, started: list[Any]
 ) -> None:
     # Every other block of 64 MiB changed: a 32 MiB delta, far more than the socket buffers hold.
     size = 32 * BLOCK

@@ -50,10 +50,3 @@ def test_srpm_patches_are_listed_and_a_dropped_patch_is_reported(project: Settin
     assert changes.patches_removed == (VHD_PATCH.name,) and changes.evr is None
     assert f"{VHD_PATCH.name}: " not in " ".join(changes.files_changed)
     assert VHD_PATCH.name in changes.files_removed and "vhd-tool.spec" in " ".join(changes.files_changed)
-
-
-def test_a_file_that_is_not_an_rpm_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    bogus = tmp_path / "bogus.rpm"
-    bogus.write_bytes(b"not an rpm at all")
-    assert main(["inspect", str(bogus)]) == 11
-    assert "is not an RPM package" in capsys.readouterr().err

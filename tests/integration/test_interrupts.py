@@ -21,6 +21,7 @@ from tests.fixtures.rpms import make_rpm
 from tests.integration.test_build import SLOW_SPEC
 from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import owned
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.config import Settings
 
 SLOW_TOML = (
@@ -47,7 +48,7 @@ def _owner(proc: subprocess.Popen[str]) -> owned.Owner:
     return owned.Owner(owned.this_host(), proc.pid, start)
 
 
-def _containers_of(client, owner: owned.Owner) -> list[str]:  # type: ignore[no-untyped-def]
+def _containers_of(client: Engine, owner: owned.Owner) -> list[str]:
     boxes = client.sdk.containers.list(all=True, filters={"label": f"{ctr.OWNER_LABEL}={owner.label}"})
     return [str(box.name) for box in boxes]
 
@@ -78,7 +79,7 @@ def _slow_project(project: Settings) -> dict[str, str]:
     return {"XCPBUILD_PROJECT": str(project.project_root), "XCPBUILD_WORK": str(project.work_dir)}
 
 
-def _in_the_slow_step(client, owner: owned.Owner) -> bool:  # type: ignore[no-untyped-def]
+def _in_the_slow_step(client: Engine, owner: owned.Owner) -> bool:
     for name in _containers_of(client, owner):
         top = client.sdk.containers.get(name).top()
         if any("sleep 600" in " ".join(p) for p in top.get("Processes") or []):
@@ -88,7 +89,7 @@ def _in_the_slow_step(client, owner: owned.Owner) -> bool:  # type: ignore[no-un
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signalled_build_leaves_no_container_and_no_staging(
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: Engine,
     project: Settings,
     sig: signal.Signals,
 ) -> None:
@@ -111,7 +112,7 @@ def test_a_signalled_build_leaves_no_container_and_no_staging(
 
 
 def test_a_sigkilled_builds_container_and_staging_are_swept_by_the_next_run(
-    docker_client,  # type: ignore[no-untyped-def]
+    docker_client: Engine,
     project: Settings,
 ) -> None:
     env = _slow_project(project)
@@ -227,7 +228,8 @@ def test_the_dnf_check_stops_the_gpg_agent_of_its_staged_keyring(
 
     rpm = make_rpm(tmp_path / "rpms", "hello", "1.0", "1")
     monkeypatch.setattr(owned._run, "root", tmp_path / "tmp")
-    publish.publish([rpm], tmp_path / "repo", "8.3", "testing", key.fingerprint, key.home)
+    with publish.signing_key(key.fingerprint, key.home) as signing:
+        publish.publish([rpm], tmp_path / "repo", "8.3", "testing", key=signing)
     assert _agents_under(tmp_path / "tmp") == [], "a gpg-agent of a temporary keyring outlived the publish"
     assert list((tmp_path / "tmp").iterdir()) == []
 

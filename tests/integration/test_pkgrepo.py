@@ -13,6 +13,7 @@ import re
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,7 +200,7 @@ def test_noarch_package_built_published_and_installed_with_dnf(
     key: GpgTestKey = make_key(tmp_path / "gnupg")
     try:
         root = tmp_path / "repo"
-        publish.publish(result.paths(), root, "8.3", "testing", key.fingerprint, key.home)
+        publish.publish(result.paths(), root, "8.3", "testing", key=key)
         binary = root / "8" / "8.3" / "testing" / "x86_64"
         installed = dnf.install([dnf.Repo("testing", binary)], ["demo"], key.public_key, "8.3")
         assert "demo-1.0-1.2.xcpng8.3.noarch" in " ".join(installed.installed)
@@ -238,8 +239,8 @@ def test_shell_has_the_sources_staged_no_network_and_leaves_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    docker_client,
-) -> None:  # type: ignore[no-untyped-def]
+    docker_client: Any,
+) -> None:
     repo = make_pkgrepo(tmp_path / "demo", upstream)
     monkeypatch.setenv("XCPBUILD_PROJECT", str(project.project_root))
     monkeypatch.setenv("XCPBUILD_WORK", str(project.work_dir))

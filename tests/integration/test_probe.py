@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import need, need_tool
 from tests.fixtures.probe_upstream import ProbeFixture, make_probe_fixture
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings, load_settings
 from xcpbuild.errors import BuildError
@@ -77,9 +78,9 @@ def test_patched_fixture_survives_the_stall_byte_exact(good: ProbeFixture, tmp_p
 
 def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     tmp_path_factory: pytest.TempPathFactory,
-    docker_client,
-    capsys,
-    monkeypatch,  # type: ignore[no-untyped-def]
+    docker_client: Engine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     need_tool("git", "debootstrap")
     broken = make_probe_fixture(tmp_path_factory.mktemp("probe-broken"), broken=True)

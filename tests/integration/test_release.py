@@ -1,8 +1,10 @@
 """The main job end to end on the embedded default plan, against the real engine, rpm, gpg and dnf.
 
-One clean work folder is used for three runs, in order: the first does everything; the second,
-with nothing changed, must reuse every build (no build container) and publish nothing new; the
-third is made to fail at verify and must leave the published repository exactly as it was.
+One clean work folder per module holds a first run that does everything (the ``first_run``
+fixture, made by whichever test needs it first). On top of it, each test on its own: a second run
+with nothing changed must reuse every build (no build container) and publish nothing new; a run
+made to fail at verify must leave the published repository exactly as it was. Neither changes
+what the other sees, so they pass in any order or alone.
 """
 
 from __future__ import annotations
@@ -14,28 +16,45 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.errors import VerifyError
 
+TOOLS = ("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
 
-def _release(work: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+
+def _needs() -> None:
+    """What every test here needs besides the engine (the docker_client fixture)."""
+    need_tool(*TOOLS)
+    need(os.geteuid() == 0, "root (verify enters the container's network namespace)")
+
+
+class Run(NamedTuple):
+    code: int
+    report: dict[str, Any]
+    stderr: str
+    pid: int  # of the CLI process: its containers are named xcpbuild-ROLE-PID-...
+
+
+def _release(work: Path, *args: str) -> Run:
     env = dict(os.environ, XCPBUILD_WORK=str(work))
     upstream = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
     extra = ["--upstream", f"vhd-tool={upstream}"] if upstream else []
-    done = subprocess.run(
-        [sys.executable, "-m", "xcpbuild", "release", "--json", *extra, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT_ROOT,
-        timeout=1800,
-    )
-    report = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, report, done.stderr
+    argv = [sys.executable, "-m", "xcpbuild", "release", "--json", *extra, *args]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=1800)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    report = json.loads(stdout) if stdout.strip() else {}
+    return Run(proc.returncode, report, stderr, proc.pid)
 
 
 def _agents_for(home: Path) -> list[int]:
@@ -69,25 +88,36 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def _build_containers_created(client, since: float, until: float) -> int:  # type: ignore[no-untyped-def]
+def _build_containers_created(client: Engine, run: Run, since: float, until: float) -> int:
+    """Build containers that ``run`` created (other jobs share the engine: only its own names count)."""
     events = client.sdk.events(
         since=int(since),
         until=int(until) + 1,
         filters={"type": "container", "event": "create", "label": "org.xcpbuild.role=build"},
         decode=True,
     )
-    return sum(1 for _ in events)
+    prefix = f"xcpbuild-build-{run.pid}-"
+    return sum(1 for event in events if event.get("Actor", {}).get("Attributes", {}).get("name", "").startswith(prefix))
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(docker_client: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("release-work")
 
 
-def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
-    need_tool("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
-    need(os.geteuid() == 0, "root (verify enters the container's network namespace)")
-    code, report, stderr = _release(work)
+@pytest.fixture(scope="module")
+def first_run(work: Path) -> Run:
+    _needs()
+    return _release(work)
+
+
+def _published(first_run: Run) -> None:
+    assert first_run.code == 0, "the first run failed, so there is nothing to build on:\n" + first_run.stderr[-3000:]
+
+
+def test_first_run_does_the_whole_loop(work: Path, first_run: Run) -> None:
+    _needs()
+    code, report, stderr, _ = first_run
     assert code == 0, stderr[-3000:]
     steps = _steps(report)
     assert [s["status"] for s in report["steps"]] == ["ok"] * 5, report["steps"]
@@ -119,26 +149,31 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 
-def test_second_run_reuses_builds_and_publishes_nothing(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_reuses_builds_and_publishes_nothing(docker_client: Engine, work: Path, first_run: Run) -> None:
+    _needs()
+    _published(first_run)
     before = _tree_digest(work / "repo")
     assert before, "the first run left no repository"
     started = time.time()
-    code, report, stderr = _release(work)
+    second = _release(work)
+    code, report, stderr, _ = second
     ended = time.time()
     assert code == 0, stderr[-3000:]
     steps = _steps(report)
     assert all(data["reused"] for data in steps["build"]["data"].values())
-    assert _build_containers_created(docker_client, started, ended) == 0
+    assert _build_containers_created(docker_client, second, started, ended) == 0
     assert steps["publish"]["data"]["testing"]["added"] == []
     assert steps["install"]["data"]["promote_added"] == []
     assert _tree_digest(work / "repo") == before
 
 
-def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(work: Path, first_run: Run) -> None:
+    _needs()
+    _published(first_run)
     before = _tree_digest(work / "repo")
     # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server survives it:
     # the check cannot tell fix from bug, and must refuse to go on.
-    code, report, stderr = _release(work, "--stall", "0.5")
+    code, report, stderr, _ = _release(work, "--stall", "0.5")
     assert code == VerifyError.exit_code
     assert "step `verify`" in stderr
     statuses = {s["name"]: s["status"] for s in report["steps"]}

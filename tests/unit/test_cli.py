@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_ctrl_c_while_a_verb_is_still_importing_exits_130_quietly(
     def interrupted(_name: str) -> object:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(app.importlib, "import_module", interrupted)
+    monkeypatch.setattr(app, "load_verb", interrupted)
     assert app.main(["release", "--help"]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -128,8 +129,20 @@ def test_project_reaches_the_verb_in_its_context_not_the_environment(monkeypatch
     parser = app.build_parser()
     monkeypatch.setattr(app, "build_parser", lambda *_: parser)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    sub.choices["doctor"].set_defaults(func=lambda ctx: seen.append(ctx) or 0)
+
+    def record(ctx: Context) -> int:
+        seen.append(ctx)
+        return 0
+
+    sub.choices["doctor"].set_defaults(func=record)
     assert app.main(["--project", str(PROJECT_ROOT), "doctor"]) == 0
     assert "XCPBUILD_PROJECT" not in os.environ
     assert seen[0].settings.project_root == PROJECT_ROOT
     assert seen[0].settings is seen[0].settings, "settings are resolved once"
+
+
+def test_inspect_refuses_a_file_that_is_not_an_rpm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "bogus.rpm"
+    bogus.write_bytes(b"not an rpm at all")
+    assert app.main(["inspect", str(bogus)]) == 11
+    assert "is not an RPM package" in capsys.readouterr().err

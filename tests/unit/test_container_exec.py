@@ -40,7 +40,7 @@ class _Box:
 
 def _box(*inspected: dict[str, Any]) -> ctr.BuildContainer:
     box = ctr.BuildContainer(_Engine(_Api(list(inspected))), ctr.ContainerOptions(image="x"))  # type: ignore[arg-type]
-    box._container = _Box()  # type: ignore[assignment]
+    box._container = _Box()
     return box
 
 

@@ -37,7 +37,7 @@ def _read(throttle: Throttle, clock: FakeClock, total: int, burst: int = 10_000)
 
 
 def test_throttling_holds_the_rate_whatever_the_bursts() -> None:
-    clock, events = FakeClock(), []
+    clock, events = FakeClock(), list[str]()
     throttle = Throttle(1000.0, 0, None, clock, events)
     reads = _read(throttle, clock, 5000)
     assert set(reads) == {50}  # a twentieth of the rate per read
@@ -47,7 +47,7 @@ def test_throttling_holds_the_rate_whatever_the_bursts() -> None:
 
 
 def test_throttling_starts_at_its_byte_and_ends_after_its_duration() -> None:
-    clock, events = FakeClock(), []
+    clock, events = FakeClock(), list[str]()
     throttle = Throttle(1000.0, 3000, 2.0, clock, events)
     assert throttle.allowance(0) is None and throttle.next_point(0) == 3000
     reads = _read(throttle, clock, 3000 + 2000 + 10_000, burst=3000)
@@ -59,7 +59,7 @@ def test_throttling_starts_at_its_byte_and_ends_after_its_duration() -> None:
 
 
 def test_stalls_happen_in_body_order_and_at_the_start_without_a_length() -> None:
-    clock, events = FakeClock(), []
+    clock, events = FakeClock(), list[str]()
     stalls = StallSchedule([Stall(0.5, 2.0), Stall(0.1, 1.0)], 1000, clock, events)
     assert stalls.next_point(0) == 100
     stalls.wait(99)

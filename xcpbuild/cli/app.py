@@ -70,13 +70,18 @@ def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
     wanted = VERBS.keys() if verbs is None else set(verbs)
     for name, summary in VERBS.items():
         if name in wanted:
-            module: VerbModule = importlib.import_module(f"xcpbuild.cli.{name}")
-            module.register(subparsers)
+            load_verb(name).register(subparsers)
             # The listing's line comes from the table, the one place it is written.
             subparsers._choices_actions.append(subparsers._ChoicesPseudoAction(name, (), summary))
         else:
             subparsers.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def load_verb(name: str) -> VerbModule:
+    """Import verb ``name``'s module (and so its pipeline): only for the verb that runs, or for a full parser."""
+    module: VerbModule = importlib.import_module(f"xcpbuild.cli.{name}")
+    return module
 
 
 def chosen_verb(argv: Sequence[str]) -> str | None:

@@ -11,7 +11,7 @@ from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
 from xcpbuild.errors import PatchError, UsageError
 from xcpbuild.pipeline.sources import patch
-from xcpbuild.pipeline.sources.hunks import APPLIES, OFFSET
+from xcpbuild.pipeline.sources.hunks import is_healthy
 from xcpbuild.pipeline.sources.package import DefinedPackage
 
 
@@ -132,7 +132,7 @@ def run_check(ctx: Context) -> int:
         print_table(("ref", "patch", "status", "detail"), [(h.ref, h.patch, h.status, h.detail) for h in report])
     else:
         print(f"{pkg.name} has no patches for target {args.target}")
-    broken = [h for h in report if h.status not in (APPLIES, OFFSET)]
+    broken = [h for h in report if not is_healthy(h.status)]
     return PatchError.exit_code if broken else 0
 
 

@@ -70,20 +70,20 @@ def run(ctx: Context) -> int:
         from dataclasses import replace
 
         plan = replace(plan, target=args.target)
-    options = release.ReleaseOptions(
-        plan=plan,
-        upstreams=release.parse_upstreams(args.upstream),
-        repo_root=args.repo,
-        sign_key=args.sign_key,
-        gnupg_home=args.gnupg_home,
-        stall_seconds=args.stall,
-        keep_container=args.keep_container,
-        build_timeout=args.timeout,
-    )
-    report = release.run(settings, options)
+    upstreams = release.parse_upstreams(args.upstream)
+    with release.signing_key(settings, args.sign_key, args.gnupg_home) as key:
+        options = release.ReleaseOptions(
+            plan=plan,
+            key=key,
+            upstreams=upstreams,
+            repo_root=args.repo,
+            stall_seconds=args.stall,
+            keep_container=args.keep_container,
+            build_timeout=args.timeout,
+        )
+        report = release.run(settings, options)
     if args.json:
-        payload = {"ok": report.ok, **report.__dict__}
-        emit_json(payload)
+        emit_json(report.to_json())
     else:
         _show(report)
     if not report.ok:
@@ -103,40 +103,27 @@ def _show(report: release.ReleaseReport) -> None:
         ("step", "outcome", "time", "detail"),
         [(s.name, s.status, f"{s.seconds:.1f}s", s.detail) for s in report.steps],
     )
-    health = next((s.data.get("health") for s in report.steps if s.name == "sources"), None)
+    health = report.sources.data.health
     if health:
         print()
         print("patch health")
-        print_table(
-            ("package", "ref", "patch", "status"), [(h["package"], h["ref"], h["patch"], h["status"]) for h in health]
-        )
-    verify = next((s for s in report.steps if s.name == "verify"), None)
-    if verify is not None:
-        for name, data in verify.data.items():
-            trials = data.get("trials", []) if isinstance(data, dict) else []
-            if trials:
-                print()
-                print(f"verification of {name} (installed RPM, stalled client)")
-                print_table(
-                    ("policy", "format", "expected", "outcome", "bytes", "passed"),
-                    [
-                        (
-                            t["policy"],
-                            t["fmt"],
-                            t["expected"],
-                            t["outcome"],
-                            f"{t['bytes_received']}/{t['content_length']}",
-                            t["passed"],
-                        )
-                        for t in trials
-                    ],
-                )
-    build = next((s for s in report.steps if s.name == "build"), None)
-    if build is not None and build.data:
+        print_table(("package", "ref", "patch", "status"), [(h.package, h.ref, h.patch, h.status) for h in health])
+    for name, check in report.verify.data.checks.items():
+        if check.trials:
+            print()
+            print(f"verification of {name} (installed RPM, stalled client)")
+            print_table(
+                ("policy", "format", "expected", "outcome", "bytes", "passed"),
+                [
+                    (t.policy, t.fmt, t.expected, t.outcome, f"{t.bytes_received}/{t.content_length}", t.passed)
+                    for t in check.trials
+                ],
+            )
+    if report.build.data.packages:
         print()
         print("build folders")
-        for name, data in build.data.items():
-            print(f"  {name}: {data['folder']}{' (reused)' if data['reused'] else ''}")
+        for name, built in report.build.data.packages.items():
+            print(f"  {name}: {built.folder}{' (reused)' if built.reused else ''}")
     print()
     print(f"logs and summary.json: {report.run_dir}")
     print(f"published repository:  {report.repo_root}")

@@ -13,6 +13,7 @@ Nothing is buffered here beyond one small structure, so memory stays flat while
 a client stalls: the kernel's socket buffers are the only queue.
 """
 
+import enum
 import errno
 import os
 import re
@@ -41,14 +42,21 @@ class StreamAborted(Exception):
     """The server gave up on the stream (legacy policy), as vhd-tool 0.20.0 did."""
 
 
+class EagainMode(enum.Enum):
+    """What the server does when the client's socket is full."""
+
+    WAIT = "wait"  # the fix: wait for writability, no timer
+    LEGACY_RETRY = "legacy-retry"  # vhd-tool 0.20.0: sleep, retry, give up
+
+
 class EagainPolicy(NamedTuple):
-    mode: str = "wait"  # "wait" or "legacy-retry"
+    mode: EagainMode = EagainMode.WAIT
     attempts: int = 20
     delay: float = 0.1
 
     @property
     def legacy(self) -> bool:
-        return self.mode == "legacy-retry"
+        return self.mode is EagainMode.LEGACY_RETRY
 
     def describe(self) -> str:
         if self.legacy:
@@ -58,17 +66,17 @@ class EagainPolicy(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> "EagainPolicy":
         """``wait``, ``legacy-retry`` or ``legacy-retry:ATTEMPTS:SECONDS``; ValueError otherwise."""
-        if text == "wait":
-            return cls("wait")
+        if text == EagainMode.WAIT.value:
+            return cls(EagainMode.WAIT)
         match = re.fullmatch(r"legacy-retry(?::(\d+):(\d+(?:\.\d+)?))?", text)
         if not match:
             raise ValueError(f"unknown EAGAIN policy {text!r}: use wait, legacy-retry or legacy-retry:ATTEMPTS:SECONDS")
         if match.group(1) is None:
-            return cls("legacy-retry")
+            return cls(EagainMode.LEGACY_RETRY)
         attempts, delay = int(match.group(1)), float(match.group(2))
         if attempts < 0 or delay <= 0:
             raise ValueError("legacy-retry needs ATTEMPTS >= 0 and SECONDS > 0")
-        return cls("legacy-retry", attempts, delay)
+        return cls(EagainMode.LEGACY_RETRY, attempts, delay)
 
 
 class Sender:

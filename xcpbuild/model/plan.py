@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from xcpbuild.errors import ConfigError, UsageError
-from xcpbuild.model.keys import parse_toml, reject_unknown
+from xcpbuild.model.keys import one_of, parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
-from xcpbuild.model.stage import STAGES, Stage, is_stage
+from xcpbuild.model.stage import STAGES, Stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
-_VERIFIERS = ("none", "export-server")
+Verification = Literal["none", "export-server"]
+VERIFICATIONS: tuple[Verification, ...] = get_args(Verification)
 EMBEDDED_DEFAULT = "local"
 
 
@@ -22,7 +23,7 @@ EMBEDDED_DEFAULT = "local"
 class PlannedPackage:
     name: str
     stage: Stage = "rpm"
-    verify: str = "none"
+    verify: Verification = "none"
     install: bool = False
     needs_upstream: bool = False
     channel: Channel | None = None  # None: the plan's channel
@@ -79,12 +80,14 @@ def parse_plan(text: str, source: str) -> Plan:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table")
         reject_unknown(raw, _PACKAGE_KEYS, where)
-        stage = _text(raw, "stage", where, "rpm")
-        verify = _text(raw, "verify", where, "none")
-        if not is_stage(stage):
-            raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(STAGES)}")
-        if verify not in _VERIFIERS:
-            raise ConfigError(f"verify `{verify}` in {where} must be one of {', '.join(_VERIFIERS)}")
+        stage_text = _text(raw, "stage", where, "rpm")
+        verify_text = _text(raw, "verify", where, "none")
+        stage = one_of(stage_text, STAGES)
+        verify = one_of(verify_text, VERIFICATIONS)
+        if stage is None:
+            raise ConfigError(f"stage `{stage_text}` in {where} must be one of {', '.join(STAGES)}")
+        if verify is None:
+            raise ConfigError(f"verify `{verify_text}` in {where} must be one of {', '.join(VERIFICATIONS)}")
         packages.append(
             PlannedPackage(
                 name=_text(raw, "name", where),

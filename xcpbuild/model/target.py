@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import read_toml, reject_unknown, require, suggest
+from xcpbuild.model.keys import one_of, read_toml, reject_unknown, require, suggest
 
 _KEYS = {
     "description",
@@ -35,7 +36,9 @@ _KEYS = {
     "build_network",
     "literal_dist",
 }
-BUILDDEP_STRATEGIES = ("yum-builddep", "none")
+# How a binary build gets its BuildRequires: an image made with yum-builddep, or not at all.
+BuildDeps = Literal["yum-builddep", "none"]
+BUILDDEP_STRATEGIES: tuple[BuildDeps, ...] = get_args(BuildDeps)
 DEBOOTSTRAP_PREFIX = "debootstrap:"
 _DIST_RE = re.compile(r"^\.[A-Za-z0-9._]+$")
 _RELEASE_RE = re.compile(r"^\d+\.\d+$")
@@ -50,7 +53,7 @@ class Target:
     dist: str
     xcpng_release: str
     base_image: str
-    builddeps: str
+    builddeps: BuildDeps
     binary_builds: bool
     description: str = ""
     # Debian packages of a debootstrap base (only for ``base_image = "debootstrap:SUITE"``).
@@ -90,9 +93,12 @@ def load_target(path: Path) -> Target:
     release = require(data, "xcpng_release", str, where)
     if not _RELEASE_RE.match(release):
         raise ConfigError(f"`xcpng_release` in {where} must look like 8.3 (got {release!r})")
-    builddeps = require(data, "builddeps", str, where)
-    if builddeps not in BUILDDEP_STRATEGIES:
-        raise ConfigError(f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps!r})")
+    builddeps_text = require(data, "builddeps", str, where)
+    builddeps = one_of(builddeps_text, BUILDDEP_STRATEGIES)
+    if builddeps is None:
+        raise ConfigError(
+            f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps_text!r})"
+        )
     base_image = require(data, "base_image", str, where)
     include = data.get("debootstrap_include", [])
     if not isinstance(include, list) or not all(isinstance(p, str) for p in include):

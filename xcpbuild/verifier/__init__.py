@@ -10,7 +10,7 @@ the response head, chunked bodies), ``checker`` (VHD decoding, hashing, the
 comparison with a disk, size limits).
 """
 
-from xcpbuild.verifier.client import ClientPlan, Report, backpressure
+from xcpbuild.verifier.client import OUTCOMES, ClientPlan, Outcome, Report, backpressure
 from xcpbuild.verifier.schedule import Stall
 
-__all__ = ["ClientPlan", "Report", "Stall", "backpressure"]
+__all__ = ["OUTCOMES", "ClientPlan", "Outcome", "Report", "Stall", "backpressure"]

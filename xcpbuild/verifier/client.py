@@ -15,6 +15,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from xcpbuild import vhd
@@ -41,6 +42,11 @@ _RECV_CHUNK = 256 * 1024
 # than FLOOR_RATE), plus every planned stall and throttled second.
 BASE_DEADLINE = 3600.0
 FLOOR_RATE = 16 * 1024 * 1024
+
+# How a download ended: all of it, cut short by the server, cut by us on purpose, received but
+# with nothing to check it against, or not at all.
+Outcome = Literal["complete", "truncated", "disconnected", "unverified", "error"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class Report:
 
     url: str  # session_id redacted
     format: str
-    outcome: str = "error"  # complete | truncated | disconnected | unverified | error
+    outcome: Outcome = "error"
     status: int | None = None
     content_length: int | None = None
     disk_size: int | None = None  # the disk size the export declares (raw: its length; VHD: its footer)

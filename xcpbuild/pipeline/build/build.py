@@ -36,7 +36,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from xcpbuild.adapters import container, owned, rpmheader
 from xcpbuild.config import Settings
@@ -68,6 +68,9 @@ SCHEME = 1
 DEFAULT_TIMEOUT = 3600.0
 TOPDIR = PurePosixPath("/home/builder/rpmbuild")
 TAIL_LINES = 15
+
+InputRole = Literal["source", "patch", "spec"]
+ArtifactKind = Literal["srpm", "rpm"]
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class PatchHealth:
     ref: str
     commit: str
     patch: str
-    status: str  # one of hunks.STATUSES
+    status: hunks.PatchStatus
     detail: str
 
 
@@ -182,7 +182,7 @@ def check(
                 verdict = classify_in_tree(tree, patch.path, patch.parsed)
                 report.append(PatchHealth(ref, commit, patch.path.name, verdict.status, verdict.detail))
                 # Later patches are checked on top of this one, as a build would apply them.
-                if verdict.status in (hunks.APPLIES, hunks.OFFSET):
+                if hunks.is_healthy(verdict.status):
                     git.apply(tree, patch.path)
                 elif verdict.status == hunks.FUZZ:
                     gnupatch.patch(tree, patch.path, dry_run=False)

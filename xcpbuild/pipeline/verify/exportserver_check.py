@@ -20,13 +20,16 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
+from xcpbuild import verifier
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger, step
+from xcpbuild.model.keys import one_of
 from xcpbuild.pipeline.build import image
 
 log = get_logger("exportcheck")
@@ -37,16 +40,20 @@ DISK_NAME = "disk0"
 # 48 MiB and three sectors: a last partial VHD block, and more data than the
 # kernel's socket buffers hold, so a stalled client really fills them.
 DISK_SIZE = 48 * 1024 * 1024 + 3 * 512
-POLICIES = (("wait", "survive"), ("legacy-retry", "fail"))
-FORMATS = ("raw", "vhd")
+# The installed server's --eagain-policy values, and what each must do under a stall.
+Policy = Literal["wait", "legacy-retry"]
+Expectation = Literal["survive", "fail"]
+ExportFormat = Literal["raw", "vhd"]
+POLICIES: tuple[tuple[Policy, Expectation], ...] = (("wait", "survive"), ("legacy-retry", "fail"))
+FORMATS: tuple[ExportFormat, ...] = ("raw", "vhd")
 
 
 @dataclass
 class Trial:
-    policy: str
-    fmt: str
-    expected: str  # survive | fail
-    outcome: str  # the verifier's: complete | truncated | disconnected | error
+    policy: Policy
+    fmt: ExportFormat
+    expected: Expectation
+    outcome: verifier.Outcome
     match: bool | None
     bytes_received: int
     content_length: int | None
@@ -65,6 +72,9 @@ class ExportCheckResult:
     def ok(self) -> bool:
         return not self.problem and bool(self.trials) and all(t.passed for t in self.trials)
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
     """A sparse raw disk: holes, data at odd offsets, data in the last partial block."""
@@ -81,7 +91,7 @@ def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
     return path
 
 
-def _start_server(box: container.BuildContainer, policy: str, token: str) -> str:
+def _start_server(box: container.BuildContainer, policy: Policy, token: str) -> str:
     log_path = BOX_DIR / f"server-{policy}.log"
     command = (
         f"XCPBUILD_EXPORT_TOKEN={token} nohup xcp-export-server --disk {DISK_NAME}={BOX_DIR}/disk.img "
@@ -100,7 +110,14 @@ def _start_server(box: container.BuildContainer, policy: str, token: str) -> str
 
 
 def _trial(
-    box: container.BuildContainer, disk: Path, token: str, *, policy: str, expected: str, fmt: str, stall: float
+    box: container.BuildContainer,
+    disk: Path,
+    token: str,
+    *,
+    policy: Policy,
+    expected: Expectation,
+    fmt: ExportFormat,
+    stall: float,
 ) -> Trial:
     url = f"http://127.0.0.1:{PORT}/export_raw_vdi?vdi={DISK_NAME}&format={fmt}"
     argv = [
@@ -112,7 +129,7 @@ def _trial(
         report = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
         raise VerifyError(f"the verifier printed no report: {(done.stderr or done.stdout).strip()[-300:]}") from exc
-    outcome = str(report.get("outcome"))
+    outcome = one_of(report.get("outcome"), verifier.OUTCOMES) or "error"
     survived = outcome == "complete" and report.get("match") is True
     passed = survived if expected == "survive" else (outcome == "truncated" and not survived)
     return Trial(
@@ -134,8 +151,8 @@ def _policy_trials(
     disk: Path,
     token: str,
     *,
-    policy: str,
-    expected: str,
+    policy: Policy,
+    expected: Expectation,
     stall: float,
 ) -> None:
     with step(f"installed server, --eagain-policy {policy}: a {stall:g} s stall must {expected}"):

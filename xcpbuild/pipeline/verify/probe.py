@@ -33,13 +33,14 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
+from xcpbuild.model.keys import one_of
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
 from xcpbuild.pipeline.sources import patch, source
 from xcpbuild.pipeline.sources.package import DefinedPackage, resolve
@@ -59,6 +60,8 @@ KIT_DIR = "verifier"
 VERIFIER_MODULES = ("__init__.py", "errors.py", "log.py", "vhd.py")
 VERIFIER_PACKAGE = "verifier"
 
+Verdict = Literal["survived", "failed"]
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -67,7 +70,7 @@ class RunResult:
     name: str
     stall: float
     ok: bool
-    outcome: str = "error"  # the verifier's: complete | truncated | error
+    outcome: verify.Outcome = "error"
     status: int | None = None
     content_length: int | None = None
     bytes: int = 0
@@ -79,7 +82,7 @@ class RunResult:
 
 @dataclass
 class ProbeReport:
-    """What a probe found; ``verdict`` is ``survived`` or ``failed``."""
+    """What a probe found."""
 
     package: str
     upstream: str
@@ -91,7 +94,7 @@ class ProbeReport:
     stall: float
     file_bytes: int
     expected_sha256: str
-    verdict: str = "failed"
+    verdict: Verdict = "failed"
     reason: str = ""
     runs: list[RunResult] = field(default_factory=list)
     driver_exit: int | None = None
@@ -207,7 +210,7 @@ def describe_compile_error(output: str, sources: dict[str, str]) -> str:
 
 
 # -- judging ------------------------------------------------------------------------------
-def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[str, str, list[RunResult]]:
+def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[Verdict, str, list[RunResult]]:
     """Turn the runner's JSON into (verdict, reason, runs)."""
     runs: list[RunResult] = []
     problems: list[str] = []
@@ -229,7 +232,7 @@ def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[str, st
                 name=str(item.get("name")),
                 stall=float(item.get("stall") or 0.0),
                 ok=error is None,
-                outcome=str(item.get("outcome") or "error"),
+                outcome=one_of(item.get("outcome"), verify.OUTCOMES) or "error",
                 status=item.get("status"),
                 content_length=item.get("content_length"),
                 bytes=got,
