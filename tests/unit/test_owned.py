@@ -88,3 +88,15 @@ def test_a_scratch_file_is_renamed_into_place_or_removed(tmp_path: Path) -> None
     with pytest.raises(RuntimeError), owned.scratch_file(".x.tar.gz", tmp_path) as tmp:
         raise RuntimeError("killed while writing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tar.gz"]
+
+
+def test_the_root_is_swept_of_every_dead_owners_leftovers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A prefix no longer used (an older version's) is swept from the root too."""
+    monkeypatch.setattr(owned._run, "root", tmp_path)
+    monkeypatch.setattr(owned._run, "done", set())
+    dead = _dead_owner()
+    old = tmp_path / f"publish.{dead.token}.0"
+    old.mkdir()
+    with owned.tempdir("dnf"):
+        pass
+    assert not old.exists()

@@ -134,13 +134,15 @@ def root() -> Path:
 def tempdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
     """A fresh directory owned by this run, removed (with what it started) when the block ends.
 
-    The first use of ``parent`` (default ``root()``) with ``prefix`` in a run sweeps
-    the leftovers of dead owners there.
+    The first use in a run of ``root()`` sweeps every leftover of a dead owner there
+    (it holds only ours); the first use of another ``parent`` with ``prefix`` sweeps
+    that prefix's leftovers (the folder holds other things too).
     """
     base = parent if parent is not None else root()
     base.mkdir(parents=True, exist_ok=True)
-    if first_time(("dir", base, prefix)):
-        sweep(base, prefix)
+    only = prefix if parent is not None else None
+    if first_time(("dir", base, only)):
+        sweep(base, only)
     path = _make(base, prefix)
     try:
         yield path
