@@ -60,6 +60,18 @@ def find_project_root(start: Path | None = None) -> Path:
     )
 
 
+def default_cache_dir() -> Path:
+    """The cache folder when none is given: ``XCPBUILD_CACHE``, else the XDG cache's ``xcpbuild/``.
+
+    Needs no project, so verbs that work without one still have a place for their temporary files.
+    """
+    env_cache = os.environ.get("XCPBUILD_CACHE")
+    if env_cache:
+        return Path(env_cache).resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return ((Path(xdg) if xdg else Path.home() / ".cache") / "xcpbuild").resolve()
+
+
 def load_settings(
     project: Path | None = None,
     cache_dir: Path | None = None,
@@ -81,12 +93,7 @@ def load_settings(
         root = find_project_root()
 
     if cache_dir is None:
-        env_cache = os.environ.get("XCPBUILD_CACHE")
-        if env_cache:
-            cache_dir = Path(env_cache)
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME")
-            cache_dir = (Path(xdg) if xdg else Path.home() / ".cache") / "xcpbuild"
+        cache_dir = default_cache_dir()
     if work_dir is None:
         env_work = os.environ.get("XCPBUILD_WORK")
         work_dir = Path(env_work) if env_work else root / "_work"

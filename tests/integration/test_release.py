@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import docker
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.errors import VerifyError
 
 TOOLS = ("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
@@ -88,9 +88,9 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def _build_containers_created(client: docker.DockerClient, run: Run, since: float, until: float) -> int:
+def _build_containers_created(client: Engine, run: Run, since: float, until: float) -> int:
     """Build containers that ``run`` created (other jobs share the engine: only its own names count)."""
-    events = client.events(
+    events = client.sdk.events(
         since=int(since),
         until=int(until) + 1,
         filters={"type": "container", "event": "create", "label": "org.xcpbuild.role=build"},
@@ -101,7 +101,7 @@ def _build_containers_created(client: docker.DockerClient, run: Run, since: floa
 
 
 @pytest.fixture(scope="module")
-def work(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(docker_client: Engine, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("release-work")
 
 
@@ -149,9 +149,7 @@ def test_first_run_does_the_whole_loop(work: Path, first_run: Run) -> None:
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 
-def test_second_run_reuses_builds_and_publishes_nothing(
-    docker_client: docker.DockerClient, work: Path, first_run: Run
-) -> None:
+def test_second_run_reuses_builds_and_publishes_nothing(docker_client: Engine, work: Path, first_run: Run) -> None:
     _needs()
     _published(first_run)
     before = _tree_digest(work / "repo")

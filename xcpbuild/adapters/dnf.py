@@ -10,11 +10,11 @@ every package signature, exactly as an XCP-ng host configured with
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xcpbuild.adapters import owned
 from xcpbuild.adapters.process import require_tool, run
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger
@@ -50,10 +50,11 @@ def install(
     """
     dnf = require_tool("dnf")
     rpm = require_tool("rpm")
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
-        root = Path(tmp) / "root"
+    # Owned: removing it also stops the gpg-agent dnf starts for the keyring it stages per repo.
+    with owned.tempdir("dnf") as tmp:
+        root = tmp / "root"
         for sub in ("root", "cache", "log", "persist"):
-            (Path(tmp) / sub).mkdir()
+            (tmp / sub).mkdir()
         argv: list[str] = [
             dnf,
             "-y",

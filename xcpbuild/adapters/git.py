@@ -13,14 +13,13 @@ import difflib
 import hashlib
 import io
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import git
 
+from xcpbuild.adapters import owned
 from xcpbuild.errors import SourceError
 from xcpbuild.log import get_logger
 
@@ -87,7 +86,12 @@ def mirror(cache_dir: Path, url: str) -> Path:
             log.warning("could not update the mirror of %s (%s); using the cached copy", url, _first_line(exc))
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with owned.tempdir(f".{path.name}", parent=path.parent) as scratch:
+        _clone(url, scratch, path)
+    return path
+
+
+def _clone(url: str, scratch: Path, path: Path) -> None:
     try:
         git.Repo.clone_from(url, scratch / "repo.git", mirror=True, env=_NO_PROMPT)
         try:
@@ -100,9 +104,6 @@ def mirror(cache_dir: Path, url: str) -> Path:
             f"cannot clone {url}: {_first_line(exc)}",
             hint="check the URL and that it is reachable; --upstream PATH or file:// works offline",
         ) from exc
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return path
 
 
 def _warn_if_uncommitted(url: str) -> None:

@@ -7,9 +7,9 @@ import shlex
 import textwrap
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError
 from xcpbuild.model.stage import STAGES, parse_rpmbuild_stage, parse_stage
 from xcpbuild.pipeline.build import build
@@ -18,7 +18,6 @@ from xcpbuild.pipeline.build import build
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "build",
-        help="build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
         description=textwrap.fill(
             "Fetch and check the sources, stage the patch series, render the spec, then in a container "
             "of the target's image (network none, uid 1000, --timeout for the whole build) run "
@@ -132,8 +131,9 @@ def parse_mount(value: str) -> tuple[str, str]:
     return str(path), inside.split(":", 1)[0]
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     options = options_from(args)  # bad options fail before any package is read
     result = build.build(settings, resolve_package(settings, args), options)
     if args.json:

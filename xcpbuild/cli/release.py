@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
 from xcpbuild.pipeline.release import release
@@ -33,7 +33,6 @@ default <project>/_work); the published tree is WORK/repo unless --repo says oth
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "release",
-        help="run the whole loop: patch -> build -> verify -> publish -> install (the main job)",
         description=(
             "Run the main job from a plan: fetch and check sources, build in containers, verify the "
             "export server under a stalled client, publish signed to a local yum tree, install it with "
@@ -63,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     plan = load_plan(args.plan)
     if args.target:
         from dataclasses import replace

@@ -31,15 +31,14 @@ import json
 import re
 import shlex
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
-from xcpbuild.adapters import container, rpmheader
+from xcpbuild.adapters import container, owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import (
     BuildError,
@@ -67,7 +66,7 @@ __all__ = ["RECORD", "STAGES", "Artifact", "BuildRecord", "Input", "load_record"
 LOG = "build.log"
 SCHEME = 1
 DEFAULT_TIMEOUT = 3600.0
-TOPDIR = "/home/builder/rpmbuild"
+TOPDIR = PurePosixPath("/home/builder/rpmbuild")
 TAIL_LINES = 15
 
 InputRole = Literal["source", "patch", "spec"]
@@ -462,8 +461,7 @@ def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, 
             f"--no-update: the build-dependency image {tag} for this SRPM does not exist yet",
             hint="run once without --no-update to install the BuildRequires",
         )
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-deps-") as tmp:
-        context = Path(tmp)
+    with owned.tempdir("deps") as context:
         shutil.copy2(srpm, context / "package.src.rpm")
         (context / "Dockerfile").write_text(
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
@@ -495,12 +493,14 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
     prep_checked = False
     with runner.box(planned.image_tag) as box:
         runner.log.write(f"# container {box.name} from {planned.image_tag} ({image_id})")
-        box.put(planned.files, f"{TOPDIR}/SOURCES")
-        box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, f"{TOPDIR}/SPECS")
+        box.put(planned.files, TOPDIR / "SOURCES")
+        box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, TOPDIR / "SPECS")
         with step("rpmbuild -bs (SRPM)"):
             runner.run(box, runner.rpmbuild("-bs", "--nodeps", specfile))
-        srpm_glob = box.exec(["sh", "-c", f"ls {TOPDIR}/SRPMS/*.src.rpm"], timeout=60).output.split()
-        srpm_in = srpm_glob[0]
+        srpms = box.glob(TOPDIR / "SRPMS", "*.src.rpm")
+        if len(srpms) != 1:
+            raise ContainerStepError(f"rpmbuild -bs made {len(srpms)} source packages, not one: {srpms}")
+        srpm_in = str(srpms[0])
         if options.stage == "srpm":
             with step("rpmbuild -rp --nodeps (%prep from the SRPM: the patches apply)"):
                 runner.run(box, runner.rpmbuild("-rp", "--nodeps", srpm_in, extra=False))
@@ -510,20 +510,20 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
             with step(title):
                 runner.run(box, argv)
             prep_checked = letter in (None, "a", "b", "p", "c", "i")
-        produced = box.get(f"{TOPDIR}/SRPMS", folder)
+        produced = box.get(TOPDIR / "SRPMS", folder)
         if second and here and binaries:
-            produced += box.get(f"{TOPDIR}/RPMS", folder)
+            produced += box.get(TOPDIR / "RPMS", folder)
     if second and not here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
         deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm)
         with runner.box(deps_tag) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
-            box.put([srpm], f"{TOPDIR}/SRPMS")
-            argv, title = runner.binary_step(f"{TOPDIR}/SRPMS/{srpm.name}")
+            box.put([srpm], TOPDIR / "SRPMS")
+            argv, title = runner.binary_step(str(TOPDIR / "SRPMS" / srpm.name))
             with step(title):
                 runner.run(box, argv)
             if binaries:
-                produced += box.get(f"{TOPDIR}/RPMS", folder)
+                produced += box.get(TOPDIR / "RPMS", folder)
         prep_checked = letter in (None, "a", "b", "p", "c", "i")
     return [p for p in produced if p.name.endswith(".rpm")], prep_checked
 
@@ -622,8 +622,8 @@ def build(
     options.check()
     builds = settings.work_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=builds) as staging:
-        sources_dir = Path(staging) / "SOURCES"
+    with owned.tempdir(".staging", parent=builds) as staging:
+        sources_dir = staging / "SOURCES"
         sources_dir.mkdir()
         planned = plan(settings, package, options, sources_dir)
         # First with the image id remembered in the cache: a hit then needs no engine at all.

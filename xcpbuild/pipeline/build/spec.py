@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -27,6 +27,7 @@ from xcpbuild.pipeline.sources.package import Package, RepoPackage
 
 FIRST_PATCH = 1000
 CHECK_TIMEOUT = 120.0
+BOX_DIR = PurePosixPath("/work")
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,13 @@ def check(
 ) -> str:
     """Parse the spec with ``rpmspec -P`` in the target's image; return the expanded spec."""
     engine_client = client if client is not None else container.get_client()
-    options = container.ContainerOptions(image=image_tag, workdir="/work", role="spec")
+    options = container.ContainerOptions(image=image_tag, workdir=BOX_DIR, role="spec")
     argv = ["rpmspec", "-P"]
     for name, value in defines:
         argv += ["--define", f"{name} {value}"]
     with step(f"rpmspec -P {spec.filename} in {image_tag}"), container.BuildContainer(engine_client, options) as box:
-        box.put_bytes({spec.filename: spec.text.encode()}, "/work")
-        result = box.exec([*argv, f"/work/{spec.filename}"], timeout=CHECK_TIMEOUT, check=False)
+        box.put_bytes({spec.filename: spec.text.encode()}, BOX_DIR)
+        result = box.exec([*argv, str(BOX_DIR / spec.filename)], timeout=CHECK_TIMEOUT, check=False)
     if result.exit_code != 0:
         raise ConfigError(
             f"rpmspec rejects the rendered {spec.filename} for {spec.target}: {result.output.strip()[-500:]}",

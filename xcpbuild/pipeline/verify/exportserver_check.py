@@ -21,7 +21,7 @@ import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from xcpbuild import verifier
@@ -34,7 +34,7 @@ from xcpbuild.pipeline.build import image
 
 log = get_logger("exportcheck")
 
-BOX_DIR = "/tmp/exportcheck"
+BOX_DIR = PurePosixPath("/tmp/exportcheck")
 PORT = 8080
 DISK_NAME = "disk0"
 # 48 MiB and three sectors: a last partial VHD block, and more data than the
@@ -92,7 +92,7 @@ def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
 
 
 def _start_server(box: container.BuildContainer, policy: Policy, token: str) -> str:
-    log_path = f"{BOX_DIR}/server-{policy}.log"
+    log_path = BOX_DIR / f"server-{policy}.log"
     command = (
         f"XCPBUILD_EXPORT_TOKEN={token} nohup xcp-export-server --disk {DISK_NAME}={BOX_DIR}/disk.img "
         f"--host 127.0.0.1 --port {PORT} --eagain-policy {policy} > {log_path} 2>&1 & echo $!"
@@ -100,7 +100,7 @@ def _start_server(box: container.BuildContainer, policy: Policy, token: str) -> 
     pid = box.exec(["sh", "-c", command]).output.strip().splitlines()[-1]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        text = box.exec(["cat", log_path], check=False).output
+        text = box.exec(["cat", str(log_path)], check=False).output
         if "listening on" in text:
             return pid
         if box.exec(["sh", "-c", f"kill -0 {pid}"], check=False).exit_code != 0:
@@ -190,10 +190,10 @@ def run(
     disk = make_test_disk(out_dir / "disk.img")
     tag = image.build(settings, target).tag
     client = container.get_client()
-    options = container.ContainerOptions(image=tag, role="verify", keep=keep_container, workdir="/tmp")
+    options = container.ContainerOptions(image=tag, role="verify", keep=keep_container, workdir=PurePosixPath("/tmp"))
     with container.BuildContainer(client, options) as box:
-        box.put(rpms, f"{BOX_DIR}/rpms")
-        box.put([disk], f"{BOX_DIR}/copy")
+        box.put(rpms, BOX_DIR / "rpms")
+        box.put([disk], BOX_DIR / "copy")
         # Copying in by tar fills the holes; punch them again so SEEK_DATA sees a sparse disk.
         box.exec(["cp", "--sparse=always", f"{BOX_DIR}/copy/disk.img", f"{BOX_DIR}/disk.img"])
         with step("install the RPMs in a clean container"):
@@ -207,7 +207,7 @@ def run(
             # The servers' own logs are kept whatever happened: they say why a trial went as it did.
             for policy, _ in POLICIES:
                 if box.exec(["test", "-f", f"{BOX_DIR}/server-{policy}.log"], check=False).exit_code == 0:
-                    result.logs += [str(p) for p in box.get(f"{BOX_DIR}/server-{policy}.log", out_dir)]
+                    result.logs += [str(p) for p in box.get(BOX_DIR / f"server-{policy}.log", out_dir)]
     wrong = [t for t in result.trials if not t.passed]
     if wrong:
         first = wrong[0]

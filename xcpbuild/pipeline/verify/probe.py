@@ -48,7 +48,7 @@ from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
 
-BUILD_DIR = "/tmp/probe"
+BUILD_DIR = PurePosixPath("/tmp/probe")
 PORT = 8080  # on the container's own loopback; nothing outside can reach it
 DATA_FILE = "probe-disk.img"
 RUNNER = "probe_runner.py"
@@ -306,11 +306,11 @@ def probe(
     sources.update({p.name: rel for p, rel in zip(ours, recipe.files, strict=True)})
 
     # BUILD_DIR is made by the build user (a container workdir would be root-owned).
-    options = container.ContainerOptions(image=tag, role="probe", workdir="/tmp", keep=keep)
+    options = container.ContainerOptions(image=tag, role="probe", workdir=PurePosixPath("/tmp"), keep=keep)
     try:
         with container.BuildContainer(engine_client, options) as box:
             box.put([*theirs, *ours, runner, data], BUILD_DIR)
-            box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
+            box.put([verifier_kit(work / KIT_DIR)], BUILD_DIR / KIT_DIR)
             _compile(box, recipe, work, sources, name)
             raw = _run(box, recipe, stall_seconds, expected, work)
     finally:
