@@ -158,7 +158,9 @@ class BuildPlan:
         if target.builddeps == "none":
             return False
         if target.builddeps_only_from_given:
-            return bool(self.build_requires)  # plan() made sure the repositories are given
+            # Without given repositories there is nothing to install from: steps that make no
+            # binaries run where the SRPM was made, as before (plan() refused the others).
+            return self.given is not None and bool(self.build_requires)
         return True
 
     def keyed(self) -> dict[str, Any]:
