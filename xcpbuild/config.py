@@ -23,6 +23,12 @@ class Settings:
     project_root: Path
     cache_dir: Path
     work_dir: Path
+    # Every XCPBUILD_* variable as it was when the settings were made: mirror URLs, the XCP-ng
+    # key, local base images. Verbs read them here, never from the environment.
+    variables: tuple[tuple[str, str], ...] = ()
+
+    def variable(self, name: str) -> str:
+        return dict(self.variables).get(name, "")
 
     @property
     def specs_dir(self) -> Path:
@@ -97,4 +103,5 @@ def load_settings(
     if work_dir is None:
         env_work = os.environ.get("XCPBUILD_WORK")
         work_dir = Path(env_work) if env_work else root / "_work"
-    return Settings(project_root=root, cache_dir=cache_dir.resolve(), work_dir=work_dir.resolve())
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("XCPBUILD_")))
+    return Settings(project_root=root, cache_dir=cache_dir.resolve(), work_dir=work_dir.resolve(), variables=variables)

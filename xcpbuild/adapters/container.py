@@ -436,14 +436,17 @@ def build_image(
     timeout: int = 1800,
     labels: Mapping[str, str] | None = None,
     pull: bool = False,
+    platform: str | None = None,
 ) -> str:
     """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
 
     ``host_network`` gives RUN steps the host's network, only for installing
-    packages from the machine's own mirror.
+    packages from the machine's own mirror. ``platform`` (``linux/amd64/v2``)
+    chooses the base image's variant.
     """
     api = client.sdk.api
     image: str | None = None
+    extra: dict[str, Any] = {"platform": platform} if platform else {}
     try:
         stream: Iterator[dict[str, Any]] = api.build(
             path=str(context_dir),
@@ -456,6 +459,7 @@ def build_image(
             timeout=timeout,
             labels=dict(labels or {}),
             pull=pull,
+            **extra,
         )
         for item in stream:
             if "stream" in item:

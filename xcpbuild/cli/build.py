@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "examples:\n"
             "  xcpbuild build xcp-export-server --target local\n"
             "  xcpbuild build vhd-tool --target local --stage srpm --upstream /srv/git/vhd-tool\n"
-            "  xcpbuild build vhd-tool --target xcp-ng-8.2 --out dist/ --json"
+            "  xcpbuild build vhd-tool --target xcp-ng-8.2 --out dist/ --json\n"
+            "  xcpbuild build ./mypkg --repo-url file://$PWD/_work/repo/8/8.3/testing/x86_64 --repo-key key.asc"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -66,6 +67,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--disablerepo", action="append", default=[], metavar="REPO", help="disable this repository for BuildRequires"
+    )
+    parser.add_argument(
+        "--repo-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a signed repository for BuildRequires: file:///ROOT/8/8.3/CHANNEL/x86_64 (or http(s) on xcp-ng-* "
+        "targets); repeatable",
+    )
+    parser.add_argument(
+        "--local-repo",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="a channel of WORK/repo for the target's release as such a repository; repeatable",
+    )
+    parser.add_argument(
+        "--repo-key",
+        type=Path,
+        metavar="FILE",
+        help="the armored public key --repo-url/--local-repo repositories are signed with (gpgcheck is always on)",
     )
     parser.add_argument(
         "--no-update", action="store_true", help="use the images already built; never build or refresh one"
@@ -111,6 +133,9 @@ def options_from(args: argparse.Namespace) -> build.BuildOptions:
         disablerepo=tuple(getattr(args, "disablerepo", ())),
         no_update=getattr(args, "no_update", False),
         sources_dir=args.sources.resolve() if args.sources else None,
+        repo_urls=tuple(getattr(args, "repo_url", ())),
+        local_repos=tuple(getattr(args, "local_repo", ())),
+        repo_key=args.repo_key.resolve() if getattr(args, "repo_key", None) else None,
     )
 
 

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=(
             "examples:\n"
             "  xcpbuild image build local\n"
-            "  XCPBUILD_XCPNG_REPO=URL XCPBUILD_CENTOS_VAULT=URL xcpbuild image build xcp-ng-8.3\n"
+            "  XCPBUILD_XCPNG_MIRROR=URL XCPBUILD_CENTOS_VAULT=URL XCPBUILD_EPEL_MIRROR=URL \\\n"
+            "    XCPBUILD_XCPNG_KEY=FILE xcpbuild image build xcp-ng-8.3\n"
             "  xcpbuild image list --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

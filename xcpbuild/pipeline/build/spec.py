@@ -43,10 +43,8 @@ class RenderedSpec:
 
 
 def release_field(release: str, target: Target) -> str:
-    """The Release: value: ``4.2%{?dist}``, or ``4.2.xcp%{?dist}`` for a literal-dist target (7.5)."""
-    if target.literal_dist:
-        return f"{release}{target.dist}%{{?dist}}"
-    return f"{release}%{{?dist}}"
+    """The Release: value: ``4.2%{?dist}``, or ``4.2.xcp%{?dist}`` for a target with a release suffix (7.5)."""
+    return f"{release}{target.release_suffix}%{{?dist}}"
 
 
 def patch_lines(patches: Sequence[str]) -> str:
