@@ -33,8 +33,8 @@ def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
     rendered = spec.render(settings, "vhd-tool", "xcp-ng-7.5")
     text = rendered.text
     assert _field(text, "Name") == ["vhd-tool"] and _field(text, "Version") == ["0.20.0"]
-    # 7.5 wrote the dist literally: 0.20.0-4.2.xcp, the release that shipped.
-    assert _field(text, "Release") == ["4.2.xcp%{?dist}"]
+    # 7.x wrote .xcp literally before CentOS's dist: 4.4.xcp.el7.centos, above the 4.3.xcp that shipped.
+    assert _field(text, "Release") == ["4.4.xcp%{?dist}"]
     assert _field(text, "License") == ["LGPL+linking exception"]
     assert _field(text, "Source0") == ["vhd-tool-0.20.0.tar.gz"]
     assert _field(text, "Source1") == ["vhd-tool-sparse_dd-conf"]
@@ -49,18 +49,19 @@ def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
     assert "%autosetup -p1" in text and "eval $(opam config env --root=/usr/lib/opamroot)" in text
     assert "%{buildroot}%{_libexecdir}/xapi/get_vhd_vsize" in text and "cli/sparse_dd.conf" in text
     changelog = text.split("%changelog\n", 1)[1]
-    assert changelog.startswith(
-        "* Thu Aug 16 2018 XCP-ng release engineering <release@xcp-ng.invalid> - 0.20.0-4.2\n- "
-    )
-    assert "* Mon Jul 30 2018" in changelog and "{{" not in text
+    # Only what is true of our build: one entry, ours, for this upstream version.
+    assert changelog.startswith("* Tue Dec 01 2026 xcpbuild team <xcpbuild@xcp-ng.invalid> - 0.20.0-4.4\n- Wait ")
+    assert changelog.count("\n* ") == 0 and "0.43.0" not in changelog and "{{" not in text
 
 
 def test_8x_targets_use_the_dist_macro_and_their_own_pin(settings: Settings) -> None:
     local = spec.render(settings, "vhd-tool", "local")
-    assert _field(local.text, "Release") == ["4.2%{?dist}"]
+    assert _field(local.text, "Release") == ["4.4%{?dist}"]
     newer = spec.render(settings, "vhd-tool", "xcp-ng-8.2")
-    assert (newer.version, newer.release, newer.patches) == ("0.43.0", "1", ())
-    assert _field(newer.text, "Release") == ["1%{?dist}"] and not _field(newer.text, "Patch1000")
+    assert (newer.version, newer.release, newer.patches) == ("0.43.0", "11.2", ())
+    assert _field(newer.text, "Release") == ["11.2%{?dist}"] and not _field(newer.text, "Patch1000")
+    changelog = newer.text.split("%changelog\n", 1)[1]
+    assert "- 0.43.0-11.2\n" in changelog and "0.20.0" not in changelog
 
 
 def test_patches_are_numbered_from_1000_in_series_order(settings: Settings) -> None:

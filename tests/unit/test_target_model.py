@@ -24,7 +24,7 @@ def test_the_project_targets_load_with_their_dist_tags() -> None:
     )
     assert "rpm" in local.debootstrap_include and local.builddeps == "none"
     old = find_target(CONTAINERS, "xcp-ng-7.5")
-    assert (old.dist, old.literal_dist, old.dist_macro) == (".xcp", True, "")
+    assert (old.dist, old.release_suffix, old.dist_macro) == (".el7.centos", ".xcp", ".el7.centos")
     new = find_target(CONTAINERS, "xcp-ng-8.2")
     assert (new.dist_macro, new.builddeps, new.binary_builds, new.debootstrap_suite) == (
         ".xcpng8.2",

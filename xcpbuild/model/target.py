@@ -33,7 +33,7 @@ _KEYS = {
     "debootstrap_include",
     "build_args",
     "build_network",
-    "literal_dist",
+    "release_suffix",
 }
 BUILDDEP_STRATEGIES = ("yum-builddep", "none")
 DEBOOTSTRAP_PREFIX = "debootstrap:"
@@ -59,13 +59,13 @@ class Target:
     build_args: tuple[tuple[str, str], ...] = ()
     # Whether RUN steps of the Dockerfile need the host's network (installing packages).
     build_network: bool = False
-    # XCP-ng 7.5 wrote its dist into Release (``4.2.xcp``) instead of defining %{dist}.
-    literal_dist: bool = False
+    # Written literally into Release before %{?dist}: XCP-ng 7.x's ``.xcp`` (``4.3.xcp.el7.centos``).
+    release_suffix: str = ""
 
     @property
     def dist_macro(self) -> str:
-        """What %{dist} is defined as in the image (empty when the dist is literal in Release)."""
-        return "" if self.literal_dist else self.dist
+        """What %{dist} is defined as in the image: the target's dist tag."""
+        return self.dist
 
     @property
     def context_dir(self) -> Path:
@@ -103,7 +103,10 @@ def load_target(path: Path) -> Target:
     if not isinstance(build_args, dict) or not all(isinstance(v, str) for v in build_args.values()):
         raise ConfigError(f'`build_args` in {where} must be a table of ARG = "ENVIRONMENT_VARIABLE"')
     flags: dict[str, bool] = {}
-    for key in ("build_network", "literal_dist"):
+    suffix = data.get("release_suffix", "")
+    if not isinstance(suffix, str) or (suffix and not _DIST_RE.match(suffix)):
+        raise ConfigError(f"`release_suffix` in {where} must start with a dot, like .xcp (got {suffix!r})")
+    for key in ("build_network",):
         flags[key] = data.get(key, False)
         if not isinstance(flags[key], bool):
             raise ConfigError(f"`{key}` in {where} must be true or false")
@@ -119,7 +122,7 @@ def load_target(path: Path) -> Target:
         debootstrap_include=tuple(include),
         build_args=tuple(sorted(build_args.items())),
         build_network=flags["build_network"],
-        literal_dist=flags["literal_dist"],
+        release_suffix=suffix,
     )
 
 
