@@ -69,4 +69,5 @@ def test_registry_targets_need_their_mirror_variables(tmp_path: Path, monkeypatc
     monkeypatch.setenv("XCPBUILD_XCPNG_REPO", "http://repo.example.invalid")
     planned = image.plan(settings, "xcp-ng-8.3")
     assert dict(planned.build_args)["BASE"] == "centos:7.5.1804" and planned.base is None
-    assert dict(image.plan(settings, "xcp-ng-7.5").build_args)["DIST"] == ""
+    # 7.5 defines CentOS's dist in the image; the literal .xcp is in the spec's Release.
+    assert dict(image.plan(settings, "xcp-ng-7.5").build_args)["DIST"] == ".el7.centos"

@@ -12,9 +12,14 @@ from xcpbuild.model.keys import parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
-_PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
+_PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable"}
 _STAGES = ("srpm", "rpm")
-_VERIFIERS = ("none", "export-server")
+# export-server: install the RPM and stall-test the installed server; probe: the package's
+# probe twice on its upstream code, which must fail without the series and survive with it.
+_VERIFIERS = ("none", "export-server", "probe")
+# What the sources step does when the plan's upstream cannot be reached: stop, or leave the
+# package out of the run (said in one line, and listed in the summary with the reason).
+_UNREACHABLE = ("fail", "leave-out")
 EMBEDDED_DEFAULT = "local"
 
 
@@ -24,8 +29,10 @@ class PlannedPackage:
     stage: str = "rpm"
     verify: str = "none"
     install: bool = False
-    needs_upstream: bool = False
     channel: Channel | None = None  # None: the plan's channel
+    upstream: str | None = None  # the git URL to fetch (None: the definition's); --upstream wins
+    ref: str | None = None  # the ref the plan expects; must be the target's pin (sha256-checked)
+    if_unreachable: str = "fail"  # fail | leave-out
 
 
 @dataclass(frozen=True)
@@ -85,14 +92,19 @@ def parse_plan(text: str, source: str) -> Plan:
             raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(_STAGES)}")
         if verify not in _VERIFIERS:
             raise ConfigError(f"verify `{verify}` in {where} must be one of {', '.join(_VERIFIERS)}")
+        unreachable = _text(raw, "if_unreachable", where, "fail")
+        if unreachable not in _UNREACHABLE:
+            raise ConfigError(f"if_unreachable `{unreachable}` in {where} must be one of {', '.join(_UNREACHABLE)}")
         packages.append(
             PlannedPackage(
                 name=_text(raw, "name", where),
                 stage=stage,
                 verify=verify,
                 install=bool(raw.get("install", False)),
-                needs_upstream=bool(raw.get("needs_upstream", False)),
                 channel=_channel(raw, "channel", where) if "channel" in raw else None,
+                upstream=_text(raw, "upstream", where) if "upstream" in raw else None,
+                ref=_text(raw, "ref", where) if "ref" in raw else None,
+                if_unreachable=unreachable,
             )
         )
     promote_to = _channel(data, "promote_to", f"plan {source}") if "promote_to" in data else None

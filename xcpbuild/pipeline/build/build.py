@@ -52,7 +52,8 @@ from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package, read_series
 from xcpbuild.model.target import Target, find_target
 from xcpbuild.pipeline.build import image, spec
-from xcpbuild.pipeline.sources import project as project_source, source
+from xcpbuild.pipeline.sources import project as project_source
+from xcpbuild.pipeline.sources import source
 
 log = get_logger("build")
 

@@ -24,14 +24,13 @@ from typing import Any
 
 from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, XcpbuildError
+from xcpbuild.errors import ConfigError, UsageError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import find_package
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.publish import publish, repo
-from xcpbuild.pipeline.sources import hunks, patch, source
-from xcpbuild.pipeline.verify import exportserver_check
+from xcpbuild.pipeline.release import upstreams, verify_step
 
 log = get_logger("release")
 
@@ -61,6 +60,8 @@ class ReleaseReport:
     error: str | None = None
     hint: str | None = None
     exit_code: int = 0  # the failing step's error class's, so CI can tell failures apart
+    left_out: dict[str, str] = field(default_factory=dict)  # package -> why it is not in this run
+    proofs: dict[str, str] = field(default_factory=dict)  # package -> what verify proved, one line
 
     @property
     def ok(self) -> bool:
@@ -86,6 +87,8 @@ class _State:
     packages: list[PlannedPackage] = field(default_factory=list)
     results: dict[str, builds.BuildResult] = field(default_factory=dict)
     key: gpg.SigningKey | None = None  # resolved once, by publish, for publish and install
+    upstreams: dict[str, str] = field(default_factory=dict)  # the upstream each git package was fetched from
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def parse_upstreams(values: list[str]) -> dict[str, str]:
@@ -102,43 +105,27 @@ def parse_upstreams(values: list[str]) -> dict[str, str]:
 
 
 def _selected(settings: Settings, options: ReleaseOptions) -> list[PlannedPackage]:
-    chosen = []
     for planned in options.plan.packages:
         find_package(settings.specs_dir, planned.name)  # unknown packages fail before any work
-        if planned.needs_upstream and planned.name not in options.upstreams:
-            log.info("%s: no --upstream %s=PATH_OR_URL given; it is left out of this run", planned.name, planned.name)
-            continue
-        chosen.append(planned)
     for name in options.upstreams:
         if name not in {p.name for p in options.plan.packages}:
             raise UsageError(f"--upstream names {name}, which the plan does not build")
-    if not chosen:
-        raise ConfigError(f"plan {options.plan.source} leaves nothing to build")
-    return chosen
+    return list(options.plan.packages)
 
 
 def _sources(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome) -> None:
-    rows: list[dict[str, str]] = []
-    for planned in state.packages:
-        pkg = find_package(settings.specs_dir, planned.name)
-        if pkg.source_kind != "git":
-            rows.append({"package": pkg.name, "ref": "(this project)", "patch": "-", "status": "no patches"})
-            continue
-        upstream = options.upstreams.get(pkg.name)
-        fetched = source.fetch(settings, pkg, options.plan.target, upstream=upstream)
-        health = patch.check(settings, pkg, [fetched.ref], upstream=upstream, target=options.plan.target)
-        for item in health:
-            rows.append({"package": pkg.name, "ref": item.ref, "patch": item.patch, "status": item.status})
-        bad = [h for h in health if h.status not in (hunks.APPLIES, hunks.OFFSET)]
-        if bad:
-            outcome.data["health"] = rows
-            raise PatchError(
-                f"{pkg.name}: patch {bad[0].patch} {bad[0].status} on {bad[0].ref}",
-                hint=f"run `xcpbuild patch check {pkg.name} --ref {bad[0].ref}` for the hunk",
-            )
-    outcome.data["health"] = rows
-    patches = [r for r in rows if r["patch"] != "-"]
-    outcome.detail = f"{len(patches)} patch(es) apply at their pins" if patches else "no patch series in this run"
+    found = upstreams.sources(settings, state.packages, options.plan.target, options.upstreams)
+    state.upstreams, state.left_out = found.upstreams, found.left_out
+    state.packages = [p for p in state.packages if p.name not in found.left_out]
+    outcome.data["health"] = found.rows
+    outcome.data["left_out"] = found.left_out
+    if not state.packages:
+        raise ConfigError(f"plan {options.plan.source} leaves nothing to build")
+    patches = [r for r in found.rows if r["patch"] != "-" and r.get("kind") == upstreams.PINNED]
+    detail = f"{len(patches)} patch(es) apply at their pins" if patches else "no patch series in this run"
+    if found.left_out:
+        detail += f"; left out: {', '.join(sorted(found.left_out))} (upstream not reachable)"
+    outcome.detail = detail
 
 
 def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome) -> None:
@@ -148,7 +135,7 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: 
             settings,
             planned.name,
             options.plan.target,
-            upstream=options.upstreams.get(planned.name),
+            upstream=state.upstreams.get(planned.name),
             stage=planned.stage,
             keep_container=options.keep_container,
             timeout=options.build_timeout,
@@ -164,28 +151,25 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: 
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome, run_dir: Path) -> None:
-    checked = 0
-    for planned in state.packages:
-        if planned.verify != "export-server":
-            continue
-        rpms = [p for p in state.results[planned.name].paths() if p.name.endswith(".noarch.rpm")]
-        if not rpms:
-            raise ConfigError(f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"')
-        extra = _platform_rpms(state)
-        result = exportserver_check.run(
-            settings,
-            options.plan.target,
-            [*rpms, *extra],
-            run_dir / "verify",
-            stall_seconds=options.stall_seconds,
-            keep_container=options.keep_container,
-        )
-        outcome.data[planned.name] = asdict(result)
-        checked += 1
-        if not result.ok:
-            raise VerifyError(f"{planned.name}: {result.problem}", hint=f"read the logs in {run_dir / 'verify'}")
+    checked = verify_step.run(
+        settings,
+        target=options.plan.target,
+        packages=state.packages,
+        binaries={name: list(result.paths()) for name, result in state.results.items()},
+        platform_rpms=_platform_rpms(state),
+        upstreams=state.upstreams,
+        run_dir=run_dir,
+        stall=options.stall_seconds,
+        keep_container=options.keep_container,
+    )
+    for item in checked:
+        outcome.data[item.package] = item.data
+    outcome.data["proofs"] = {item.package: item.proof for item in checked}
+    verify_step.require_all(checked, run_dir)
+    kinds = sorted({item.data["kind"] for item in checked})
     outcome.detail = (
-        f"{checked} package(s): fixed policy survived every stall, legacy-retry failed as in 2018"
+        f"{len(checked)} package(s) proven at once ({', '.join(kinds)}): each fix survived the stall, "
+        "each unfixed copy failed as in 2018"
         if checked
         else "nothing to verify"
     )
@@ -300,6 +284,8 @@ def run(
                 report.exit_code = exc.exit_code
             finally:
                 outcome.seconds = round(time.monotonic() - start, 2)
+                report.left_out = dict(state.left_out)
+                report.proofs = dict(outcome.data.get("proofs", report.proofs))
                 if on_step is not None:
                     on_step(outcome)
     finally:

@@ -51,7 +51,7 @@ BUILD_DIR = "/tmp/probe"
 PORT = 8080  # on the container's own loopback; nothing outside can reach it
 DATA_FILE = "probe-disk.img"
 RUNNER = "probe_runner.py"
-REQUESTS = 3  # raw, throttle, stall: one request each
+RUNS = ("raw", "throttle", "stall")  # one request each; the stall comes last
 RUN_SLACK = 300.0  # seconds beyond the stall for the whole run step
 KIT_DIR = "verifier"
 # xcpbuild.verifier and what it imports: copied into the container, where
@@ -254,24 +254,34 @@ def probe(
     stall: float | None = None,
     keep: bool = False,
     client: container.Client | None = None,
+    target: str = "local",
+    runs: tuple[str, ...] = RUNS,
 ) -> ProbeReport:
-    """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it."""
+    """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it.
+
+    ``target`` picks the pin (ref, sha256) and the series; ``runs`` which of the runner's
+    runs are made (the main job skips the throttled one).
+    """
     pkg, recipe = load_recipe(settings, name)
     ours = recipe_files(recipe, settings.project_root)
     runner = runner_path(settings)
     stall_seconds = recipe.stall if stall is None else stall
     if stall_seconds < 0:
         raise ConfigError("--stall must be 0 or more seconds")
-    work = settings.work_dir / "probe" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    if not runs or set(runs) - set(RUNS) or len(set(runs)) != len(runs):
+        raise ConfigError(f"probe runs must be some of {', '.join(RUNS)}, each once (got {', '.join(runs)})")
+    kind = "patched" if apply_patches else "unpatched"  # two probes of one package may run at once
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    work = settings.work_dir / "probe" / f"{name}-{kind}-{stamp}"
     work.mkdir(parents=True)
 
     with step(f"fetch {name} {ref or 'at its pinned ref'}"):
-        fetched = source.fetch(settings, pkg, target="local", upstream=upstream, ref=ref, out_dir=work)
+        fetched = source.fetch(settings, pkg, target=target, upstream=upstream, ref=ref, out_dir=work)
     tree = _unpack(fetched.tarball, work / "src")
     applied: list[str] = []
     if apply_patches:
         with step(f"apply the series of {name}"):
-            applied = patch.apply_series(settings, pkg, tree)
+            applied = patch.apply_series(settings, pkg, tree, target)
     theirs = _upstream_files(recipe, tree, fetched.ref)
 
     engine_client = client or container.get_client()
@@ -302,7 +312,7 @@ def probe(
             box.put([*theirs, *ours, runner, data], BUILD_DIR)
             box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
             _compile(box, recipe, work, sources, name)
-            raw = _run(box, recipe, stall_seconds, expected, work)
+            raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
     finally:
         data.unlink(missing_ok=True)  # regenerated from its seed whenever needed
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
@@ -332,7 +342,13 @@ def _compile(
 
 
 def _run(
-    box: container.BuildContainer, recipe: ProbeRecipe, stall: float, expected_sha256: str, work: Path
+    box: container.BuildContainer,
+    recipe: ProbeRecipe,
+    stall: float,
+    expected_sha256: str,
+    work: Path,
+    *,
+    runs: tuple[str, ...] = RUNS,
 ) -> dict[str, Any]:
     argv = [
         "python3",
@@ -349,10 +365,12 @@ def _run(
         str(stall),
         "--throttle-kib-s",
         str(recipe.throttle_kib_s),
+        "--runs",
+        ",".join(runs),
         "--",
-        *recipe.run_argv(PORT, DATA_FILE, REQUESTS),
+        *recipe.run_argv(PORT, DATA_FILE, len(runs)),
     ]
-    with step(f"stall-test the probe (raw, throttled, {stall:g}s stall)"):
+    with step(f"stall-test the probe ({', '.join(runs)}; {stall:g}s stall)"):
         result = box.exec(argv, workdir=BUILD_DIR, timeout=stall + RUN_SLACK, check=False)
     (work / "runner.log").write_text(result.output)
     raw = _last_json_object(result.output)
