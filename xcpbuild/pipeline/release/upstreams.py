@@ -56,8 +56,8 @@ def check_plan_ref(planned: PlannedPackage, pkg: PackageDef, target: str) -> Non
 
 def left_out_reason(name: str, url: str, error: SourceError) -> str:
     return (
-        f"{url} is not reachable ({error.message}); left out of this run "
-        f"(hint: --upstream {name}=PATH_OR_URL gives a clone, a bare mirror or another URL)"
+        f"{url} is not reachable ({error.message}); "
+        f"hint: --upstream {name}=PATH_OR_URL gives a clone, a bare mirror or another URL"
     )
 
 
@@ -109,7 +109,7 @@ def sources(
             if planned.if_unreachable != "leave-out" or planned.name in overrides:
                 raise
             result.left_out[pkg.name] = left_out_reason(pkg.name, url, exc)
-            log.warning("%s: %s", pkg.name, result.left_out[pkg.name])
+            log.warning("%s is left out of this run: %s", pkg.name, result.left_out[pkg.name])
             continue
         result.upstreams[pkg.name] = url
         fetched = source.fetch(settings, pkg, target, upstream=url)

@@ -10,6 +10,7 @@ then nothing is published.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -99,7 +100,8 @@ def run(
     if not jobs:
         return []
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(job) for job in jobs]
+        # Each job in a copy of this context, so its log steps nest under verify's.
+        futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
         checked = [future.result() for future in futures]
     for item in checked:
         log.info("%s: %s", item.package, item.proof)

@@ -13,8 +13,9 @@ truncate both, as vhd-tool 0.20.0 did in 2018. A trial that goes the other way
 fails the check: a fix that cannot be told apart from the bug proves nothing.
 
 The two servers (one per policy, each on its own port) run side by side and the
-four trials at the same time: each client has its own connection and its own
-stall, so they prove the same as one after the other, in the time of one.
+four trials at the same time, from one verifier process (``python -m
+xcpbuild.verifier``): each download has its own connection and its own stall, so
+they prove the same as one after the other, in the time of one.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import os
 import secrets
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
@@ -86,37 +87,33 @@ def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
     return path
 
 
-def _start_server(box: container.BuildContainer, policy: str, token: str) -> str:
-    log_path = f"{BOX_DIR}/server-{policy}.log"
-    command = (
-        f"XCPBUILD_EXPORT_TOKEN={token} nohup xcp-export-server --disk {DISK_NAME}={BOX_DIR}/disk.img "
-        f"--host 127.0.0.1 --port {PORTS[policy]} --eagain-policy {policy} > {log_path} 2>&1 & echo $!"
-    )
-    pid = box.exec(["sh", "-c", command]).output.strip().splitlines()[-1]
+def _start_servers(box: container.BuildContainer, token: str) -> dict[str, str]:
+    """Start one installed server per policy, side by side; their pids once both say ``listening on``."""
+    pids: dict[str, str] = {}
+    for policy, _ in POLICIES:
+        log_path = f"{BOX_DIR}/server-{policy}.log"
+        command = (
+            f"XCPBUILD_EXPORT_TOKEN={token} nohup xcp-export-server --disk {DISK_NAME}={BOX_DIR}/disk.img "
+            f"--host 127.0.0.1 --port {PORTS[policy]} --eagain-policy {policy} > {log_path} 2>&1 & echo $!"
+        )
+        pids[policy] = box.exec(["sh", "-c", command]).output.strip().splitlines()[-1]
+    logs = " ".join(f"{BOX_DIR}/server-{policy}.log" for policy in pids)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        text = box.exec(["cat", log_path], check=False).output
-        if "listening on" in text:
-            return pid
-        if box.exec(["sh", "-c", f"kill -0 {pid}"], check=False).exit_code != 0:
-            raise VerifyError(f"the installed xcp-export-server exited at start: {text.strip()[-300:]}")
-        time.sleep(0.2)
-    raise VerifyError("the installed xcp-export-server did not say `listening on` within 30 s")
+        # One exec per poll for both servers: each exec is a round trip through the engine.
+        probe = f"for f in {logs}; do grep -c 'listening on' $f || true; done; kill -0 {' '.join(pids.values())}"
+        done = box.exec(["sh", "-c", probe], check=False)
+        counts = done.output.split()[: len(pids)]
+        if all(c.isdigit() and int(c) > 0 for c in counts) and len(counts) == len(pids):
+            return pids
+        if done.exit_code != 0:
+            text = box.exec(["sh", "-c", f"tail -n 5 {logs}"], check=False).output
+            raise VerifyError(f"an installed xcp-export-server exited at start: {text.strip()[-300:]}")
+        time.sleep(0.1)
+    raise VerifyError("the installed xcp-export-servers did not say `listening on` within 30 s")
 
 
-def _trial(
-    box: container.BuildContainer, disk: Path, token: str, *, policy: str, expected: str, fmt: str, stall: float
-) -> Trial:
-    url = f"http://127.0.0.1:{PORTS[policy]}/export_raw_vdi?vdi={DISK_NAME}&format={fmt}"
-    argv = [
-        sys.executable, "-m", "xcpbuild", "--quiet", "verify", "backpressure", url,
-        "--token", token, "--stall", f"{stall:g}@0.3", "--expect-disk", str(disk), "--json",
-    ]  # fmt: skip
-    done = container.run_in_netns(box, argv, timeout=stall * 4 + 120)
-    try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError as exc:
-        raise VerifyError(f"the verifier printed no report: {(done.stderr or done.stdout).strip()[-300:]}") from exc
+def _judge(policy: str, fmt: str, expected: str, report: dict[str, Any]) -> Trial:
     outcome = str(report.get("outcome"))
     survived = outcome == "complete" and report.get("match") is True
     passed = survived if expected == "survive" else (outcome == "truncated" and not survived)
@@ -135,19 +132,30 @@ def _trial(
 
 def _all_trials(box: container.BuildContainer, disk: Path, token: str, stall: float) -> list[Trial]:
     """Both servers up, then the four trials at once; the servers are stopped whatever happens."""
-    pids: list[str] = []
+    pids: dict[str, str] = {}
     try:
         with step("start the installed server with each --eagain-policy"):
-            for policy, _ in POLICIES:
-                pids.append(_start_server(box, policy, token))
+            pids = _start_servers(box, token)
         plans = [(policy, expected, fmt) for policy, expected in POLICIES for fmt in FORMATS]
+        urls = [
+            f"http://127.0.0.1:{PORTS[policy]}/export_raw_vdi?vdi={DISK_NAME}&format={fmt}" for policy, _, fmt in plans
+        ]
+        # One light verifier process (standard library + xcpbuild.verifier) downloads all four at once.
+        argv = [
+            sys.executable, "-m", "xcpbuild.verifier", *urls,
+            "--token", token, "--stall", f"{stall:g}@0.3", "--expect-disk", str(disk),
+        ]  # fmt: skip
         what = f"four trials at once, each with a {stall:g} s stall (wait must survive, legacy-retry fail)"
-        with step(what), ThreadPoolExecutor(max_workers=len(plans)) as pool:
-            futures = [
-                pool.submit(_trial, box, disk, token, policy=policy, expected=expected, fmt=fmt, stall=stall)
-                for policy, expected, fmt in plans
-            ]
-            trials = [future.result() for future in futures]
+        with step(what):
+            done = container.run_in_netns(box, argv, timeout=stall * 4 + 120)
+        try:
+            reports = json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise VerifyError(f"the verifier printed no report: {(done.stderr or done.stdout).strip()[-300:]}") from exc
+        trials = [
+            _judge(policy, fmt, expected, report)
+            for (policy, expected, fmt), report in zip(plans, reports, strict=True)
+        ]
         for trial in trials:
             log.info(
                 "%s %s: %s (%d of %s bytes)%s",
@@ -160,7 +168,7 @@ def _all_trials(box: container.BuildContainer, disk: Path, token: str, stall: fl
             )
         return trials
     finally:
-        for pid in pids:
+        for pid in pids.values():
             box.exec(["sh", "-c", f"kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"], check=False)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
-from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError
+from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, find_package
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
@@ -311,7 +311,9 @@ def probe(
         with container.BuildContainer(engine_client, options) as box:
             box.put([*theirs, *ours, runner, data], BUILD_DIR)
             box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
-            _compile(box, recipe, work, sources, name)
+            _compile_or_reuse(
+                settings, box, recipe, work, sources, name, key=compile_key(tag, recipe, [*theirs, *ours])
+            )
             raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
     finally:
         data.unlink(missing_ok=True)  # regenerated from its seed whenever needed
@@ -320,6 +322,54 @@ def probe(
     report.driver_stderr = str(raw.get("driver_stderr", "")).strip()
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+def compile_key(image_tag: str, recipe: ProbeRecipe, files: list[Path]) -> str:
+    """What the compiled driver depends on: the image, the compile lines and every file's bytes."""
+    digest = hashlib.sha256()
+    digest.update(image_tag.encode() + b"\0")
+    for line in recipe.compile:
+        digest.update(line.encode() + b"\0")
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def driver_name(recipe: ProbeRecipe) -> str:
+    """The program the compile lines make: the first word of ``run`` (``./probe_driver`` -> probe_driver)."""
+    return PurePosixPath(recipe.run.split()[0]).name
+
+
+def _compile_or_reuse(  # noqa: PLR0917 - the probe's own helper
+    settings: Settings,
+    box: container.BuildContainer,
+    recipe: ProbeRecipe,
+    work: Path,
+    sources: dict[str, str],
+    name: str,
+    *,
+    key: str,
+) -> None:
+    """Compile, or put in the driver compiled earlier from exactly the same inputs (as builds are reused).
+
+    The stall test always runs; only the compiler's work is kept, in ``CACHE/probe-builds/KEY/``.
+    """
+    cached = settings.cache_dir / "probe-builds" / key / driver_name(recipe)
+    if cached.is_file():
+        box.put([cached], BUILD_DIR, mode=0o755)
+        (work / "compile.log").write_text(f"# reused {cached}: compiled before from the same inputs (key {key})\n")
+        log.info("probe of %s: reused the driver compiled from the same inputs (%s)", name, key[:12])
+        return
+    _compile(box, recipe, work, sources, name)
+    scratch = cached.parent.with_name(f".{key}.{time.time_ns()}")
+    try:
+        box.get(f"{BUILD_DIR}/{cached.name}", scratch)
+        scratch.rename(cached.parent)
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)  # another probe stored the same driver first
+    except XcpbuildError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        log.warning("could not keep the compiled driver of %s: %s", name, exc.message)
 
 
 def _compile(

@@ -12,6 +12,7 @@ container; the probe image is made (or found) once before.
 
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -143,7 +144,8 @@ def run(
         )
 
     with step(f"probe {name} without and with its series, at once ({stall:g} s stall)"), ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(one, (False, True)))
+        futures = [pool.submit(contextvars.copy_context().run, one, patched) for patched in (False, True)]
+        reports = [future.result() for future in futures]
     result.ref, result.commit = reports[0].ref, reports[0].commit
     result.sides = [judge(report, recipe.unpatched_error) for report in reports]
     wrong = [side for side in result.sides if not side.passed]
