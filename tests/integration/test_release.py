@@ -1,8 +1,16 @@
 """The main job end to end on the embedded default plan, against the real engine, rpm, gpg and dnf.
 
-One clean work folder is used for three runs, in order: the first does everything; the second,
+vhd-tool is in the run. Its real upstream is not reachable from CI, so by default a stand-in
+upstream of our own (tests/fixtures/vhd_tool_standin.py: vhd-tool 0.20.0's sendfile-and-retry
+copy path, failing a stall with the 2018 line) takes its place, in a copy of this project that
+pins the stand-in's tarball. With XCPBUILD_VHD_TOOL_UPSTREAM pointing at a real vhd-tool clone
+or mirror, the same tests run this project on the real thing. Nothing here contacts a public
+host: every upstream is given with --upstream, or is a file:// path that does not exist.
+
+One clean work folder is used for the runs, in order: the first does everything; the second,
 with nothing changed, must reuse every build (no build container) and publish nothing new; the
-third is made to fail at verify and must leave the published repository exactly as it was.
+third is made to fail at verify and must leave the published repository exactly as it was; the
+last ones leave vhd-tool out (plan upstream unreachable) or stop (a given upstream unreachable).
 """
 
 from __future__ import annotations
@@ -10,32 +18,50 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
-from xcpbuild.errors import VerifyError
+from tests.fixtures.vhd_tool_standin import EAGAIN_LINE, make_standin
+from xcpbuild.errors import SourceError, VerifyError
+
+REAL_VHD_TOOL = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
 
 
-def _release(work: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    env = dict(os.environ, XCPBUILD_WORK=str(work))
-    upstream = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
-    extra = ["--upstream", f"vhd-tool={upstream}"] if upstream else []
+@dataclass(frozen=True)
+class Setup:
+    work: Path
+    project: Path
+    upstream: str
+    patches: list[str]  # the vhd-tool series the SRPM must hold
+
+
+def _release(setup: Setup, *args: str, upstream: bool = True, as_json: bool = True) -> tuple[int, dict[str, Any], str]:
+    """Run the main job; the report is --json's, or (as_json=False) the run's summary.json, and the text."""
+    env = dict(os.environ, XCPBUILD_WORK=str(setup.work), XCPBUILD_PROJECT=str(setup.project))
+    extra = ["--upstream", f"vhd-tool={setup.upstream}"] if upstream else []
     done = subprocess.run(
-        [sys.executable, "-m", "xcpbuild", "release", "--json", *extra, *args],
+        [sys.executable, "-m", "xcpbuild", "release", *(["--json"] if as_json else []), *extra, *args],
         capture_output=True,
         text=True,
         env=env,
-        cwd=PROJECT_ROOT,
+        cwd=setup.project,
         timeout=1800,
     )
-    report = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, report, done.stderr
+    if as_json:
+        report = json.loads(done.stdout) if done.stdout.strip() else {}
+        return done.returncode, report, done.stderr
+    found = re.search(r"^logs and summary.json: (\S+)$", done.stdout, re.MULTILINE)
+    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((Path(found[1]) / "summary.json").read_text())
+    return done.returncode, report, done.stdout + done.stderr
 
 
 def _agents_for(home: Path) -> list[int]:
@@ -80,17 +106,53 @@ def _build_containers_created(client, since: float, until: float) -> int:  # typ
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("release-work")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    need_tool("git")
+    work = tmp_path_factory.mktemp("release-work")
+    if REAL_VHD_TOOL:
+        series = (PROJECT_ROOT / "patches" / "vhd-tool" / "series").read_text().split()
+        return Setup(work, PROJECT_ROOT, REAL_VHD_TOOL, series)
+    standin = make_standin(tmp_path_factory.mktemp("vhd-tool-standin"))
+    return Setup(work, standin.project, str(standin.upstream), [standin.patch.name])
 
 
-def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
+def _srpm_files(srpm: Path) -> list[str]:
+    done = subprocess.run(["rpm", "-qpl", str(srpm)], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_first_run_does_the_whole_loop(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
     need_tool("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
     need(os.geteuid() == 0, "root (verify enters the container's network namespace)")
-    code, report, stderr = _release(work)
+    work = setup.work
+    code, report, stderr = _release(setup)
     assert code == 0, stderr[-3000:]
     steps = _steps(report)
     assert [s["status"] for s in report["steps"]] == ["ok"] * 5, report["steps"]
+    assert report["left_out"] == {}
+    # sources: the series applies at the pin; its health where upstream reworked the code is shown too
+    health = steps["sources"]["data"]["health"]
+    pinned = [h for h in health if h["package"] == "vhd-tool" and h["kind"] == "pin"]
+    assert [(h["ref"], h["patch"], h["status"]) for h in pinned] == [("v0.20.0", p, "applies") for p in setup.patches]
+    reworked = {h["ref"]: h["status"] for h in health if h["package"] == "vhd-tool" and h["kind"] != "pin"}
+    assert {"v0.27.0", "v0.40.0", "v0.43.0"} <= set(reworked)
+    assert reworked["v0.27.0"] != "applies"
+    # verify: the probe failed unpatched with the 2018 line and survived patched, byte-exact
+    probe = steps["verify"]["data"]["vhd-tool"]
+    sides = {side["patched"]: side for side in probe["sides"]}
+    assert sides[False]["verdict"] == "failed" and EAGAIN_LINE in sides[False]["error_line"]
+    assert sides[False]["stall_bytes"] < sides[False]["file_bytes"]
+    assert sides[True]["verdict"] == "survived" and sides[True]["stall_bytes"] == sides[True]["file_bytes"]
+    assert sides[True]["patches"] == setup.patches and sides[False]["patches"] == []
+    assert probe["stall"] >= 10
+    assert EAGAIN_LINE in report["proofs"]["vhd-tool"] and "survived byte-exact" in report["proofs"]["vhd-tool"]
+    assert "legacy-retry failed as in 2018" in report["proofs"]["xcp-export-server"]
+    # the SRPM holds the series and was published to Source/
+    srpms = list(
+        (Path(report["repo_root"]) / "8" / "8.3" / "testing" / "Source" / "SPackages").glob("vhd-tool-*.src.rpm")
+    )
+    assert len(srpms) == 1 and srpms[0].name.startswith("vhd-tool-0.20.0-4.4.")
+    assert set(setup.patches) <= set(_srpm_files(srpms[0]))
     # build: every package built fresh into its own folder, with a record
     for name, data in steps["build"]["data"].items():
         assert not data["reused"], name
@@ -119,13 +181,18 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 
-def test_second_run_reuses_builds_and_publishes_nothing(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_reuses_builds_and_publishes_nothing(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+    work = setup.work
     before = _tree_digest(work / "repo")
     assert before, "the first run left no repository"
     started = time.time()
-    code, report, stderr = _release(work)
+    code, report, text = _release(setup, as_json=False)
     ended = time.time()
-    assert code == 0, stderr[-3000:]
+    assert code == 0, text[-3000:]
+    # Both probes are shown, with what the unpatched one said.
+    assert re.search(r"^  vhd-tool: v0\.20\.0 unpatched failed a 10 s stall .*survived byte-exact", text, re.MULTILINE)
+    shown = [line for line in text.splitlines() if line.startswith(("none ", "1 patch"))]
+    assert len(shown) == 2 and EAGAIN_LINE in shown[0] and "survived" in shown[1], text[-3000:]
     steps = _steps(report)
     assert all(data["reused"] for data in steps["build"]["data"].values())
     assert _build_containers_created(docker_client, started, ended) == 0
@@ -134,11 +201,12 @@ def test_second_run_reuses_builds_and_publishes_nothing(docker_client, work: Pat
     assert _tree_digest(work / "repo") == before
 
 
-def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_client, work: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+    work = setup.work
     before = _tree_digest(work / "repo")
-    # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server survives it:
-    # the check cannot tell fix from bug, and must refuse to go on.
-    code, report, stderr = _release(work, "--stall", "0.5")
+    # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server (and the
+    # unpatched vhd-tool) survive it: the check cannot tell fix from bug, and must refuse to go on.
+    code, report, stderr = _release(setup, "--stall", "0.5")
     assert code == VerifyError.exit_code
     assert "step `verify`" in stderr
     statuses = {s["name"]: s["status"] for s in report["steps"]}
@@ -148,3 +216,28 @@ def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_clie
     run_dir = Path(report["run_dir"])
     assert (run_dir / "summary.json").is_file()
     assert list((run_dir / "verify").glob("server-*.log"))
+
+
+def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+    # The plan's URL is a file:// that does not exist: unreachable without any traffic leaving the host.
+    missing = f"file://{setup.work}/no-such-host/vhd-tool.git"
+    plan_text = (PROJECT_ROOT / "xcpbuild" / "plans" / "local.toml").read_text()
+    assert "https://github.com/xapi-project/vhd-tool.git" in plan_text
+    plan = setup.work / "unreachable.toml"
+    plan.write_text(plan_text.replace("https://github.com/xapi-project/vhd-tool.git", missing))
+    before = _tree_digest(setup.work / "repo")
+    code, report, text = _release(setup, "--plan", str(plan), upstream=False, as_json=False)
+    assert code == 0, text[-3000:]
+    reason = report["left_out"]["vhd-tool"]
+    assert missing in reason and "--upstream vhd-tool=PATH_OR_URL" in reason
+    assert "vhd-tool" not in _steps(report)["build"]["data"]
+    assert "left out: vhd-tool" in _steps(report)["sources"]["detail"]
+    shown = [line for line in text.splitlines() if missing in line]
+    assert any("vhd-tool is left out of this run" in line for line in shown)  # said by the sources step
+    assert any(line.startswith("  vhd-tool: ") for line in shown)  # and listed in the summary
+    assert _tree_digest(setup.work / "repo") == before
+
+    # An upstream given on the command line must work: there it stops the run at sources.
+    code, report, stderr = _release(setup, "--upstream", f"vhd-tool={missing}", upstream=False)
+    assert code == SourceError.exit_code
+    assert report["failed_step"] == "sources" and "step `sources`" in stderr
