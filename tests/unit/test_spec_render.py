@@ -102,3 +102,28 @@ def test_cli_prints_or_writes_the_spec(
     out = tmp_path / "vhd-tool.spec"
     assert main(["spec", "render", "vhd-tool", "--target", "local", "-o", str(out)]) == 0
     assert "Patch1000: " in out.read_text() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["xcp-ng-7.5", "xcp-ng-8.2", "xcp-ng-8.3"])
+def test_export_server_spec_on_xcp_ng_targets_is_right_for_centos_7(settings: Settings, target: str) -> None:
+    text = spec.render(settings, "xcp-export-server", target).text
+    # CentOS 7 defines %{python3_sitelib} (python3.6) and %{__python3} through python3-devel's macros,
+    # %{_unitdir} and the %systemd_* scriptlets through systemd's.
+    assert _field(text, "BuildRequires") == ["python3-devel", "systemd"]
+    assert _field(text, "Requires") == ["python3"] and "%{?systemd_requires}" in text
+    assert "%{python3_sitelib}/xcpbuild\n" in text and "cp -a xcpbuild %{buildroot}%{python3_sitelib}/" in text
+    assert "exec %{__python3} -m xcpbuild.exportserver" in text
+    assert "install -m 644 %{SOURCE1} %{buildroot}%{_unitdir}/xcp-export-server.service" in text
+    assert "%{_unitdir}/xcp-export-server.service\n" in text.split("%files", 1)[1]
+    # systemd 219 has no DynamicUser=: the unit runs as a system user made in %pre.
+    assert "s/^DynamicUser=yes$/User=xcp-export/" in text
+    assert _field(text, "Requires\\(pre\\)") == ["shadow-utils"]
+    pre = text.split("%pre\n", 1)[1].split("\n%post", 1)[0]
+    assert "useradd -r -g xcp-export" in pre and pre.rstrip().endswith("exit 0")
+    unit = (settings.specs_dir / "xcp-export-server" / "xcp-export-server.service").read_text()
+    assert "DynamicUser=yes\n" in unit  # what the sed rewrites
+
+
+def test_export_server_spec_on_local_asks_nothing_debian_cannot_give(settings: Settings) -> None:
+    text = spec.render(settings, "xcp-export-server", "local").text
+    assert not _field(text, "BuildRequires") and "%pre\n" not in text and "DynamicUser" not in text

@@ -34,7 +34,11 @@ _KEYS = {
     "build_args",
     "build_network",
     "release_suffix",
+    "userspace",
 }
+# The distribution a target's packages land on: EL7 (CentOS 7, an XCP-ng 7.x/8.x dom0) or the
+# Debian of the offline `local` target. Templates branch on it where packaging differs.
+USERSPACES = ("el7", "debian")
 BUILDDEP_STRATEGIES = ("yum-builddep", "none")
 DEBOOTSTRAP_PREFIX = "debootstrap:"
 _DIST_RE = re.compile(r"^\.[A-Za-z0-9._]+$")
@@ -61,6 +65,7 @@ class Target:
     build_network: bool = False
     # Written literally into Release before %{?dist}: XCP-ng 7.x's ``.xcp`` (``4.3.xcp.el7.centos``).
     release_suffix: str = ""
+    userspace: str = "el7"
 
     @property
     def dist_macro(self) -> str:
@@ -106,6 +111,9 @@ def load_target(path: Path) -> Target:
     suffix = data.get("release_suffix", "")
     if not isinstance(suffix, str) or (suffix and not _DIST_RE.match(suffix)):
         raise ConfigError(f"`release_suffix` in {where} must start with a dot, like .xcp (got {suffix!r})")
+    userspace = data.get("userspace", "el7")
+    if userspace not in USERSPACES:
+        raise ConfigError(f"`userspace` in {where} must be one of {', '.join(USERSPACES)} (got {userspace!r})")
     for key in ("build_network",):
         flags[key] = data.get(key, False)
         if not isinstance(flags[key], bool):
@@ -123,6 +131,7 @@ def load_target(path: Path) -> Target:
         build_args=tuple(sorted(build_args.items())),
         build_network=flags["build_network"],
         release_suffix=suffix,
+        userspace=userspace,
     )
 
 

@@ -90,7 +90,12 @@ def context(
         "patch_lines": patch_lines(patches),
         "changelog": list(changelog),
         "changelog_text": changelog_text(changelog),
-        "target": {"name": target.name, "dist": target.dist, "xcpng_release": target.xcpng_release},
+        "target": {
+            "name": target.name,
+            "dist": target.dist,
+            "xcpng_release": target.xcpng_release,
+            "userspace": target.userspace,
+        },
     }
 
 
