@@ -43,18 +43,27 @@ class Setup:
     patches: list[str]  # the vhd-tool series the SRPM must hold
 
 
-def _release(setup: Setup, *args: str, upstream: bool = True, as_json: bool = True) -> tuple[int, dict[str, Any], str]:
-    """Run the main job; the report is --json's, or (as_json=False) the run's summary.json, and the text."""
+def _release(
+    setup: Setup, *args: str, upstream: bool = True, as_json: bool = True, pids: list[int] | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """Run the main job; the report is --json's, or (as_json=False) the run's summary.json, and the text.
+
+    ``pids`` gets the job's process id: its containers are named after it.
+    """
     env = dict(os.environ, XCPBUILD_WORK=str(setup.work), XCPBUILD_PROJECT=str(setup.project))
     extra = ["--upstream", f"vhd-tool={setup.upstream}"] if upstream else []
-    done = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "xcpbuild", "release", *(["--json"] if as_json else []), *extra, *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=setup.project,
-        timeout=1800,
-    )
+    ) as proc:
+        if pids is not None:
+            pids.append(proc.pid)
+        stdout, stderr = proc.communicate(timeout=1800)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if as_json:
         report = json.loads(done.stdout) if done.stdout.strip() else {}
         return done.returncode, report, done.stderr
@@ -95,14 +104,16 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def _build_containers_created(client, since: float, until: float) -> int:  # type: ignore[no-untyped-def]
+def _build_containers_created(client, since: float, until: float, pid: int) -> int:  # type: ignore[no-untyped-def]
+    """Build containers the job with process id ``pid`` created (others share the engine)."""
     events = client.events(
         since=int(since),
         until=int(until) + 1,
         filters={"type": "container", "event": "create", "label": "org.xcpbuild.role=build"},
         decode=True,
     )
-    return sum(1 for _ in events)
+    ours = f"xcpbuild-build-{pid}-"
+    return sum(1 for event in events if event.get("Actor", {}).get("Attributes", {}).get("name", "").startswith(ours))
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +197,8 @@ def test_second_run_reuses_builds_and_publishes_nothing(docker_client, setup: Se
     before = _tree_digest(work / "repo")
     assert before, "the first run left no repository"
     started = time.time()
-    code, report, text = _release(setup, as_json=False)
+    pids: list[int] = []
+    code, report, text = _release(setup, as_json=False, pids=pids)
     ended = time.time()
     assert code == 0, text[-3000:]
     # Both probes are shown, with what the unpatched one said.
@@ -195,7 +207,7 @@ def test_second_run_reuses_builds_and_publishes_nothing(docker_client, setup: Se
     assert len(shown) == 2 and EAGAIN_LINE in shown[0] and "survived" in shown[1], text[-3000:]
     steps = _steps(report)
     assert all(data["reused"] for data in steps["build"]["data"].values())
-    assert _build_containers_created(docker_client, started, ended) == 0
+    assert _build_containers_created(docker_client, started, ended, pids[0]) == 0
     assert steps["publish"]["data"]["testing"]["added"] == []
     assert steps["install"]["data"]["promote_added"] == []
     assert _tree_digest(work / "repo") == before
