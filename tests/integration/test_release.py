@@ -31,6 +31,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, need, need_tool
 from tests.fixtures.vhd_tool_standin import EAGAIN_LINE, make_standin
 from xcpbuild.errors import SourceError, VerifyError
+from xcpbuild.model.package import read_series
 
 REAL_VHD_TOOL = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
 
@@ -121,7 +122,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     need_tool("git")
     work = tmp_path_factory.mktemp("release-work")
     if REAL_VHD_TOOL:
-        series = (PROJECT_ROOT / "patches" / "vhd-tool" / "series").read_text().split()
+        series = [patch.name for patch in read_series(PROJECT_ROOT / "patches", "vhd-tool")]
         return Setup(work, PROJECT_ROOT, REAL_VHD_TOOL, series)
     standin = make_standin(tmp_path_factory.mktemp("vhd-tool-standin"))
     return Setup(work, standin.project, str(standin.upstream), [standin.patch.name])
