@@ -65,6 +65,7 @@ class Target:
     build_network: bool = False
     # Written literally into Release before %{?dist}: XCP-ng 7.x's ``.xcp`` (``4.3.xcp.el7.centos``).
     release_suffix: str = ""
+    # el7 for CentOS-based targets; debian for a debootstrap base (the default follows base_image).
     userspace: str = "el7"
 
     @property
@@ -111,7 +112,7 @@ def load_target(path: Path) -> Target:
     suffix = data.get("release_suffix", "")
     if not isinstance(suffix, str) or (suffix and not _DIST_RE.match(suffix)):
         raise ConfigError(f"`release_suffix` in {where} must start with a dot, like .xcp (got {suffix!r})")
-    userspace = data.get("userspace", "el7")
+    userspace = data.get("userspace", "debian" if base_image.startswith(DEBOOTSTRAP_PREFIX) else "el7")
     if userspace not in USERSPACES:
         raise ConfigError(f"`userspace` in {where} must be one of {', '.join(USERSPACES)} (got {userspace!r})")
     for key in ("build_network",):

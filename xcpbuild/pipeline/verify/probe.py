@@ -170,6 +170,25 @@ def make_data_file(path: Path, mib: int, seed: int = 2018) -> str:
     return digest.hexdigest()
 
 
+def cached_data_file(settings: Settings, mib: int, seed: int = 2018) -> tuple[Path, str]:
+    """The served file and its sha256, made once per size and seed in ``CACHE/probe-data/`` (read-only)."""
+    folder = settings.cache_dir / "probe-data" / f"{mib}MiB-{seed}"
+    data, digest_file = folder / DATA_FILE, folder / "sha256"
+    if digest_file.is_file() and data.is_file() and data.stat().st_size == mib << 20:
+        return data, digest_file.read_text().strip()
+    scratch = folder.with_name(f".{folder.name}.{time.time_ns()}")
+    scratch.mkdir(parents=True)
+    try:
+        digest = make_data_file(scratch / DATA_FILE, mib, seed)
+        (scratch / "sha256").write_text(digest + "\n")
+        scratch.rename(folder)  # whole or not at all
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)  # another probe made it first: same seed, same bytes
+        if not digest_file.is_file():
+            raise
+    return data, digest_file.read_text().strip()
+
+
 # -- compile errors -----------------------------------------------------------------------
 _OCAML_LOCATION = re.compile(r'^File "(?P<file>[^"]+)", line (?P<line>\d+)')
 _C_LOCATION = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<message>.*)$")
@@ -286,8 +305,7 @@ def probe(
 
     engine_client = client or container.get_client()
     tag = probe_image.ensure(settings, recipe, engine_client)
-    data = work / DATA_FILE
-    expected = make_data_file(data, recipe.file_mib)
+    data, expected = cached_data_file(settings, recipe.file_mib)
     size = recipe.file_mib << 20
     report = ProbeReport(
         package=name,
@@ -307,16 +325,11 @@ def probe(
 
     # BUILD_DIR is made by the build user (a container workdir would be root-owned).
     options = container.ContainerOptions(image=tag, role="probe", workdir="/tmp", keep=keep)
-    try:
-        with container.BuildContainer(engine_client, options) as box:
-            box.put([*theirs, *ours, runner, data], BUILD_DIR)
-            box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
-            _compile_or_reuse(
-                settings, box, recipe, work, sources, name, key=compile_key(tag, recipe, [*theirs, *ours])
-            )
-            raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
-    finally:
-        data.unlink(missing_ok=True)  # regenerated from its seed whenever needed
+    with container.BuildContainer(engine_client, options) as box:
+        box.put([*theirs, *ours, runner, data], BUILD_DIR)
+        box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
+        _compile_or_reuse(settings, box, recipe, work, sources, name, key=compile_key(tag, recipe, [*theirs, *ours]))
+        raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
     report.driver_exit = raw.get("driver_exit")
     report.driver_stderr = str(raw.get("driver_stderr", "")).strip()
