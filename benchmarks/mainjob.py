@@ -95,7 +95,8 @@ def _image_tags(project: Path, cache: Path, work: Path) -> list[str]:
     settings = Settings(project_root=project, cache_dir=cache, work_dir=work)
     planned = image.plan(settings, "local")
     _, recipe = probe.load_recipe(settings, "vhd-tool")
-    tags = [planned.tag, probe_image.probe_tag(settings, recipe, planned.tag)]
+    # Children first, so removing them frees their layers.
+    tags = [probe_image.probe_tag(settings, recipe, planned.tag), planned.tag]
     return tags + ([planned.base.tag] if planned.base else [])
 
 
@@ -120,8 +121,9 @@ def main() -> int:
             env["XCPBUILD_CACHE"] = str(tmp / "cache")
             _salt(project)
             made = _image_tags(project, tmp / "cache", tmp / "work")
-            found = subprocess.run(["docker", "image", "inspect", *made], capture_output=True, check=False)
-            assert found.returncode != 0, "a salted image tag already exists"
+            for tag in made:
+                found = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
+                assert found.returncode != 0, f"{tag} already exists: the run would not be cold"
         with_tool = ["--upstream", f"vhd-tool={upstream}"]
         plan = tmp / "without-vhd-tool.toml"
         plan_text = (ROOT / "xcpbuild" / "plans" / "local.toml").read_text()

@@ -69,10 +69,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     plan = load_plan(args.plan)
-    if args.target:
+    if args.target and args.target != plan.target:
         from dataclasses import replace
 
-        plan = replace(plan, target=args.target)
+        # The plan's refs name its own target's pins; another target builds at its own pins.
+        packages = tuple(replace(p, ref=None) for p in plan.packages)
+        plan = replace(plan, target=args.target, packages=packages)
     options = release.ReleaseOptions(
         plan=plan,
         upstreams=release.parse_upstreams(args.upstream),
