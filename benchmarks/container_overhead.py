@@ -25,22 +25,24 @@ sys.path.insert(0, str(ROOT))
 
 from xcpbuild.adapters import container as ctr  # noqa: E402
 from xcpbuild.config import load_settings  # noqa: E402
-from xcpbuild.model.package import find_package  # noqa: E402
 from xcpbuild.pipeline.build import image, spec  # noqa: E402
 from xcpbuild.pipeline.sources import project as project_source  # noqa: E402
+from xcpbuild.pipeline.sources.package import DefinedPackage, resolve  # noqa: E402
 
 PACKAGE = "xcp-export-server"
 TOPDIR = "/home/builder/rpmbuild"
 
 
 def stage(settings, out: Path) -> tuple[list[Path], spec.RenderedSpec]:  # type: ignore[no-untyped-def]
-    package = find_package(settings.specs_dir, PACKAGE)
+    resolved = resolve(settings, PACKAGE, "local")
+    assert isinstance(resolved, DefinedPackage)
+    package = resolved.definition
     fetched = project_source.fetch(settings, package, "local", out)
     files = [fetched.tarball]
     for name in package.extra_sources:
         shutil.copy2(package.extra_sources_dir / name, out / name)
         files.append(out / name)
-    return files, spec.render(settings, PACKAGE, "local", version=fetched.version, tarball=fetched.tarball.name)
+    return files, spec.render(settings, resolved, version=fetched.version, tarball=fetched.tarball.name)
 
 
 def on_host(files: list[Path], rendered: spec.RenderedSpec, dist: str) -> float:

@@ -112,7 +112,7 @@ def main() -> int:
         try:
             repo = work / "repo"
             started = time.monotonic()
-            first = publish.publish(rpms, repo, "8.3", "testing", key.fingerprint, key.home)
+            first = publish.publish(rpms, repo, "8.3", "testing", key=key)
             print(
                 f"initial signed publish of {args.count} RPMs: {time.monotonic() - started:.1f}s "
                 f"(signing {first.repos[0].sign_seconds:.1f}s, metadata {first.repos[0].metadata_seconds:.2f}s, "
@@ -121,7 +121,7 @@ def main() -> int:
             extras = [make_rpm(work / "extra", "bench-extra", f"1.{i}") for i in range(args.repeat)]
             meta, total, sign, check = [], [], [], []
             for extra in extras:
-                report = publish.publish([extra], repo, "8.3", "testing", key.fingerprint, key.home)
+                report = publish.publish([extra], repo, "8.3", "testing", key=key)
                 part = report.repos[0]
                 assert part.packages_read == 1, part
                 meta.append(part.metadata_seconds)

@@ -3,10 +3,11 @@
 Each class carries a documented exit code and a hint that says how to fix the
 problem. Adapters translate third-party exceptions into these (``raise ... from
 exc``); only the CLI turns them into output and an exit status. This module
-imports nothing from the package so every layer can use it.
+imports nothing from the package so every layer can use it. It runs on Python 3.6
+(the export server ships it to XCP-ng dom0).
 """
 
-from __future__ import annotations
+from typing import Optional
 
 
 class XcpbuildError(Exception):
@@ -15,7 +16,7 @@ class XcpbuildError(Exception):
     exit_code: int = 1
     default_hint: str = ""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint

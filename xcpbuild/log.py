@@ -2,22 +2,27 @@
 
 Library code never prints. It logs through ``logging`` and wraps long work in
 ``step()``; the CLI decides where that goes (stderr, so stdout stays clean for
-``--json`` and for output meant for pipes).
+``--json`` and for output meant for pipes). It runs on Python 3.6 (the export
+server ships it to XCP-ng dom0), so no dataclasses or contextvars here.
 """
 
-from __future__ import annotations
-
 import contextlib
-import contextvars
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
 
 LOGGER_NAME = "xcpbuild"
 
-_depth: contextvars.ContextVar[int] = contextvars.ContextVar("xcpbuild_step_depth", default=0)
+
+class _Depth(threading.local):
+    """How deeply nested the current thread's steps are (each thread starts at 0)."""
+
+    value = 0
+
+
+_depth = _Depth()
 
 
 def get_logger(name: str = "") -> logging.Logger:
@@ -25,31 +30,35 @@ def get_logger(name: str = "") -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
 
 
-@dataclass
 class StepResult:
     """What a finished step reports: its name, duration and outcome."""
 
-    name: str
-    seconds: float = 0.0
-    ok: bool = True
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, name: str, seconds: float = 0.0, ok: bool = True, notes: Optional[List[str]] = None) -> None:
+        self.name = name
+        self.seconds = seconds
+        self.ok = ok
+        self.notes: List[str] = list(notes or [])
+
+    def __repr__(self) -> str:
+        return f"StepResult({self.name!r}, seconds={self.seconds:.3f}, ok={self.ok}, notes={self.notes!r})"
 
 
 class _IndentFilter(logging.Filter):
     """Prefix messages with the current step depth so nesting shows."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.indent = "  " * _depth.get()
+        record.indent = "  " * _depth.value
         return True
 
 
 @contextlib.contextmanager
-def step(name: str, logger: logging.Logger | None = None) -> Iterator[StepResult]:
+def step(name: str, logger: Optional[logging.Logger] = None) -> Iterator[StepResult]:
     """Log ``name``, run the body one level deeper, then log its duration and outcome."""
     log = logger or get_logger()
     result = StepResult(name)
     log.info("▶ %s", name)
-    token = _depth.set(_depth.get() + 1)
+    outer = _depth.value
+    _depth.value = outer + 1
     start = time.monotonic()
     try:
         yield result
@@ -58,7 +67,7 @@ def step(name: str, logger: logging.Logger | None = None) -> Iterator[StepResult
         raise
     finally:
         result.seconds = time.monotonic() - start
-        _depth.reset(token)
+        _depth.value = outer
         mark = "✓" if result.ok else "✗"
         log.log(
             logging.INFO if result.ok else logging.ERROR,

@@ -15,13 +15,16 @@ footer's current size for that creator instead of the CHS geometry, so
 ``qemu-img convert -f vpc`` reads the exact size even when CHS cannot express
 it (vhd-tool's own ``caml`` would make qemu size the disk from CHS and read it
 short).
+
+Python 3.6 compatible: the export server ships this module to XCP-ng dom0, so
+records are NamedTuples and annotations use ``typing``'s names.
 """
 
-from __future__ import annotations
-
 import struct
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import sys
+from array import array
+from bisect import bisect_right
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 SECTOR = 512
 BLOCK_SIZE = 2 * 1024 * 1024
@@ -68,7 +71,7 @@ def checksum(structure: bytes, field_offset: int) -> int:
     return ~total & 0xFFFFFFFF
 
 
-def chs_geometry(size: int) -> tuple[int, int, int]:
+def chs_geometry(size: int) -> Tuple[int, int, int]:
     """(cylinders, heads, sectors per track) for ``size`` bytes, by the VHD specification's algorithm."""
     total = min(size // SECTOR, 65535 * 16 * 255)
     if total >= 65535 * 16 * 63:
@@ -99,16 +102,15 @@ def check_size(size: int) -> None:
         raise VhdFormatError(f"{size} bytes exceeds the VHD export maximum of 2040 GiB")
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):
     current_size: int
     disk_type: int = DISK_DYNAMIC
     timestamp: int = 0
     unique_id: bytes = bytes(16)
     data_offset: int = HEADER_OFFSET
-    original_size: int | None = None
+    original_size: Optional[int] = None
     creator_app: bytes = CREATOR_APP
-    geometry: tuple[int, int, int] | None = None
+    geometry: Optional[Tuple[int, int, int]] = None
 
     def encode(self) -> bytes:
         cyl, heads, spt = self.geometry or chs_geometry(self.current_size)
@@ -134,7 +136,7 @@ class Footer:
         return _FOOTER.pack(*fields)
 
     @classmethod
-    def decode(cls, raw: bytes) -> Footer:
+    def decode(cls, raw: bytes) -> "Footer":
         if len(raw) != FOOTER_SIZE:
             raise VhdFormatError(f"a footer is {FOOTER_SIZE} bytes, got {len(raw)}")
         f = _FOOTER.unpack(raw)
@@ -146,14 +148,13 @@ class Footer:
         return cls(f[9], f[11], f[4], f[13], f[3], f[8], f[5], geometry)
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     max_table_entries: int
     table_offset: int = TABLE_OFFSET
     block_size: int = BLOCK_SIZE
 
     def encode(self) -> bytes:
-        fields: list[object] = [
+        fields: List[object] = [
             HEADER_COOKIE,
             0xFFFFFFFFFFFFFFFF,
             self.table_offset,
@@ -172,7 +173,7 @@ class Header:
         return _HEADER.pack(*fields)
 
     @classmethod
-    def decode(cls, raw: bytes) -> Header:
+    def decode(cls, raw: bytes) -> "Header":
         if len(raw) != HEADER_SIZE:
             raise VhdFormatError(f"a dynamic header is {HEADER_SIZE} bytes, got {len(raw)}")
         h = _HEADER.unpack(raw)
@@ -191,22 +192,20 @@ def encode_bat(entries: Sequence[int]) -> bytes:
     return raw + b"\xff" * (roundup(len(raw)) - len(raw))
 
 
-@dataclass(frozen=True)
-class BlockRef:
+class BlockRef(NamedTuple):
     """One block's data in the stream: ``length`` disk bytes at ``disk_offset``, then ``padding`` zeros."""
 
-    index: int
+    block: int  # the block's index (``index`` would shadow tuple.index)
     disk_offset: int
     length: int
     padding: int
 
 
-@dataclass(frozen=True)
-class StreamLayout:
+class StreamLayout(NamedTuple):
     """Everything about a dynamic VHD export of one disk, computed before any byte is sent."""
 
     size: int
-    blocks: tuple[int, ...]
+    blocks: Tuple[int, ...]
     footer: bytes
     prefix: bytes  # footer copy + header + empty sector + BAT
 
@@ -214,7 +213,7 @@ class StreamLayout:
     def length(self) -> int:
         return stream_length(self.size, len(self.blocks))
 
-    def pieces(self) -> Iterator[bytes | BlockRef]:
+    def pieces(self) -> Iterator[Union[bytes, BlockRef]]:
         """The stream in order: metadata as bytes, block data as BlockRef for the caller to copy."""
         yield self.prefix
         for index in self.blocks:
@@ -252,7 +251,7 @@ def layout(size: int, allocated: Sequence[int], timestamp: int = 0, unique_id: b
     return StreamLayout(size, blocks, footer, prefix)
 
 
-def encode(disk: bytes, allocated: Sequence[int] | None = None, timestamp: int = 0) -> bytes:
+def encode(disk: bytes, allocated: Optional[Sequence[int]] = None, timestamp: int = 0) -> bytes:
     """The whole stream for an in-memory disk (tests and small tools; servers use ``layout``)."""
     if allocated is None:
         allocated = [i for i in range(block_count(len(disk))) if any(disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE])]
@@ -266,30 +265,47 @@ def encode(disk: bytes, allocated: Sequence[int] | None = None, timestamp: int =
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class Data:
+class Data(NamedTuple):
     """Decoded disk content: ``data`` at disk ``offset``."""
 
     offset: int
     data: bytes
 
 
-@dataclass(frozen=True)
-class Zeros:
+class Zeros(NamedTuple):
     """``length`` bytes of zeros at disk ``offset`` (unallocated blocks or absent sectors)."""
 
     offset: int
     length: int
 
 
-Piece = Data | Zeros
+class FromParent(NamedTuple):
+    """``length`` bytes at disk ``offset`` that a differencing disk leaves to its parent."""
+
+    offset: int
+    length: int
 
 
-def _runs(bitmap: bytes, block_size: int) -> list[tuple[int, int, bool]]:
+class ParentDisk(NamedTuple):
+    """The disk a differencing VHD is relative to, as its header names it."""
+
+    unique_id: bytes  # the parent's footer unique id
+    timestamp: int  # the parent's modification time, seconds since 2000-01-01 UTC
+    name: str  # parent unicode name; locator 0 is file://NAME
+
+    @property
+    def locator_data(self) -> bytes:
+        return ("file://" + self.name).encode("utf-8")
+
+
+Piece = Union[Data, Zeros, FromParent]
+
+
+def _runs(bitmap: bytes, block_size: int) -> List[Tuple[int, int, bool]]:
     """(start, end, present) byte ranges of a block from its sector bitmap, MSB first."""
     if bitmap.count(0xFF) == len(bitmap):
         return [(0, block_size, True)]
-    runs: list[tuple[int, int, bool]] = []
+    runs: List[Tuple[int, int, bool]] = []
     for sector in range(block_size // SECTOR):
         present = bool(bitmap[sector // 8] & (0x80 >> (sector % 8)))
         start = sector * SECTOR
@@ -313,26 +329,44 @@ class StreamDecoder:
         self._buf = bytearray()
         self._pos = 0  # stream bytes consumed
         self._disk_pos = 0  # disk bytes emitted
-        self._need: tuple[str, int] = ("footer-copy", FOOTER_SIZE)
-        self._footer: Footer | None = None
+        self._need: Tuple[str, int] = ("footer-copy", FOOTER_SIZE)
+        self._footer: Optional[Footer] = None
         self._footer_raw = b""
-        self._header: Header | None = None
-        self._plan: list[tuple[int, int]] = []  # (stream offset, block index), ascending
-        self._planned = 0  # blocks of the plan started so far
-        self._then: tuple[str, int] = ("", 0)  # what to read once a skip ends
-        self._block: tuple[int, list[tuple[int, int, bool]], int] | None = None  # index, runs, bytes consumed
+        self._header: Optional[Header] = None
+        # The BAT as 4 bytes an entry (not a list of tuples: 4 Mi entries stay 16 MiB), and the
+        # index of the next entry to look at for an allocated block.
+        self._bat = array("I")
+        self._next_index = 0
+        self._index = 0  # the block being read
+        self._then: Tuple[str, int] = ("", 0)  # what to read once a skip ends
+        self._block: Optional[Tuple[int, List[Tuple[int, int, bool]], int]] = None  # index, runs, bytes consumed
+        self._run_ends: List[int] = []  # end of each run of the current block, to find a chunk's first run
         self._done = False
+        self.parent: Optional[ParentDisk] = None  # set once the header of a differencing disk is read
 
     @property
-    def size(self) -> int | None:
+    def size(self) -> Optional[int]:
         return self._footer.current_size if self._footer else None
 
     @property
     def done(self) -> bool:
         return self._done
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Piece]:
-        out: list[Piece] = []
+    @property
+    def position(self) -> int:
+        """Stream bytes consumed so far."""
+        return self._pos
+
+    @property
+    def reading(self) -> str:
+        """What the decoder is reading now, for error messages: ``footer-copy``, ``bat``, ``block 7``..."""
+        if self._block is not None:
+            return f"block {self._block[0]}"
+        what = self._need[0]
+        return f"gap before the {self._then[0]}" if what == "skip" else what
+
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Piece]:
+        out: List[Piece] = []
         view = memoryview(data)
         while view:
             if self._done:
@@ -358,7 +392,7 @@ class StreamDecoder:
                 self._structure(what, raw, out)
         return out
 
-    def finish(self) -> list[Piece]:
+    def finish(self) -> List[Piece]:
         if not self._done:
             raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {self._need[0]})")
         return []
@@ -369,16 +403,18 @@ class StreamDecoder:
         self._then = (then, length)
         self._need = ("skip", offset) if offset > self._pos else (then, length)
 
-    def _structure(self, what: str, raw: bytes, out: list[Piece]) -> None:
+    def _structure(self, what: str, raw: bytes, out: List[Piece]) -> None:
         if what == "footer-copy":
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
-            if self._footer.disk_type != DISK_DYNAMIC:
-                raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3)")
+            if self._footer.disk_type not in (DISK_DYNAMIC, DISK_DIFFERENCING):
+                raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3) or differencing (4)")
             self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
         elif what == "header":
             self._header = Header.decode(raw)
             assert self._footer is not None
+            if self._footer.disk_type == DISK_DIFFERENCING:
+                self.parent = decode_parent(raw)
             expected = -(-self._footer.current_size // self._header.block_size)
             if self._header.max_table_entries < expected:
                 raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
@@ -387,14 +423,29 @@ class StreamDecoder:
             self._skip_to(self._header.table_offset, "bat", roundup(4 * self._header.max_table_entries))
         elif what == "bat":
             assert self._header is not None
-            entries = struct.unpack_from(f">{self._header.max_table_entries}I", raw)
-            self._plan = sorted((e * SECTOR, i) for i, e in enumerate(entries) if e != UNALLOCATED)
-            if any(b[1] < a[1] for a, b in zip(self._plan, self._plan[1:], strict=False)):
-                raise VhdFormatError("blocks are not stored in ascending order; this stream cannot be read forwards")
+            assert self._footer is not None
+            bat = array("I", raw[: 4 * self._header.max_table_entries])  # "I" is 4 bytes wherever Linux runs
+            if sys.byteorder == "little":
+                bat.byteswap()
+            blocks = -(-self._footer.current_size // self._header.block_size)
+            beyond = len(bat) - blocks
+            if beyond > 0 and bat[blocks:].count(UNALLOCATED) != beyond:
+                raise VhdFormatError(f"the BAT allocates blocks beyond the {blocks} blocks of the disk")
+            previous = -1
+            for entry in bat:
+                if entry != UNALLOCATED:
+                    if entry <= previous:
+                        raise VhdFormatError(
+                            "blocks are not stored in ascending order; this stream cannot be read forwards"
+                        )
+                    previous = entry
+            self._bat = bat
             self._next_block()
         elif what == "bitmap":
             assert self._header is not None
-            self._block = (self._plan[self._planned - 1][1], _runs(raw, self._header.block_size), 0)
+            runs = _runs(raw, self._header.block_size)
+            self._run_ends = [end for _, end, _ in runs]
+            self._block = (self._index, runs, 0)
         elif what == "footer":
             if raw != self._footer_raw:
                 raise VhdFormatError("the final footer differs from the footer copy at the start")
@@ -403,10 +454,12 @@ class StreamDecoder:
             self._done = True
 
     def _next_block(self) -> None:
-        if self._planned < len(self._plan):
-            offset, _ = self._plan[self._planned]
-            self._planned += 1
-            self._skip_to(offset, "bitmap", self._bitmap_size())
+        while self._next_index < len(self._bat) and self._bat[self._next_index] == UNALLOCATED:
+            self._next_index += 1
+        if self._next_index < len(self._bat):
+            self._index = self._next_index
+            self._next_index += 1
+            self._skip_to(self._bat[self._index] * SECTOR, "bitmap", self._bitmap_size())
         else:
             self._need = ("footer", FOOTER_SIZE)
 
@@ -414,12 +467,16 @@ class StreamDecoder:
         assert self._header is not None
         return roundup(self._header.block_size // SECTOR // 8)
 
-    def _zeros_to(self, offset: int, out: list[Piece]) -> None:
+    def _gap(self, offset: int, length: int) -> Piece:
+        """What a sector without data reads as: zeros, or the parent's for a differencing disk."""
+        return FromParent(offset, length) if self.parent is not None else Zeros(offset, length)
+
+    def _zeros_to(self, offset: int, out: List[Piece]) -> None:
         if offset > self._disk_pos:
-            out.append(Zeros(self._disk_pos, offset - self._disk_pos))
+            out.append(self._gap(self._disk_pos, offset - self._disk_pos))
             self._disk_pos = offset
 
-    def _feed_block(self, view: memoryview, out: list[Piece]) -> memoryview:
+    def _feed_block(self, view: memoryview, out: List[Piece]) -> memoryview:
         assert self._block is not None and self._header is not None and self._footer is not None
         index, runs, consumed = self._block
         block_size = self._header.block_size
@@ -431,14 +488,18 @@ class StreamDecoder:
             self._zeros_to(min(base, self._footer.current_size), out)
         chunk_start, chunk_end = consumed, consumed + take
         limit = self._footer.current_size - base  # bytes of this block inside the disk
-        for start, end, present in runs:
+        # Only the runs this chunk overlaps: a bitmap of alternating sectors makes thousands of runs.
+        first = bisect_right(self._run_ends, chunk_start)
+        for start, end, present in runs[first:]:
+            if start >= chunk_end:
+                break
             lo, hi = max(start, chunk_start), min(end, chunk_end, limit)
             if lo >= hi:
                 continue
             if present:
                 out.append(Data(base + lo, bytes(view[lo - consumed : hi - consumed])))
             else:
-                out.append(Zeros(base + lo, hi - lo))
+                out.append(self._gap(base + lo, hi - lo))
             self._disk_pos = base + hi
         self._pos += take
         consumed += take
@@ -450,14 +511,123 @@ class StreamDecoder:
         return view[take:]
 
 
-def decode(stream: bytes) -> bytes:
-    """The raw disk held by a whole in-memory stream (tests and small tools)."""
+def decode(stream: bytes, parent: Optional[bytes] = None) -> bytes:
+    """The raw disk held by a whole in-memory stream (tests and small tools).
+
+    A differencing disk needs ``parent``, the parent's raw content, for what it leaves out.
+    """
     decoder = StreamDecoder()
     pieces = decoder.feed(stream) + decoder.finish()
     out = bytearray()
     for piece in pieces:
         if isinstance(piece, Data):
             out += piece.data
+        elif isinstance(piece, FromParent):
+            if parent is None:
+                raise VhdFormatError("a differencing disk cannot be read without its parent")
+            out += parent[piece.offset : piece.offset + piece.length]
         else:
             out += bytes(piece.length)
+    return bytes(out)
+
+
+# --- Differencing disks (delta exports, ``base=``) -------------------------------------------
+#
+# vhd-tool's ``--relative-to`` stream is a dynamic stream with three changes: disk type 4 in the
+# footer; the parent's unique id, time stamp and name in the dynamic header; and parent locator 0
+# pointing at the empty sector at 1536. That locator is ocaml-vhd's ``from_filename``: platform
+# code ``MacX``, data space 1 sector, data length = len("file://" + name), offset 1536. vhd-tool's
+# stream leaves the sector it points at empty; here it holds the locator's data (the URL, UTF-8,
+# zero-padded), as a differencing disk written to a file by ocaml-vhd does, so a reader that
+# follows locators finds the parent's name. Blocks the BAT leaves unallocated, and sectors whose
+# bitmap bit is 0, read as the parent's.
+
+PARENT_LOCATOR_OFFSET = 1536
+PLATFORM_MACX = b"MacX"
+_LOCATOR = struct.Struct(">4sIIIQ")
+_PARENT_FIELDS = 40  # offset of the parent unique id in the dynamic header
+_PARENT_NAME = 64  # offset of the parent unicode name
+_LOCATORS = 576  # offset of the 8 parent locator entries
+
+
+def _check_parent(parent: ParentDisk) -> bytes:
+    """The parent's name as UTF-16 BE, after checking every field fits its place."""
+    if len(parent.unique_id) != 16:
+        raise VhdFormatError("a parent unique id is 16 bytes")
+    if not 0 <= parent.timestamp <= 0xFFFFFFFF:
+        raise VhdFormatError(f"parent time stamp {parent.timestamp} does not fit 32 bits")
+    name = parent.name.encode("utf-16-be")
+    if not parent.name or len(name) > 512 or len(parent.locator_data) > SECTOR:
+        raise VhdFormatError(f"parent name {parent.name!r} must be 1-256 UTF-16 units and its URL at most 512 bytes")
+    return name
+
+
+def encode_differencing_header(max_table_entries: int, parent: ParentDisk, block_size: int = BLOCK_SIZE) -> bytes:
+    """The dynamic header of a differencing disk: parent fields and locator 0 set, checksum fixed."""
+    name = _check_parent(parent)
+    raw = bytearray(Header(max_table_entries, TABLE_OFFSET, block_size).encode())
+    struct.pack_into(">16sI", raw, _PARENT_FIELDS, parent.unique_id, parent.timestamp)
+    raw[_PARENT_NAME : _PARENT_NAME + len(name)] = name
+    locator = _LOCATOR.pack(PLATFORM_MACX, 1, len(parent.locator_data), 0, PARENT_LOCATOR_OFFSET)
+    raw[_LOCATORS : _LOCATORS + _LOCATOR.size] = locator
+    struct.pack_into(">I", raw, 36, 0)
+    struct.pack_into(">I", raw, 36, checksum(bytes(raw), 36))
+    return bytes(raw)
+
+
+def decode_parent(raw_header: bytes) -> ParentDisk:
+    """The parent fields of a (checksum-verified) dynamic header."""
+    unique_id, timestamp = struct.unpack_from(">16sI", raw_header, _PARENT_FIELDS)
+    name_raw = raw_header[_PARENT_NAME : _PARENT_NAME + 512]
+    units = [name_raw[i : i + 2] for i in range(0, len(name_raw), 2)]
+    end = units.index(b"\0\0") if b"\0\0" in units else len(units)
+    try:
+        name = b"".join(units[:end]).decode("utf-16-be")
+    except UnicodeDecodeError:
+        raise VhdFormatError("the parent unicode name is not valid UTF-16") from None
+    return ParentDisk(unique_id, timestamp, name)
+
+
+def parent_locators(raw_header: bytes) -> List[Tuple[bytes, int, int, int]]:
+    """(platform code, data space in sectors, data length, data offset) of each locator in use."""
+    found = []
+    for i in range(8):
+        code, space, length, _, offset = _LOCATOR.unpack_from(raw_header, _LOCATORS + i * _LOCATOR.size)
+        if code != bytes(4):
+            found.append((code, space, length, offset))
+    return found
+
+
+def delta_layout(
+    size: int, changed: Sequence[int], parent: ParentDisk, timestamp: int = 0, unique_id: bytes = bytes(16)
+) -> StreamLayout:
+    """Lay out a differencing disk holding only the blocks ``changed`` relative to ``parent``.
+
+    Same order and length as ``layout``; only the footer's disk type, the header's parent fields
+    and the locator sector differ, so the BAT and blocks are ``layout``'s own.
+    """
+    dynamic = layout(size, changed, timestamp, unique_id)
+    footer = Footer(size, DISK_DIFFERENCING, timestamp, unique_id).encode()
+    header = encode_differencing_header(block_count(size), parent)
+    locator = parent.locator_data + bytes(SECTOR - len(parent.locator_data))
+    prefix = footer + header + locator + dynamic.prefix[TABLE_OFFSET:]
+    return StreamLayout(size, dynamic.blocks, footer, prefix)
+
+
+def encode_delta(disk: bytes, parent_disk: bytes, parent: ParentDisk, timestamp: int = 0) -> bytes:
+    """The whole differencing stream of in-memory disks (tests and small tools)."""
+    if len(disk) != len(parent_disk):
+        raise VhdFormatError(f"a differencing disk has its parent's size ({len(parent_disk)}), not {len(disk)}")
+    changed = [
+        i
+        for i in range(block_count(len(disk)))
+        if disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE] != parent_disk[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
+    ]
+    out = bytearray()
+    for piece in delta_layout(len(disk), changed, parent, timestamp).pieces():
+        if isinstance(piece, BlockRef):
+            out += disk[piece.disk_offset : piece.disk_offset + piece.length]
+            out += bytes(piece.padding)
+        else:
+            out += piece
     return bytes(out)

@@ -12,13 +12,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
 from xcpbuild.config import Settings, load_settings
 from xcpbuild.errors import ToolMissingError
-from xcpbuild.pipeline.build import image
+from xcpbuild.pipeline.build import build, image
+from xcpbuild.pipeline.sources.package import resolve
 
 VHD_PATCH = PROJECT_ROOT / "patches" / "vhd-tool" / "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
 
@@ -116,3 +118,8 @@ def make_vhd_tool_upstream(root: Path, *, broken: bool = False) -> Path:
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "vhd-tool stand-in")
     return root
+
+
+def build_package(settings: Settings, name: str, target: str = "local", **options: Any) -> build.BuildResult:
+    """Resolve ``name`` (a package of specs/ or a package repository) and build it with these options."""
+    return build.build(settings, resolve(settings, name, target), build.BuildOptions(**options))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.build_fixtures import VHD_PATCH, make_vhd_tool_upstream
+from tests.integration.build_fixtures import VHD_PATCH, build_package, make_vhd_tool_upstream
 from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import rpmheader
 from xcpbuild.config import Settings
@@ -38,7 +38,7 @@ finally:
 
 
 def test_export_server_rpm_is_built_installed_and_serves(docker_client, project: Settings) -> None:  # type: ignore[no-untyped-def]
-    result = build.build(project, "xcp-export-server", "local", stage="rpm")
+    result = build_package(project, "xcp-export-server", "local", stage="rpm")
     assert result.reused is False
     kinds = {a.kind: a for a in result.artifacts}
     assert kinds["srpm"].nevra == "xcp-export-server-0.1.0-1.xcpng8.3.src"
@@ -80,11 +80,11 @@ def test_export_server_rpm_is_built_installed_and_serves(docker_client, project:
 def test_same_inputs_reuse_the_record_without_an_engine(
     project: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    first = build.build(project, "xcp-export-server", "local", stage="srpm")
-    assert first.reused is False and first.record["prep_checked"] is True
+    first = build_package(project, "xcp-export-server", "local", stage="srpm")
+    assert first.reused is False and first.record.prep_checked is True
     # No engine answers now: a reuse must not need one (so it starts no container).
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    again = build.build(project, "xcp-export-server", "local", stage="srpm", out=tmp_path / "out")
+    again = build_package(project, "xcp-export-server", "local", stage="srpm", out=tmp_path / "out")
     assert again.reused is True
     assert (again.folder, again.key, again.artifacts) == (first.folder, first.key, first.artifacts)
     assert [p.name for p in again.copied] == ["xcp-export-server-0.1.0-1.xcpng8.3.src.rpm"]
@@ -94,12 +94,12 @@ def test_same_inputs_reuse_the_record_without_an_engine(
     from xcpbuild.errors import EngineError
 
     with pytest.raises(EngineError):
-        build.build(project, "xcp-export-server", "local", stage="srpm")
+        build_package(project, "xcp-export-server", "local", stage="srpm")
 
 
 def _vhd_tool_build(project: Settings, upstream: Path, **kw: object) -> build.BuildResult:
     # The stand-in upstream is not v0.20.0 (whose tarball is pinned), so build its branch as a snapshot.
-    return build.build(project, "vhd-tool", "local", upstream=str(upstream), ref="main", **kw)  # type: ignore[arg-type]
+    return build_package(project, "vhd-tool", "local", upstream=str(upstream), ref="main", **kw)
 
 
 def test_vhd_tool_srpm_holds_the_patches_and_spec_and_prep_applies_them(project: Settings, tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_vhd_tool_srpm_holds_the_patches_and_spec_and_prep_applies_them(project:
     assert header.patches == (VHD_PATCH.name,)
     names = {f.path for f in header.files}
     assert {VHD_PATCH.name, "vhd-tool.spec", "vhd-tool-sparse_dd-conf"} <= names
-    spec = result.record["spec"]
+    spec = result.record.spec
     assert f"Patch1000: {VHD_PATCH.name}" in spec and "%autosetup -p1" in spec
     log = (result.folder / build.LOG).read_text()
     assert "-rp --nodeps" in log and VHD_PATCH.name in log  # rpmbuild applied the patch itself in %prep
@@ -166,7 +166,7 @@ def test_a_build_over_its_time_limit_is_killed_and_its_container_removed(docker_
     (project.specs_dir / "slow.spec.j2").write_text(SLOW_SPEC)
     before = set(ctr.list_containers(docker_client, "build"))
     with pytest.raises(StepTimeoutError) as info:
-        build.build(project, "slow", "local", stage="rpm", timeout=8)
+        build_package(project, "slow", "local", stage="rpm", timeout=8)
     assert "exceeded its 8s time limit" in info.value.message and "removed" in info.value.message
     assert set(ctr.list_containers(docker_client, "build")) == before
 

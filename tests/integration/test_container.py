@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker
 import pytest
 
 from xcpbuild.adapters import container as ctr
@@ -15,8 +16,8 @@ def _opts(image: str, **kw: object) -> ctr.ContainerOptions:
 
 
 def test_runs_isolated_and_non_root_copies_in_and_out_then_is_gone(
-    docker_client, tiny_image: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient, tiny_image: str, tmp_path: Path
+) -> None:
     source = tmp_path / "input.txt"
     source.write_text("hello from the host\n")
     lines: list[str] = []

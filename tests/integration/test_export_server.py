@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,7 +155,7 @@ def _cli_verify(url: str, *args: str) -> subprocess.Popen[str]:
 
 def _run_pair(
     tmp_path: Path, servers: list[Server], plan_args: list[str]
-) -> dict[tuple[str, str], tuple[int, dict, str]]:
+) -> dict[tuple[str, str], tuple[int, dict[str, Any], str]]:
     disk = random_disk(tmp_path / "full.raw", 32 * MiB)
     wait = start_server(tmp_path, {"d": disk})
     legacy = start_server(tmp_path, {"d": disk}, "--eagain-policy", "legacy-retry")
@@ -174,7 +175,7 @@ def _run_pair(
     return results
 
 
-def _assert_fix_and_regression(results: dict[tuple[str, str], tuple[int, dict, str]]) -> None:
+def _assert_fix_and_regression(results: dict[tuple[str, str], tuple[int, dict[str, Any], str]]) -> None:
     for fmt in ("raw", "vhd"):
         code, report, _ = results[("wait", fmt)]
         assert code == 0 and report["outcome"] == "complete" and report["match"] is True, report

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.conftest import need, need_tool
@@ -77,9 +78,9 @@ def test_patched_fixture_survives_the_stall_byte_exact(good: ProbeFixture, tmp_p
 
 def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     tmp_path_factory: pytest.TempPathFactory,
-    docker_client,
-    capsys,
-    monkeypatch,  # type: ignore[no-untyped-def]
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     need_tool("git", "debootstrap")
     broken = make_probe_fixture(tmp_path_factory.mktemp("probe-broken"), broken=True)

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
-from tests.fixtures.repotree import cli, snapshot, start, wait_stopped
+from tests.fixtures.repotree import Arg, cli, snapshot, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
-from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
+from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.pipeline.publish import history, publish
 from xcpbuild.pipeline.publish import repo as repolib
 
@@ -65,9 +65,7 @@ def install_live(root: Path, key: GpgTestKey, *names: str, channel: str = "testi
 
 def test_publish_signs_and_dnf_installs_with_gpgcheck(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    report = publish.publish(
-        [rpms["hello-1.0"], rpms["hello-src-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home
-    )
+    report = publish.publish([rpms["hello-1.0"], rpms["hello-src-1.0"]], root, RELEASE, "testing", key=key)
     assert [r.added for r in report.repos] == [["hello-1.0-1.noarch"], ["hello-1.0-1.src"]]
     binary = root / "8/8.3/testing/x86_64"
     assert (binary / "Packages/hello-1.0-1.noarch.rpm").is_file()
@@ -92,7 +90,7 @@ def test_dnf_refuses_repo_with_a_foreign_key(
 ) -> None:
     """Guards the check itself: a client trusting another key must fail, or the dnf check proves nothing."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     with pytest.raises(Exception, match="dnf could not install"):
         dnf.install([dnf.Repo("live", live(root).path)], ["hello"], other_key.public_key, RELEASE)
 
@@ -101,14 +99,14 @@ def test_republish_is_noop_and_changed_content_is_refused(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
-    again = publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    again = publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     assert not again.changed and again.repos[0].unchanged == ["hello-1.0-1.noarch"]
     assert snapshot(root) == before
     impostor = make_rpm(tmp_path / "impostor", "hello", "1.0", "1", files={"/usr/share/hello/VERSION": "evil\n"})
     with pytest.raises(PublishError, match=r"already published .* with different content"):
-        publish.publish([impostor], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([impostor], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
 
 
@@ -116,9 +114,9 @@ def test_second_publish_reuses_metadata_and_keeps_previous_files(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     old_names = [Path(e.href).name for e in createrepo.read_repomd(live(root).repodata)]
-    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key=key)
     assert (report.repos[0].packages_read, report.repos[0].packages_reused) == (1, 1)
     # A client holding the previous repomd.xml still finds every file it names.
     for name in old_names:
@@ -129,14 +127,14 @@ def test_second_publish_reuses_metadata_and_keeps_previous_files(
 
 def test_tampered_rpm_is_caught_and_live_repo_untouched(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     tampered = tmp_path / "lonely-1.0-1.noarch.rpm"
     data = bytearray(rpms["lonely-1.0"].read_bytes())
     data[-40] ^= 0xFF  # inside the compressed payload: the header still parses
     tampered.write_bytes(bytes(data))
     with pytest.raises(SigningError):
-        publish.publish([tampered], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([tampered], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
     assert install_live(root, key, "hello") == ["hello-1.0-1.noarch"]
 
@@ -146,12 +144,12 @@ def test_stale_signature_swapped_in_mid_publish_is_caught(
 ) -> None:
     """Freeze the publisher right after signing, put back a copy signed by an old key, resume."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     stale = tmp_path / "stale.rpm"
     shutil.copyfile(rpms["lonely-1.0"], stale)
-    rpmsign.sign([stale], gpg.find_secret_key(other_key.fingerprint, other_key.home))
-    args = [
+    rpmsign.sign([stale], other_key)
+    args: list[Arg] = [
         "publish",
         rpms["lonely-1.0"],
         "--repo",
@@ -189,14 +187,14 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
     tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     text = tmp_path / "notes.rpm"
     text.write_text("this is not an rpm\n")
     truncated = tmp_path / "truncated.rpm"
     truncated.write_bytes(rpms["lonely-1.0"].read_bytes()[:300])
-    common = ["--repo", root, "--release", RELEASE, "--sign-key", key.fingerprint, "--gnupg-home", key.home]
-    cases = [
+    common: list[Arg] = ["--repo", root, "--release", RELEASE, "--sign-key", key.fingerprint, "--gnupg-home", key.home]
+    cases: list[tuple[list[Arg], type[XcpbuildError], str]] = [
         (["publish", text, *common, "--channel", "testing"], RpmError, "notes.rpm"),
         (["publish", truncated, *common, "--channel", "testing"], RpmError, "truncated.rpm"),
         (["publish", tmp_path / "missing.rpm", *common, "--channel", "testing"], RpmError, "missing.rpm"),
@@ -231,8 +229,8 @@ def test_bad_inputs_give_one_clear_line_and_leave_repo_unchanged(
 
 def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
-    common = [
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
+    common: list[Arg] = [
         "--repo",
         root,
         "--release",
@@ -269,8 +267,8 @@ def test_concurrent_publishes_serialise_and_both_land(tmp_path: Path, key: GpgTe
 
 def test_promote_rollback_and_diff_through_the_cli(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    keyargs = ["--sign-key", key.fingerprint, "--gnupg-home", key.home]
-    repo = ["--repo", root, "--release", RELEASE]
+    keyargs: list[Arg] = ["--sign-key", key.fingerprint, "--gnupg-home", key.home]
+    repo: list[Arg] = ["--repo", root, "--release", RELEASE]
     for rpm in (rpms["hello-1.0"], rpms["hello-1.1"]):
         done = cli(["publish", rpm, *repo, "--channel", "testing", *keyargs, "--json"])
         assert done.returncode == 0, done.stderr
@@ -302,18 +300,18 @@ def test_promote_rollback_and_diff_through_the_cli(tmp_path: Path, key: GpgTestK
 
 def test_base_is_frozen_once_published(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key=key)
     with pytest.raises(PublishError, match="frozen"):
-        publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
-    report = publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key.fingerprint, key.home, unfreeze_base=True)
+        publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key=key)
+    report = publish.publish([rpms["lonely-1.0"]], root, RELEASE, "base", key=key, unfreeze_base=True)
     assert report.changed
 
 
 def test_dnf_check_resolves_dependencies_from_base(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     """`world` requires `hello`, which lives only in base: the staged check must still pass."""
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key.fingerprint, key.home)
-    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "updates", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "base", key=key)
+    report = publish.publish([rpms["world-1.0"]], root, RELEASE, "updates", key=key)
     assert report.repos[0].dnf_installed == ["hello-1.0-1.noarch", "world-1.0-1.noarch"]
 
 
@@ -336,17 +334,17 @@ def test_crash_point_hook_is_inert_without_the_variable(tmp_path: Path, key: Gpg
 def test_failed_dnf_check_leaves_live_repo_untouched(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     """`world` needs `hello`, which no channel has: dnf refuses, and nothing placed may remain."""
     root = tmp_path / "repo"
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=key)
     before = snapshot(root)
     with pytest.raises(VerifyError, match="dnf could not install world"):
-        publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([rpms["world-1.0"]], root, RELEASE, "testing", key=key)
     assert snapshot(root) == before
 
 
 def test_rollback_twice_goes_two_publishes_back(tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]) -> None:
     root = tmp_path / "repo"
     for rpm in (rpms["hello-1.0"], rpms["lonely-1.0"], rpms["hello-1.1"]):
-        publish.publish([rpm], root, RELEASE, "testing", key.fingerprint, key.home)
+        publish.publish([rpm], root, RELEASE, "testing", key=key)
     first = history.rollback(root, RELEASE, "testing")
     assert (first.from_generation, first.to_generation) == (3, 2)
     assert [(c.change, c.name) for c in first.changes] == [("downgraded", "hello")]
@@ -365,9 +363,9 @@ def test_promote_refuses_a_package_signed_by_another_key(
     tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, rpms: dict[str, Path]
 ) -> None:
     root = tmp_path / "repo"
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", other_key.fingerprint, other_key.home)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=other_key)
     with pytest.raises(SigningError, match=r"lonely-1\.0-1\.noarch\.rpm"):
-        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], sign_key=key.fingerprint, gnupg_home=key.home)
+        publish.promote(root, RELEASE, "testing", "updates", ["lonely"], key=key)
     assert not repolib.repo_dirs(root, RELEASE, "updates")[0].repodata.exists()
 
 
@@ -377,8 +375,8 @@ def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, r
     import sqlite3
 
     root = tmp_path / "repo"
-    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home, sqlite=True)
-    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key.fingerprint, key.home)
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key, sqlite=True)
+    publish.publish([rpms["lonely-1.0"]], root, RELEASE, "testing", key=key)
     binary = live(root)
     entries = {e.type: e for e in createrepo.read_repomd(binary.repodata)}
     assert set(entries) == {"primary", "filelists", "other", "primary_db", "filelists_db", "other_db"}

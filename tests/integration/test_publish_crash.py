@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
-from tests.fixtures.repotree import kill, start, wait_stopped
+from tests.fixtures.repotree import Arg, kill, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
 from xcpbuild.adapters import createrepo, dnf, gpg
 from xcpbuild.pipeline.publish import crashpoints, publish
@@ -87,7 +87,7 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
         v = f"{version}.0"
         return [make_rpm(builds, "crashpkg", v), make_rpm(builds, "crashlib", v), make_srpm(builds, "crashpkg", v)]
 
-    common = [
+    common: list[Arg] = [
         "--repo",
         root,
         "--release",
@@ -99,7 +99,7 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
         "--gnupg-home",
         key.home,
     ]
-    publish.publish(release_of(1), root, RELEASE, CHANNEL, key.fingerprint, key.home)
+    publish.publish(release_of(1), root, RELEASE, CHANNEL, key=key)
     served = "1.0"
     assert _versions_served(root, key) == served
     went_live = {served}
@@ -120,7 +120,7 @@ def test_sigkill_at_every_phase_leaves_a_whole_repo(tmp_path: Path, key: GpgTest
 
     # A normal publish recovers from the last crash by itself and leaves nothing behind.
     final = len(KILL_POINTS) + 2
-    report = publish.publish(release_of(final), root, RELEASE, CHANNEL, key.fingerprint, key.home)
+    report = publish.publish(release_of(final), root, RELEASE, CHANNEL, key=key)
     assert report.changed
     assert _versions_served(root, key) == f"{final}.0"
     went_live.add(f"{final}.0")

@@ -7,10 +7,12 @@ pins the stand-in's tarball. With XCPBUILD_VHD_TOOL_UPSTREAM pointing at a real 
 or mirror, the same tests run this project on the real thing. Nothing here contacts a public
 host: every upstream is given with --upstream, or is a file:// path that does not exist.
 
-One clean work folder is used for the runs, in order: the first does everything; the second,
-with nothing changed, must reuse every build (no build container) and publish nothing new; the
-third is made to fail at verify and must leave the published repository exactly as it was; the
-last ones leave vhd-tool out (plan upstream unreachable) or stop (a given upstream unreachable).
+One clean work folder per module holds a first run that does everything (the ``first_run``
+fixture, made by whichever test needs it first). On top of it, each test on its own: a second run
+with nothing changed must reuse every build (no build container) and publish nothing new; a run
+made to fail at verify must leave the published repository exactly as it was; a run whose plan
+upstream is unreachable leaves vhd-tool out and says so, and one given an unreachable upstream
+stops. None changes what the others see, so they pass in any order or alone.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import docker
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
@@ -34,6 +37,21 @@ from xcpbuild.errors import SourceError, VerifyError
 from xcpbuild.model.package import read_series
 
 REAL_VHD_TOOL = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
+
+TOOLS = ("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
+
+
+def _needs() -> None:
+    """What every test here needs besides the engine (the docker_client fixture)."""
+    need_tool(*TOOLS)
+    need(os.geteuid() == 0, "root (verify enters the container's network namespace)")
+
+
+class Run(NamedTuple):
+    code: int
+    report: dict[str, Any]
+    stderr: str  # with as_json=False: everything the run printed
+    pid: int  # of the CLI process: its containers are named xcpbuild-ROLE-PID-...
 
 
 @dataclass(frozen=True)
@@ -44,34 +62,25 @@ class Setup:
     patches: list[str]  # the vhd-tool series the SRPM must hold
 
 
-def _release(
-    setup: Setup, *args: str, upstream: bool = True, as_json: bool = True, pids: list[int] | None = None
-) -> tuple[int, dict[str, Any], str]:
-    """Run the main job; the report is --json's, or (as_json=False) the run's summary.json, and the text.
-
-    ``pids`` gets the job's process id: its containers are named after it.
-    """
+def _release(setup: Setup, *args: str, upstream: bool = True, as_json: bool = True) -> Run:
+    """Run the main job; the report is --json's, or (as_json=False) the run's summary.json, and the text."""
     env = dict(os.environ, XCPBUILD_WORK=str(setup.work), XCPBUILD_PROJECT=str(setup.project))
     extra = ["--upstream", f"vhd-tool={setup.upstream}"] if upstream else []
+    argv = [sys.executable, "-m", "xcpbuild", "release", *(["--json"] if as_json else []), *extra, *args]
     with subprocess.Popen(
-        [sys.executable, "-m", "xcpbuild", "release", *(["--json"] if as_json else []), *extra, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=setup.project,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=setup.project
     ) as proc:
-        if pids is not None:
-            pids.append(proc.pid)
-        stdout, stderr = proc.communicate(timeout=1800)
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        try:
+            stdout, stderr = proc.communicate(timeout=1800)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     if as_json:
-        report = json.loads(done.stdout) if done.stdout.strip() else {}
-        return done.returncode, report, done.stderr
-    found = re.search(r"^logs and summary.json: (\S+)$", done.stdout, re.MULTILINE)
-    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+        return Run(proc.returncode, json.loads(stdout) if stdout.strip() else {}, stderr, proc.pid)
+    found = re.search(r"^logs and summary.json: (\S+)$", stdout, re.MULTILINE)
+    assert found, stdout[-2000:] + stderr[-2000:]
     report = json.loads((Path(found[1]) / "summary.json").read_text())
-    return done.returncode, report, done.stdout + done.stderr
+    return Run(proc.returncode, report, stdout + stderr, proc.pid)
 
 
 def _agents_for(home: Path) -> list[int]:
@@ -105,20 +114,20 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def _build_containers_created(client, since: float, until: float, pid: int) -> int:  # type: ignore[no-untyped-def]
-    """Build containers the job with process id ``pid`` created (others share the engine)."""
+def _build_containers_created(client: docker.DockerClient, run: Run, since: float, until: float) -> int:
+    """Build containers that ``run`` created (other jobs share the engine: only its own names count)."""
     events = client.events(
         since=int(since),
         until=int(until) + 1,
         filters={"type": "container", "event": "create", "label": "org.xcpbuild.role=build"},
         decode=True,
     )
-    ours = f"xcpbuild-build-{pid}-"
-    return sum(1 for event in events if event.get("Actor", {}).get("Attributes", {}).get("name", "").startswith(ours))
+    prefix = f"xcpbuild-build-{run.pid}-"
+    return sum(1 for event in events if event.get("Actor", {}).get("Attributes", {}).get("name", "").startswith(prefix))
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+def setup(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Setup:
     need_tool("git")
     work = tmp_path_factory.mktemp("release-work")
     if REAL_VHD_TOOL:
@@ -128,43 +137,29 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     return Setup(work, standin.project, str(standin.upstream), [standin.patch.name])
 
 
+@pytest.fixture(scope="module")
+def first_run(setup: Setup) -> Run:
+    _needs()
+    return _release(setup)
+
+
 def _srpm_files(srpm: Path) -> list[str]:
     done = subprocess.run(["rpm", "-qpl", str(srpm)], capture_output=True, text=True, check=True)
     return done.stdout.split()
 
 
-def test_first_run_does_the_whole_loop(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
-    need_tool("rpmbuild", "rpmsign", "createrepo_c", "dnf", "gpg", "nsenter")
-    need(os.geteuid() == 0, "root (verify enters the container's network namespace)")
+def _published(first_run: Run) -> None:
+    assert first_run.code == 0, "the first run failed, so there is nothing to build on:\n" + first_run.stderr[-3000:]
+
+
+def test_first_run_does_the_whole_loop(setup: Setup, first_run: Run) -> None:
+    _needs()
     work = setup.work
-    code, report, stderr = _release(setup)
+    code, report, stderr, _ = first_run
     assert code == 0, stderr[-3000:]
     steps = _steps(report)
     assert [s["status"] for s in report["steps"]] == ["ok"] * 5, report["steps"]
     assert report["left_out"] == {}
-    # sources: the series applies at the pin; its health where upstream reworked the code is shown too
-    health = steps["sources"]["data"]["health"]
-    pinned = [h for h in health if h["package"] == "vhd-tool" and h["kind"] == "pin"]
-    assert [(h["ref"], h["patch"], h["status"]) for h in pinned] == [("v0.20.0", p, "applies") for p in setup.patches]
-    reworked = {h["ref"]: h["status"] for h in health if h["package"] == "vhd-tool" and h["kind"] != "pin"}
-    assert {"v0.27.0", "v0.40.0", "v0.43.0"} <= set(reworked)
-    assert reworked["v0.27.0"] != "applies"
-    # verify: the probe failed unpatched with the 2018 line and survived patched, byte-exact
-    probe = steps["verify"]["data"]["vhd-tool"]
-    sides = {side["patched"]: side for side in probe["sides"]}
-    assert sides[False]["verdict"] == "failed" and EAGAIN_LINE in sides[False]["error_line"]
-    assert sides[False]["stall_bytes"] < sides[False]["file_bytes"]
-    assert sides[True]["verdict"] == "survived" and sides[True]["stall_bytes"] == sides[True]["file_bytes"]
-    assert sides[True]["patches"] == setup.patches and sides[False]["patches"] == []
-    assert probe["stall"] >= 10
-    assert EAGAIN_LINE in report["proofs"]["vhd-tool"] and "survived byte-exact" in report["proofs"]["vhd-tool"]
-    assert "legacy-retry failed as in 2018" in report["proofs"]["xcp-export-server"]
-    # the SRPM holds the series and was published to Source/
-    srpms = list(
-        (Path(report["repo_root"]) / "8" / "8.3" / "testing" / "Source" / "SPackages").glob("vhd-tool-*.src.rpm")
-    )
-    assert len(srpms) == 1 and srpms[0].name.startswith("vhd-tool-0.20.0-4.4.")
-    assert set(setup.patches) <= set(_srpm_files(srpms[0]))
     # build: every package built fresh into its own folder, with a record
     for name, data in steps["build"]["data"].items():
         assert not data["reused"], name
@@ -189,17 +184,44 @@ def test_first_run_does_the_whole_loop(docker_client, setup: Setup) -> None:  # 
     assert (testing / "x86_64" / "repodata" / "repomd.xml.asc").is_file()
     assert any(n.startswith("xcp-export-server-") for n in steps["install"]["data"]["installed"])
     assert list((repo / "8" / "8.3" / "updates" / "x86_64" / "Packages").glob("xcp-export-server-*.rpm"))
+    # sources: the series applies at the pin; its health where upstream reworked the code is shown too
+    health = steps["sources"]["data"]["health"]
+    pinned = [h for h in health if h["package"] == "vhd-tool" and h["kind"] == "pin"]
+    assert [(h["ref"], h["patch"], h["status"]) for h in pinned] == [("v0.20.0", p, "applies") for p in setup.patches]
+    reworked = {h["ref"]: h["status"] for h in health if h["package"] == "vhd-tool" and h["kind"] != "pin"}
+    assert {"v0.27.0", "v0.40.0", "v0.43.0"} <= set(reworked)
+    assert reworked["v0.27.0"] != "applies"
+    # verify: the probe failed unpatched with the 2018 line and survived patched, byte-exact
+    probe = steps["verify"]["data"]["vhd-tool"]
+    sides = {side["patched"]: side for side in probe["sides"]}
+    assert sides[False]["verdict"] == "failed" and EAGAIN_LINE in sides[False]["error_line"]
+    assert sides[False]["stall_bytes"] < sides[False]["file_bytes"]
+    assert sides[True]["verdict"] == "survived" and sides[True]["stall_bytes"] == sides[True]["file_bytes"]
+    assert sides[True]["patches"] == setup.patches and sides[False]["patches"] == []
+    assert probe["stall"] >= 10
+    assert EAGAIN_LINE in report["proofs"]["vhd-tool"] and "survived byte-exact" in report["proofs"]["vhd-tool"]
+    assert "legacy-retry failed as in 2018" in report["proofs"]["xcp-export-server"]
+    # the SRPM holds the series and was published to Source/
+    srpms = list(
+        (Path(report["repo_root"]) / "8" / "8.3" / "testing" / "Source" / "SPackages").glob("vhd-tool-*.src.rpm")
+    )
+    assert len(srpms) == 1 and srpms[0].name.startswith("vhd-tool-0.20.0-4.4.")
+    assert set(setup.patches) <= set(_srpm_files(srpms[0]))
     assert Path(report["run_dir"], "summary.json").is_file()
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 
-def test_second_run_reuses_builds_and_publishes_nothing(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_reuses_builds_and_publishes_nothing(
+    docker_client: docker.DockerClient, setup: Setup, first_run: Run
+) -> None:
+    _needs()
+    _published(first_run)
     work = setup.work
     before = _tree_digest(work / "repo")
     assert before, "the first run left no repository"
     started = time.time()
-    pids: list[int] = []
-    code, report, text = _release(setup, as_json=False, pids=pids)
+    second = _release(setup, as_json=False)
+    code, report, text, _ = second
     ended = time.time()
     assert code == 0, text[-3000:]
     # Both probes are shown, with what the unpatched one said.
@@ -208,18 +230,20 @@ def test_second_run_reuses_builds_and_publishes_nothing(docker_client, setup: Se
     assert len(shown) == 2 and EAGAIN_LINE in shown[0] and "survived" in shown[1], text[-3000:]
     steps = _steps(report)
     assert all(data["reused"] for data in steps["build"]["data"].values())
-    assert _build_containers_created(docker_client, started, ended, pids[0]) == 0
+    assert _build_containers_created(docker_client, second, started, ended) == 0
     assert steps["publish"]["data"]["testing"]["added"] == []
     assert steps["install"]["data"]["promote_added"] == []
     assert _tree_digest(work / "repo") == before
 
 
-def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(setup: Setup, first_run: Run) -> None:
+    _needs()
+    _published(first_run)
     work = setup.work
     before = _tree_digest(work / "repo")
     # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server (and the
     # unpatched vhd-tool) survive it: the check cannot tell fix from bug, and must refuse to go on.
-    code, report, stderr = _release(setup, "--stall", "0.5")
+    code, report, stderr, _ = _release(setup, "--stall", "0.5")
     assert code == VerifyError.exit_code
     assert "step `verify`" in stderr
     statuses = {s["name"]: s["status"] for s in report["steps"]}
@@ -231,7 +255,9 @@ def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(docker_clie
     assert list((run_dir / "verify").glob("server-*.log"))
 
 
-def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(docker_client, setup: Setup) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(setup: Setup, first_run: Run) -> None:
+    _needs()
+    _published(first_run)
     # The plan's URL is a file:// that does not exist: unreachable without any traffic leaving the host.
     missing = f"file://{setup.work}/no-such-host/vhd-tool.git"
     plan_text = (PROJECT_ROOT / "xcpbuild" / "plans" / "local.toml").read_text()
@@ -239,7 +265,7 @@ def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(docker_cli
     plan = setup.work / "unreachable.toml"
     plan.write_text(plan_text.replace("https://github.com/xapi-project/vhd-tool.git", missing))
     before = _tree_digest(setup.work / "repo")
-    code, report, text = _release(setup, "--plan", str(plan), upstream=False, as_json=False)
+    code, report, text, _ = _release(setup, "--plan", str(plan), upstream=False, as_json=False)
     assert code == 0, text[-3000:]
     reason = report["left_out"]["vhd-tool"]
     assert missing in reason and "--upstream vhd-tool=PATH_OR_URL" in reason
@@ -251,6 +277,6 @@ def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(docker_cli
     assert _tree_digest(setup.work / "repo") == before
 
     # An upstream given on the command line must work: there it stops the run at sources.
-    code, report, stderr = _release(setup, "--upstream", f"vhd-tool={missing}", upstream=False)
+    code, report, stderr, _ = _release(setup, "--upstream", f"vhd-tool={missing}", upstream=False)
     assert code == SourceError.exit_code
     assert report["failed_step"] == "sources" and "step `sources`" in stderr

@@ -16,6 +16,7 @@ from tests.conftest import need_tool
 from xcpbuild.config import load_settings
 from xcpbuild.model.target import find_target
 from xcpbuild.pipeline.build import spec
+from xcpbuild.pipeline.sources.package import resolve
 
 # What each XCP-ng release shipped last (docs: xcp-ng-ecosystem.md, "vhd-tool as it really shipped").
 SHIPPED = {
@@ -48,7 +49,7 @@ def _newer(ours: str, theirs: str) -> bool:
 def test_our_release_sorts_above_what_the_xcp_ng_release_shipped(target: str, tmp_path: Path) -> None:
     need_tool("rpm", "rpmspec")
     settings = load_settings()
-    rendered = spec.render(settings, "vhd-tool", target)
+    rendered = spec.render(settings, resolve(settings, "vhd-tool", target))
     spec_file = tmp_path / rendered.filename
     spec_file.write_text(rendered.text)
     ours = _evr(spec_file, find_target(settings.containers_dir, target).dist_macro)
@@ -61,7 +62,7 @@ def test_our_release_sorts_above_what_the_xcp_ng_release_shipped(target: str, tm
 def test_the_7_5_build_carries_the_dist_that_shipped(tmp_path: Path) -> None:
     need_tool("rpm", "rpmspec")
     settings = load_settings()
-    rendered = spec.render(settings, "vhd-tool", "xcp-ng-7.5")
+    rendered = spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-7.5"))
     spec_file = tmp_path / rendered.filename
     spec_file.write_text(rendered.text)
     assert _evr(spec_file, find_target(settings.containers_dir, "xcp-ng-7.5").dist_macro).endswith(".xcp.el7.centos")

@@ -17,6 +17,7 @@ from tests.conftest import PROJECT_ROOT
 from xcpbuild.config import Settings
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline.sources import hunks, patch, source
+from xcpbuild.pipeline.sources.package import resolve
 
 UPSTREAM = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM", "")
 PATCH = "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
@@ -42,7 +43,7 @@ def test_pinned_tarball_patches_exactly_and_the_fix_is_in(settings: Settings, tm
     tree = tmp_path / "vhd-tool-0.20.0"
     original = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
 
-    assert patch.apply_series(settings, pkg, tree, target="xcp-ng-7.5") == [PATCH]
+    assert patch.apply_series(settings, resolve(settings, "vhd-tool", "xcp-ng-7.5"), tree) == [PATCH]
     channels = (tree / "src" / "channels.ml").read_text()
     assert "Lwt_unix.wait_write to_fd" in channels and "Lwt_unix.wait_read from_fd" in channels
     assert "Lwt_unix.sleep" not in channels and "max_attempts" not in channels
@@ -51,8 +52,12 @@ def test_pinned_tarball_patches_exactly_and_the_fix_is_in(settings: Settings, tm
 
 
 def test_patch_check_across_upstream_releases(settings: Settings) -> None:
-    pkg = find_package(settings.specs_dir, "vhd-tool")
-    report = {h.ref: h for h in patch.check(settings, pkg, ["v0.20.0", "v0.22.0", "v0.43.0"], upstream=UPSTREAM)}
+    report = {
+        h.ref: h
+        for h in patch.check(
+            settings, resolve(settings, "vhd-tool", "local"), ["v0.20.0", "v0.22.0", "v0.43.0"], upstream=UPSTREAM
+        )
+    }
     assert report["v0.20.0"].status == hunks.APPLIES
     assert report["v0.22.0"].status == hunks.APPLIES  # channels.ml unchanged until v0.23.0
     # 0.43.0 has upstream's own rewrite of the copy loop: our 0.20.0 patch does not fit there.
@@ -64,4 +69,4 @@ def test_xcp_ng_8_2_builds_upstream_unpatched(settings: Settings, tmp_path: Path
     pkg = find_package(settings.specs_dir, "vhd-tool")
     fetched = source.fetch(settings, pkg, target="xcp-ng-8.2", upstream=UPSTREAM)
     assert fetched.version == "0.43.0" and fetched.sha256 == pkg.pin("xcp-ng-8.2").sha256
-    assert patch.apply_series(settings, pkg, tmp_path, target="xcp-ng-8.2") == []
+    assert patch.apply_series(settings, resolve(settings, "vhd-tool", "xcp-ng-8.2"), tmp_path) == []

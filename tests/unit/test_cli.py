@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,10 @@ def test_every_error_class_has_a_distinct_exit_code_and_a_hint() -> None:
     for cls in classes:
         assert cls.default_hint, cls.__name__
         assert cls.exit_code not in (0,)
+
+
+def test_inspect_refuses_a_file_that_is_not_an_rpm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "bogus.rpm"
+    bogus.write_bytes(b"not an rpm at all")
+    assert app.main(["inspect", str(bogus)]) == 11
+    assert "is not an RPM package" in capsys.readouterr().err

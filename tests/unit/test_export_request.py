@@ -32,6 +32,13 @@ def test_a_good_request_names_a_configured_disk_and_format() -> None:
     )
 
 
+def test_a_delta_request_names_its_base_among_the_configured_disks() -> None:
+    target = "/export_raw_vdi?session_id=s3cret&vdi=vdi1&format=vhd&base=other"
+    assert decide(target) == Export("vdi1", "vhd", False, "other")
+    assert decide("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=other").base == "other"
+    assert decide("/export_raw_vdi?session_id=s3cret&vdi=vdi1").base is None
+
+
 @pytest.mark.parametrize(
     ("target", "method", "extra", "status"),
     [
@@ -45,7 +52,12 @@ def test_a_good_request_names_a_configured_disk_and_format() -> None:
         ("/export_raw_vdi?session_id=s3cret", "GET", "", 400),
         ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&format=qcow2", "GET", "", 400),
         ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&vdi=other", "GET", "", 400),
-        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=other", "GET", "", 400),
+        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=nope", "GET", "", 404),
+        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=..%2Fother", "GET", "", 404),
+        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=vdi1", "GET", "", 400),
+        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=", "GET", "", 400),
+        ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&base=other&base=other", "GET", "", 400),
+        ("/export_raw_vdi?vdi=vdi1&base=other", "GET", "", 401),
         ("/export_raw_vdi?session_id=s3cret&vdi=vdi1&&", "GET", "", 400),
         ("/export_raw_vdi?session_id=s3cret&vdi=vdi1", "POST", "", 405),
         ("/export_raw_vdi?session_id=s3cret&vdi=vdi1", "DELETE", "", 405),

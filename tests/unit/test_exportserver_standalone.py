@@ -10,13 +10,15 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
-
-SHIPPED = ("xcpbuild/__init__.py", "xcpbuild/errors.py", "xcpbuild/log.py", "xcpbuild/vhd.py", "xcpbuild/exportserver")
+from xcpbuild.model.package import find_package
 
 
 def test_the_server_runs_from_only_its_shipped_files_without_site_packages(tmp_path: Path) -> None:
+    # Exactly what the RPM ships: the package definition's project_paths.
+    shipped = find_package(PROJECT_ROOT / "specs", "xcp-export-server").project_paths
+    assert "xcpbuild/exportserver" in shipped
     root = tmp_path / "pkg"
-    for item in SHIPPED:
+    for item in shipped:
         source = PROJECT_ROOT / item
         if source.is_dir():
             shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("__pycache__"))

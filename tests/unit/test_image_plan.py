@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from xcpbuild.adapters import rootfs
 from xcpbuild.adapters.rootfs import debian_mirror
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
@@ -38,7 +39,7 @@ def _project(tmp_path: Path) -> Settings:
 
 
 def test_tag_is_stable_and_changes_with_the_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(image.rootfs, "debian_mirror", lambda suite: f"http://mirror.example.invalid/{suite}")
+    monkeypatch.setattr(rootfs, "debian_mirror", lambda suite: f"http://mirror.example.invalid/{suite}")
     settings = _project(tmp_path)
     first = image.plan(settings, "local")
     assert first.tag == image.plan(settings, "local").tag
@@ -51,9 +52,9 @@ def test_tag_is_stable_and_changes_with_the_context(tmp_path: Path, monkeypatch:
 
 def test_base_key_changes_with_the_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _project(tmp_path)
-    monkeypatch.setattr(image.rootfs, "debian_mirror", lambda suite: "http://a.example.invalid/debian")
+    monkeypatch.setattr(rootfs, "debian_mirror", lambda suite: "http://a.example.invalid/debian")
     a = image.plan(settings, "local")
-    monkeypatch.setattr(image.rootfs, "debian_mirror", lambda suite: "http://b.example.invalid/debian")
+    monkeypatch.setattr(rootfs, "debian_mirror", lambda suite: "http://b.example.invalid/debian")
     b = image.plan(settings, "local")
     assert a.base is not None and b.base is not None
     assert a.base.key != b.base.key and a.tag != b.tag

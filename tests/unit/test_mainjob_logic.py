@@ -18,6 +18,7 @@ from xcpbuild.model.package import PackageDef, find_package
 from xcpbuild.model.plan import PlannedPackage, load_plan
 from xcpbuild.model.probe import parse_probe
 from xcpbuild.pipeline.release import upstreams
+from xcpbuild.pipeline.sources.package import resolve
 from xcpbuild.pipeline.verify import exportserver_check, probe, probe_check
 
 EAGAIN = 'Unix.Unix_error(Unix.EAGAIN, "sendfile", "")'
@@ -48,14 +49,15 @@ def test_an_unreachable_upstream_is_left_out_in_one_line_with_the_hint(tmp_path:
     planned, _ = _vhd_tool()
     settings = Settings(project_root=PROJECT_ROOT, cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
     missing = f"file://{tmp_path}/nowhere/vhd-tool.git"  # git fails on it without any traffic
-    found = upstreams.sources(settings, [replace(planned, upstream=missing)], "local", {})
+    resolved = {"vhd-tool": resolve(settings, "vhd-tool", "local")}
+    found = upstreams.sources(settings, [replace(planned, upstream=missing)], resolved, {})
     reason = found.left_out["vhd-tool"]
     assert "\n" not in reason and missing in reason and "--upstream vhd-tool=PATH_OR_URL" in reason
     assert found.rows == [] and found.upstreams == {}
     with pytest.raises(SourceError):  # given on the command line, it has to work
-        upstreams.sources(settings, [planned], "local", {"vhd-tool": missing})
+        upstreams.sources(settings, [planned], resolved, {"vhd-tool": missing})
     with pytest.raises(SourceError):  # and a plan that does not allow leaving out stops too
-        upstreams.sources(settings, [replace(planned, upstream=missing, if_unreachable="fail")], "local", {})
+        upstreams.sources(settings, [replace(planned, upstream=missing, if_unreachable="fail")], resolved, {})
 
 
 def _report(*, patched: bool, survived: bool, stderr: str = "", stall_bytes: int = SIZE) -> probe.ProbeReport:
@@ -117,10 +119,12 @@ def test_the_probe_recipe_says_how_the_unpatched_code_fails() -> None:
 
 
 def test_export_server_proof_line() -> None:
+    Trial = exportserver_check.Trial
     trials = [
-        exportserver_check.Trial(p, f, e, o, o == "complete", b, 100, True, "")
-        for p, e, o, b in (("wait", "survive", "complete", 100), ("legacy-retry", "fail", "truncated", 40))
-        for f in ("raw", "vhd")
+        Trial("wait", "raw", "survive", "complete", True, 100, 100, True, ""),
+        Trial("wait", "vhd", "survive", "complete", True, 100, 100, True, ""),
+        Trial("legacy-retry", "raw", "fail", "truncated", None, 40, 100, True, ""),
+        Trial("legacy-retry", "vhd", "fail", "truncated", None, 40, 100, True, ""),
     ]
     result = exportserver_check.ExportCheckResult(trials=trials)
     line = exportserver_check.proof_line(result, 10.0)

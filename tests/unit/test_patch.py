@@ -26,6 +26,7 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.model.package import find_package
 from xcpbuild.pipeline.sources import hunks, patch
+from xcpbuild.pipeline.sources.package import resolve
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,7 @@ def _add_patch(settings: Settings, name: str, text: str) -> None:
 
 
 def test_check_reports_every_status_with_the_hunk(settings: Settings, upstream: Upstream) -> None:
-    pkg = find_package(settings.specs_dir, PACKAGE)
-    report = patch.check(settings, pkg, list(EXPECTED_STATUS))
+    report = patch.check(settings, resolve(settings, PACKAGE), list(EXPECTED_STATUS))
     assert {h.ref: h.status for h in report} == EXPECTED_STATUS
     by_ref = {h.ref: h for h in report}
     assert all(h.patch == FIX_PATCH_NAME for h in report)
@@ -87,7 +87,7 @@ def test_check_applies_patches_on_top_of_the_ones_before(settings: Settings, ups
         f' {fixed[index - 1]}\n {fixed[index]}\n+      log "waiting";\n {fixed[index + 1]}\n'
     )
     _add_patch(settings, "demo-1.0-log-the-wait.XCP-ng.patch", text)
-    report = patch.check(settings, find_package(settings.specs_dir, PACKAGE), ["v1.0", "v1.2"])
+    report = patch.check(settings, resolve(settings, PACKAGE), ["v1.0", "v1.2"])
     assert [(h.ref, h.status) for h in report] == [
         ("v1.0", hunks.APPLIES),
         ("v1.0", hunks.APPLIES),
@@ -98,7 +98,7 @@ def test_check_applies_patches_on_top_of_the_ones_before(settings: Settings, ups
 
 def test_apply_gives_the_tree_of_the_fix_commit(tmp_path: Path, settings: Settings, upstream: Upstream) -> None:
     source = _tree(upstream, "v1.0", tmp_path / "demo-1.0")
-    applied = patch.apply_series(settings, find_package(settings.specs_dir, PACKAGE), source)
+    applied = patch.apply_series(settings, resolve(settings, PACKAGE), source)
     assert applied == [FIX_PATCH_NAME]
     assert _snapshot(source) == _snapshot(_tree(upstream, FIX_BRANCH, tmp_path / "expected"))
     assert not [p for p in tmp_path.iterdir() if "patching" in p.name]
@@ -110,7 +110,7 @@ def test_failing_apply_names_patch_file_hunk_and_leaves_the_tree_as_it_was(
     source = _tree(upstream, "v1.3", tmp_path / "demo")
     before = _snapshot(source)
     with pytest.raises(PatchError) as info:
-        patch.apply_series(settings, find_package(settings.specs_dir, PACKAGE), source)
+        patch.apply_series(settings, resolve(settings, PACKAGE), source)
     message = info.value.message
     assert FIX_PATCH_NAME in message and TOUCHED in message and "hunk #1" in message
     assert _snapshot(source) == before
@@ -128,7 +128,7 @@ def test_a_later_patch_failing_undoes_the_earlier_ones(tmp_path: Path, settings:
     source = _tree(upstream, "v1.0", tmp_path / "demo")
     before = _snapshot(source)
     with pytest.raises(PatchError) as info:
-        patch.apply_series(settings, find_package(settings.specs_dir, PACKAGE), source)
+        patch.apply_series(settings, resolve(settings, PACKAGE), source)
     assert "patch 2/2 demo-1.0-broken.XCP-ng.patch" in info.value.message
     assert "README hunk #1" in info.value.message
     assert _snapshot(source) == before
@@ -136,7 +136,7 @@ def test_a_later_patch_failing_undoes_the_earlier_ones(tmp_path: Path, settings:
 
 def test_applying_twice_says_it_looks_already_applied(tmp_path: Path, settings: Settings, upstream: Upstream) -> None:
     source = _tree(upstream, "v1.0", tmp_path / "demo")
-    pkg = find_package(settings.specs_dir, PACKAGE)
+    pkg = resolve(settings, PACKAGE)
     patch.apply_series(settings, pkg, source)
     with pytest.raises(PatchError, match="already applied"):
         patch.apply_series(settings, pkg, source)
@@ -148,7 +148,7 @@ def test_apply_to_a_git_checkout_refuses_uncommitted_changes(
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "-q", "-b", "v1.0", str(upstream.path), str(checkout)], check=True)
     (checkout / TOUCHED).write_text("edited\n")
-    pkg = find_package(settings.specs_dir, PACKAGE)
+    pkg = resolve(settings, PACKAGE)
     with pytest.raises(SourceError, match="uncommitted changes"):
         patch.apply_series(settings, pkg, checkout)
     subprocess.run(["git", "checkout", "-q", "--", TOUCHED], cwd=checkout, check=True)
@@ -160,7 +160,7 @@ def test_apply_to_a_git_checkout_refuses_uncommitted_changes(
 def test_target_without_series_applies_nothing(tmp_path: Path, settings: Settings, upstream: Upstream) -> None:
     source = _tree(upstream, "v1.1", tmp_path / "demo")
     before = _snapshot(source)
-    assert patch.apply_series(settings, find_package(settings.specs_dir, PACKAGE), source, target="next") == []
+    assert patch.apply_series(settings, resolve(settings, PACKAGE, "next"), source) == []
     assert _snapshot(source) == before
 
 
@@ -178,7 +178,7 @@ def test_malformed_series_is_a_patch_error(
     (settings.patches_dir / PACKAGE / "series").write_text(series)
     source = _tree(upstream, "v1.0", tmp_path / "demo")
     with pytest.raises(PatchError, match=message):
-        patch.apply_series(settings, find_package(settings.specs_dir, PACKAGE), source)
+        patch.apply_series(settings, resolve(settings, PACKAGE), source)
 
 
 def test_a_file_that_is_not_a_patch_is_refused_before_anything_runs(
@@ -186,7 +186,7 @@ def test_a_file_that_is_not_a_patch_is_refused_before_anything_runs(
 ) -> None:
     (settings.patches_dir / PACKAGE / FIX_PATCH_NAME).write_text("hello\n")
     with pytest.raises(PatchError, match="is not a patch"):
-        patch.check(settings, find_package(settings.specs_dir, PACKAGE), ["v1.0"])
+        patch.check(settings, resolve(settings, PACKAGE), ["v1.0"])
 
 
 def _branch_checkout(tmp_path: Path, upstream: Upstream) -> Path:
@@ -233,7 +233,7 @@ def test_refresh_round_trip_and_stable_names(tmp_path: Path, settings: Settings,
 
     # Refresh then apply gives the branch's tree.
     source = _tree(upstream, "v1.0", tmp_path / "demo-1.0")
-    assert patch.apply_series(settings, pkg, source) == result.series
+    assert patch.apply_series(settings, resolve(settings, PACKAGE), source) == result.series
     assert _snapshot(source) == _snapshot(checkout)
 
     # Refreshing again changes no byte.

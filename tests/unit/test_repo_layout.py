@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.adapters.rpmsign import _parse
 from xcpbuild.errors import PublishError, UsageError
 from xcpbuild.model import repo
@@ -62,8 +64,9 @@ def test_rpmvercmp_matches_rpm_order(a: str, b: str, expected: int) -> None:
     assert evr.rpmvercmp(b, a) == -expected
 
 
-def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoch: str = "0") -> dict[str, object]:
-    return {"name": name, "version": version, "release": release, "arch": arch, "epoch": epoch}
+def _pkg(name: str, version: str, release: str = "1", arch: str = "x86_64", epoch: str = "0") -> PackageRecord:
+    href = f"Packages/{name}-{version}-{release}.{arch}.rpm"
+    return PackageRecord(href, name, epoch, version, release, arch, pkgid="", size=0, stat=(0, 0, 0))
 
 
 def test_diff_reports_added_removed_upgraded_downgraded() -> None:
@@ -88,7 +91,7 @@ def _make_generation(
     directory = repo.generation_dir(number)
     (directory / "repodata").mkdir(parents=True)
     (directory / "repodata" / "repomd.xml").write_text(f"generation {number}\n")
-    packages: list[dict[str, object]] = [{"href": h} for h in hrefs]
+    packages = [PackageRecord(h, Path(h).stem, "0", "1", "1", "noarch", "", 0, (0, 0, 0)) for h in hrefs]
     repolib.write_generation(directory, Generation(number, parent, "publish", packages, created=created))
 
 
@@ -175,7 +178,7 @@ warning: Could not set GPG_TTY to stdin: Inappropriate ioctl for device
 def test_crash_point_hook_stops_only_at_the_named_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[int] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
-    monkeypatch.setattr(crashpoints, "_seen", crashpoints.Counter())
+    monkeypatch.setattr(crashpoints, "_seen", Counter())
     monkeypatch.setenv(crashpoints.ENV, "placed:2")
     crashpoints.reach("placed")
     crashpoints.reach("staged")

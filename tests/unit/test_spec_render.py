@@ -13,6 +13,7 @@ from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
 from xcpbuild.pipeline.build import spec
+from xcpbuild.pipeline.sources.package import resolve
 
 PATCH = "vhd-tool-0.20.0-wait-for-writable-socket.XCP-ng.patch"
 
@@ -30,7 +31,7 @@ def _field(text: str, name: str) -> list[str]:
 
 
 def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
-    rendered = spec.render(settings, "vhd-tool", "xcp-ng-7.5")
+    rendered = spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-7.5"))
     text = rendered.text
     assert _field(text, "Name") == ["vhd-tool"] and _field(text, "Version") == ["0.20.0"]
     # 7.x wrote .xcp literally before CentOS's dist: 4.4.xcp.el7.centos, above the 4.3.xcp that shipped.
@@ -55,9 +56,9 @@ def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
 
 
 def test_8x_targets_use_the_dist_macro_and_their_own_pin(settings: Settings) -> None:
-    local = spec.render(settings, "vhd-tool", "local")
+    local = spec.render(settings, resolve(settings, "vhd-tool", "local"))
     assert _field(local.text, "Release") == ["4.4%{?dist}"]
-    newer = spec.render(settings, "vhd-tool", "xcp-ng-8.2")
+    newer = spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-8.2"))
     assert (newer.version, newer.release, newer.patches) == ("0.43.0", "11.2", ())
     assert _field(newer.text, "Release") == ["11.2%{?dist}"] and not _field(newer.text, "Patch1000")
     changelog = newer.text.split("%changelog\n", 1)[1]
@@ -68,13 +69,13 @@ def test_patches_are_numbered_from_1000_in_series_order(settings: Settings) -> N
     folder = settings.patches_dir / "vhd-tool"
     (folder / "second.patch").write_text("--- a/x\n+++ b/x\n")
     (folder / "series").write_text(f"{PATCH}\n# a comment\nsecond.patch\n")
-    text = spec.render(settings, "vhd-tool", "local").text
+    text = spec.render(settings, resolve(settings, "vhd-tool", "local")).text
     assert _field(text, "Patch1000") == [PATCH] and _field(text, "Patch1001") == ["second.patch"]
     assert spec.patch_lines(["a", "b", "c"]).splitlines()[-1] == "Patch1002: c"
 
 
 def test_export_server_spec_is_noarch_with_a_unit_and_python3(settings: Settings) -> None:
-    text = spec.render(settings, "xcp-export-server", "local").text
+    text = spec.render(settings, resolve(settings, "xcp-export-server", "local")).text
     assert _field(text, "BuildArch") == ["noarch"] and _field(text, "Requires") == ["python3"]
     assert "%{_unitdir}/xcp-export-server.service" in text and "python3 -m xcpbuild.exportserver" not in text
     assert "-m xcpbuild.exportserver" in text and "%{python3_sitelib}/xcpbuild" in text
@@ -83,13 +84,13 @@ def test_export_server_spec_is_noarch_with_a_unit_and_python3(settings: Settings
 def test_undefined_template_value_is_a_clear_config_error(settings: Settings) -> None:
     (settings.specs_dir / "vhd-tool.spec.j2").write_text("Name: {{ nmae }}\n")
     with pytest.raises(ConfigError) as info:
-        spec.render(settings, "vhd-tool", "local")
+        spec.render(settings, resolve(settings, "vhd-tool", "local"))
     assert "nmae" in info.value.message and "patch_lines" in info.value.hint
 
 
 def test_retired_target_is_refused(settings: Settings) -> None:
     with pytest.raises(ConfigError) as info:
-        spec.render(settings, "vhd-tool", "xcp-ng-8.3")
+        spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-8.3"))
     assert "xapi" in info.value.message
 
 
@@ -106,7 +107,7 @@ def test_cli_prints_or_writes_the_spec(
 
 @pytest.mark.parametrize("target", ["xcp-ng-7.5", "xcp-ng-8.2", "xcp-ng-8.3"])
 def test_export_server_spec_on_xcp_ng_targets_is_right_for_centos_7(settings: Settings, target: str) -> None:
-    text = spec.render(settings, "xcp-export-server", target).text
+    text = spec.render(settings, resolve(settings, "xcp-export-server", target)).text
     # CentOS 7 defines %{python3_sitelib} (python3.6) and %{__python3} through python3-devel's macros,
     # %{_unitdir} and the %systemd_* scriptlets through systemd's.
     assert _field(text, "BuildRequires") == ["python3-devel", "systemd"]
@@ -125,5 +126,5 @@ def test_export_server_spec_on_xcp_ng_targets_is_right_for_centos_7(settings: Se
 
 
 def test_export_server_spec_on_local_asks_nothing_debian_cannot_give(settings: Settings) -> None:
-    text = spec.render(settings, "xcp-export-server", "local").text
+    text = spec.render(settings, resolve(settings, "xcp-export-server", "local")).text
     assert not _field(text, "BuildRequires") and "%pre\n" not in text and "DynamicUser" not in text

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
+import resource
 import shlex
 import tarfile
 import threading
@@ -24,6 +26,7 @@ from typing import Any
 import docker
 import docker.errors
 import docker.models.containers
+import docker.types
 import requests.exceptions
 
 from xcpbuild.adapters import engine, process
@@ -63,6 +66,10 @@ class ContainerOptions:
     keep: bool = False
     role: str = "build"
     mem_limit: str | None = None
+    # Extra bind mounts, (host path, container path), read-write as xcp-ng-dev's -v gives them.
+    mounts: Sequence[tuple[str, str]] = ()
+    # None: no network (the default for every build); "bridge": the engine's default network.
+    network: str | None = None
 
 
 def get_client() -> docker.DockerClient:
@@ -90,9 +97,11 @@ class BuildContainer:
                 user=opts.user,
                 working_dir=opts.workdir,
                 environment=dict(opts.environment),
-                network_mode="none",
+                network_mode=opts.network or "none",
+                volumes={host: {"bind": inside, "mode": "rw"} for host, inside in opts.mounts},
                 labels={LABEL: opts.role},
                 mem_limit=opts.mem_limit,
+                ulimits=_process_limits(),
                 init=True,
                 detach=True,
             )
@@ -278,6 +287,12 @@ class BuildContainer:
             raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
         return result
 
+    def attach(self, argv: Sequence[str], *, workdir: str) -> int:
+        """Run ``argv`` in the container on this terminal (``docker exec -it``); return its exit status."""
+        tty = ["-it"] if os.isatty(0) and os.isatty(1) else ["-i"]
+        docker_cli = process.require_tool("docker")
+        return process.interactive([docker_cli, "exec", *tty, "-w", workdir, self.name, *argv])
+
 
 def _ids(user: str) -> tuple[int, int]:
     uid, _, gid = user.partition(":")
@@ -296,6 +311,26 @@ def _own(info: tarfile.TarInfo, uid: int, gid: int, mode: int | None) -> tarfile
 
 
 # -- images ------------------------------------------------------------------------------
+def _process_limits() -> list[docker.types.Ulimit]:
+    """This process's own open-files and process-count limits, stated for the container.
+
+    Left unset, Podman asks for 1048576 open files, which fails ("error setting rlimit type 7")
+    wherever the engine's own hard limit is lower; dockerd passes on its own limits, which
+    these match on the same machine.
+    """
+    limits = []
+    for name, which, cap in (
+        ("nofile", resource.RLIMIT_NOFILE, 1048576),
+        # Podman lowers its own process limit to 32768 and cannot hand a container more.
+        ("nproc", resource.RLIMIT_NPROC, 32768),
+    ):
+        soft, hard = resource.getrlimit(which)
+        hard = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        soft = hard if soft == resource.RLIM_INFINITY else min(soft, hard)
+        limits.append(docker.types.Ulimit(name=name, soft=soft, hard=hard))
+    return limits
+
+
 def image_id(client: docker.DockerClient, tag: str) -> str | None:
     """The id of image ``tag``, or None if the engine does not have it."""
     try:
@@ -324,6 +359,14 @@ def import_rootfs(
         raise EngineError(f"could not import {rootfs_tar} as {repository}:{tag}: {exc}") from exc
     log.debug("import result: %s", result)
     found = image_id(client, f"{repository}:{tag}")
+    imported = re.search(r"sha256:[0-9a-f]{64}", str(result))
+    if found is None and imported:
+        # Podman's Docker-compatible API imports the image but ignores repository and tag.
+        try:
+            client.api.tag(imported.group(0), repository, tag)
+        except _DockerFailure as exc:
+            raise EngineError(f"could not tag imported image {imported.group(0)} as {repository}:{tag}: {exc}") from exc
+        found = image_id(client, f"{repository}:{tag}")
     if found is None:
         raise EngineError(f"importing {rootfs_tar} did not produce {repository}:{tag}: {result}")
     return found
@@ -392,6 +435,15 @@ class ImageInfo:
     size: int
 
 
+def _short_tag(tag: str) -> str:
+    """``NAME:TAG`` as it was given: Podman reports local images as ``localhost/NAME:TAG`` or
+    ``docker.io/library/NAME:TAG``, dockerd as ``NAME:TAG``."""
+    for prefix in ("localhost/", "docker.io/library/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return tag
+
+
 def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
     """Images carrying ``label`` (``key`` or ``key=value``)."""
     try:
@@ -401,7 +453,7 @@ def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
     return [
         ImageInfo(
             id=str(image.id),
-            tags=tuple(image.tags),
+            tags=tuple(_short_tag(tag) for tag in image.tags),
             labels=dict(image.labels or {}),
             created=str(image.attrs.get("Created", "")),
             size=int(image.attrs.get("Size", 0)),

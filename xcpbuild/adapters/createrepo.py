@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import createrepo_c as cr
 
@@ -63,6 +64,38 @@ class PackageRecord:
     def nevra(self) -> str:
         epoch = f"{self.epoch}:" if self.epoch not in ("", "0") else ""
         return f"{self.name}-{epoch}{self.version}-{self.release}.{self.arch}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "href": self.href,
+            "name": self.name,
+            "epoch": self.epoch,
+            "version": self.version,
+            "release": self.release,
+            "arch": self.arch,
+            "pkgid": self.pkgid,
+            "size": self.size,
+            "stat": list(self.stat),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PackageRecord:
+        """The record as ``to_json`` wrote it; a missing or odd stat key reads as (0, 0, 0): never reused."""
+        raw = data.get("stat")
+        stat: StatKey = (0, 0, 0)
+        if isinstance(raw, list) and len(raw) == 3:
+            stat = (int(raw[0]), int(raw[1]), int(raw[2]))
+        return cls(
+            href=str(data["href"]),
+            name=str(data["name"]),
+            epoch=str(data.get("epoch") or "0"),
+            version=str(data["version"]),
+            release=str(data["release"]),
+            arch=str(data["arch"]),
+            pkgid=str(data.get("pkgid", "")),
+            size=int(data.get("size", 0)),
+            stat=stat,
+        )
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,17 @@ def is_work_tree_root(path: Path) -> bool:
     return (path / ".git").exists()
 
 
+def checkout_state(path: Path) -> tuple[str, bool] | None:
+    """The commit checked out at ``path`` and whether the work tree differs from it (None: not a checkout)."""
+    if not is_work_tree_root(path):
+        return None
+    repo = _open(path)
+    try:
+        return str(repo.head.commit.hexsha), repo.is_dirty(untracked_files=True)
+    except (ValueError, git.GitCommandError):
+        return None  # a repository with no commit yet
+
+
 def format_patches(checkout: Path, base: str, branch: str, context: int) -> list[str]:
     """One ``git format-patch`` text per commit of ``base..branch``, oldest first, in stable form."""
     repo = ensure_clean(checkout)

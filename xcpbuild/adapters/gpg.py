@@ -5,13 +5,18 @@ Every call names its GnuPG home explicitly (``--homedir``), defaulting to
 and public keys ever reach a log; secret material never leaves gpg. Verification
 runs in a fresh temporary home holding only the public key we expect, so a
 signature by any other key in the user's keyring cannot pass.
+
+A key is resolved once, where the user names it (``named_key``) or where a run
+makes its own (``ensure_key``), into a ``SigningKey`` that carries its exported
+public key; everything downstream signs and verifies with that object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +29,11 @@ log = get_logger("gpg")
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A secret key usable for signing: where it lives and its full fingerprint."""
+    """A secret key usable for signing: where it lives, its full fingerprint, its public key."""
 
     home: Path
     fingerprint: str
+    public_key: Path  # ASCII-armoured, exported when the key was resolved: what verification trusts
 
     @property
     def short_id(self) -> str:
@@ -49,9 +55,8 @@ def _gpg(home: Path, args: Sequence[str | os.PathLike[str]]) -> tuple[str, str]:
     return done.stdout, done.stderr
 
 
-def find_secret_key(key_id: str, home: Path | None = None) -> SigningKey:
-    """The secret key ``key_id`` (fingerprint, long/short id or user id) in ``home``, or SigningError."""
-    home = home or default_home()
+def _fingerprint(key_id: str, home: Path) -> str:
+    """The fingerprint of the secret key ``key_id`` (fingerprint, long/short id or user id), or SigningError."""
     if not home.is_dir():
         raise SigningError(f"GnuPG home {home} does not exist", hint="pass --gnupg-home DIR or set GNUPGHOME")
     gpg = require_tool("gpg")
@@ -60,16 +65,30 @@ def find_secret_key(key_id: str, home: Path | None = None) -> SigningKey:
     if not done.ok or not fingerprints:
         raise SigningError(f"no secret key {key_id!r} in {home}")
     # The first fpr line belongs to the primary key, which is the one we sign with.
-    return SigningKey(home, fingerprints[0])
+    return fingerprints[0]
 
 
-def export_public_key(key: SigningKey, dest: Path) -> Path:
+def _export_public_key(home: Path, fingerprint: str, dest: Path) -> Path:
     """Write the ASCII-armoured public key to ``dest``."""
-    out, _ = _gpg(key.home, ["--armor", "--export", key.fingerprint])
+    out, _ = _gpg(home, ["--armor", "--export", fingerprint])
     if "BEGIN PGP PUBLIC KEY BLOCK" not in out:
-        raise SigningError(f"could not export the public key of {key.fingerprint}")
+        raise SigningError(f"could not export the public key of {fingerprint}")
     dest.write_text(out)
     return dest
+
+
+def resolve_key(key_id: str, home: Path | None, public_key: Path) -> SigningKey:
+    """The secret key ``key_id`` in ``home`` (default: GNUPGHOME), its public key exported to ``public_key``."""
+    home = home or default_home()
+    fingerprint = _fingerprint(key_id, home)
+    return SigningKey(home, fingerprint, _export_public_key(home, fingerprint, public_key))
+
+
+@contextlib.contextmanager
+def named_key(key_id: str, home: Path | None = None) -> Iterator[SigningKey]:
+    """The key the user named (``--sign-key``/``--gnupg-home``), its public key in a temporary file."""
+    with tempfile.TemporaryDirectory(prefix="xcpbuild-key-") as tmp:
+        yield resolve_key(key_id, home, Path(tmp) / "signing-key.asc")
 
 
 def detach_sign(key: SigningKey, path: Path, signature: Path) -> Path:
@@ -107,22 +126,23 @@ def verify_detached(public_key: Path, path: Path, signature: Path) -> str:
     raise SigningError(f"the signature {signature.name} does not verify {path.name} with the expected key")
 
 
-def ensure_key(home: Path, uid: str) -> SigningKey:
+def ensure_key(home: Path, uid: str, public_key: Path) -> SigningKey:
     """The secret key ``uid`` in ``home``, generated (RSA, no passphrase) the first time.
 
     Used for a run's own signing key: kept in ``home`` so later runs sign with the
-    same key and a repeated publish stays a no-op. The key never leaves ``home``.
+    same key and a repeated publish stays a no-op. The secret key never leaves
+    ``home``; its public key is exported to ``public_key``.
     """
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
     try:
-        return find_secret_key(uid, home)
+        fingerprint = _fingerprint(uid, home)
     except SigningError:
-        pass
-    log.info("generating the signing key %s in %s", uid, home)
-    # RSA: EL7's rpm cannot verify EdDSA signatures.
-    _gpg(home, ["--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "never"])
-    return find_secret_key(uid, home)
+        log.info("generating the signing key %s in %s", uid, home)
+        # RSA: EL7's rpm cannot verify EdDSA signatures.
+        _gpg(home, ["--passphrase", "", "--quick-gen-key", uid, "rsa2048", "sign", "never"])
+        fingerprint = _fingerprint(uid, home)
+    return SigningKey(home, fingerprint, _export_public_key(home, fingerprint, public_key))
 
 
 def stop_agent(home: Path) -> None:

@@ -248,3 +248,22 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
+    """Run ``argv`` on this terminal (stdin, stdout and stderr inherited) and return its exit status.
+
+    For an interactive shell only: it stays in our process group so the terminal's
+    Ctrl-C reaches it, and it is waited for whatever happens.
+    """
+    args = [str(a) for a in argv]
+    log.debug("+ %s (interactive)", shlex.join(args))
+    try:
+        proc = subprocess.Popen(args)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"`{args[0]}` is not installed", hint="install the docker client") from exc
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the shell got the Ctrl-C too; it decides whether to end

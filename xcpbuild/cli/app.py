@@ -30,6 +30,7 @@ VERB_MODULES: tuple[str, ...] = (
     "xcpbuild.cli.image",
     "xcpbuild.cli.spec",
     "xcpbuild.cli.build",
+    "xcpbuild.cli.shell",
     "xcpbuild.cli.inspect",
     "xcpbuild.cli.serve",
     "xcpbuild.cli.verify",

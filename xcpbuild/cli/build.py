@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import textwrap
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.cli.package_args import add_package_argument, resolve_package
 from xcpbuild.config import load_settings
+from xcpbuild.errors import UsageError
+from xcpbuild.model.stage import STAGES, parse_rpmbuild_stage, parse_stage
 from xcpbuild.pipeline.build import build
 
 
@@ -32,12 +36,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("package", metavar="PKG", help="a package of specs/ (specs/PKG.toml)")
-    parser.add_argument("--target", default="local", help="a target of containers/ (default: local)")
+    add_package_argument(parser)
     parser.add_argument("--upstream", help="fetch upstream from this URL or path instead of the definition's")
     parser.add_argument("--ref", help="build this upstream ref instead of the target's pinned one")
-    parser.add_argument("--stage", choices=build.STAGES, default="rpm", help="stop after the SRPM (+%%prep) or not")
-    parser.add_argument("--out", type=Path, help="also copy the SRPM and RPMs into this directory")
+    parser.add_argument("--stage", choices=STAGES, default="rpm", help="stop after the SRPM (+%%prep) or not")
+    parser.add_argument(
+        "-o", "--output-dir", "--out", dest="out", type=Path, help="also copy the SRPM and RPMs into this directory"
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        metavar="DIR",
+        help="files a package repository's git-lfs pointers stand for (each sha256 must be its pointer's oid)",
+    )
+    parser.add_argument(
+        "--rpmbuild-stage",
+        metavar="LETTER",
+        help="run rpmbuild -rLETTER on the SRPM instead of the binary rebuild (a b p c i l s, as rpmbuild's -b)",
+    )
+    parser.add_argument(
+        "--rpmbuild-opts", default="", metavar="'OPTS'", help="extra rpmbuild options (one shell-quoted string)"
+    )
+    parser.add_argument(
+        "-a",
+        "--enablerepo",
+        action="append",
+        default=[],
+        metavar="REPO",
+        help="enable this repository for BuildRequires",
+    )
+    parser.add_argument(
+        "--disablerepo", action="append", default=[], metavar="REPO", help="disable this repository for BuildRequires"
+    )
+    parser.add_argument(
+        "--no-update", action="store_true", help="use the images already built; never build or refresh one"
+    )
+    parser.add_argument(
+        "-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="environment of the rpmbuild steps"
+    )
+    parser.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        dest="mounts",
+        metavar="HOST:CONTAINER",
+        help="an extra bind mount (such builds are never reused: a mount is not a hashed input)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -50,18 +95,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    result = build.build(
-        load_settings(),
-        args.package,
-        args.target,
-        upstream=args.upstream,
-        ref=args.ref,
-        stage=args.stage,
-        out=args.out,
-        keep_container=args.keep_container,
-        timeout=args.timeout,
+def options_from(args: argparse.Namespace) -> build.BuildOptions:
+    """The build options of a command line (shared with `xcpbuild shell`)."""
+    return build.BuildOptions(
+        stage=parse_stage(args.stage),
+        upstream=getattr(args, "upstream", None),
+        ref=getattr(args, "ref", None),
+        out=getattr(args, "out", None),
+        keep_container=getattr(args, "keep_container", False),
+        timeout=getattr(args, "timeout", build.DEFAULT_TIMEOUT),
+        rpmbuild_stage=parse_rpmbuild_stage(args.rpmbuild_stage) if getattr(args, "rpmbuild_stage", None) else None,
+        rpmbuild_opts=tuple(shlex.split(getattr(args, "rpmbuild_opts", ""))),
+        environment=tuple(parse_env(value) for value in args.env),
+        mounts=tuple(parse_mount(value) for value in args.mounts),
+        enablerepo=tuple(getattr(args, "enablerepo", ())),
+        disablerepo=tuple(getattr(args, "disablerepo", ())),
+        no_update=getattr(args, "no_update", False),
+        sources_dir=args.sources.resolve() if args.sources else None,
     )
+
+
+def parse_env(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name.replace("_", "a").isalnum():
+        raise UsageError(f"-e {value!r} must look like NAME=VALUE", hint="e.g. -e CFLAGS=-O0")
+    return name, rest
+
+
+def parse_mount(value: str) -> tuple[str, str]:
+    host, sep, inside = value.partition(":")
+    if not sep or not host or not inside.startswith("/"):
+        raise UsageError(f"-v {value!r} must look like HOST:/CONTAINER/PATH", hint="e.g. -v ~/ccache:/ccache")
+    path = Path(host).expanduser().resolve()
+    if not path.exists():
+        raise UsageError(f"-v {value!r}: {path} does not exist", hint="create it, or fix the host path")
+    return str(path), inside.split(":", 1)[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    options = options_from(args)  # bad options fail before any package is read
+    result = build.build(settings, resolve_package(settings, args), options)
     if args.json:
         emit_json(
             {

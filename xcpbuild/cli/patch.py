@@ -7,23 +7,26 @@ import dataclasses
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.cli.package_args import add_package_argument, resolve_package
 from xcpbuild.config import load_settings
-from xcpbuild.errors import PatchError
-from xcpbuild.model.package import find_package
+from xcpbuild.errors import PatchError, UsageError
 from xcpbuild.pipeline.sources import patch
-from xcpbuild.pipeline.sources.hunks import APPLIES, OFFSET
+from xcpbuild.pipeline.sources.hunks import is_healthy
+from xcpbuild.pipeline.sources.package import DefinedPackage
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("package", metavar="PKG", help="package name (specs/PKG.toml, patches/PKG/)")
-    parser.add_argument("--target", default="local", help="target whose series to use (default: local)")
+    add_package_argument(parser, target_help="whose series (or %%dist) to use (default: local)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "patch",
         help="apply a package's patch series exactly, report its health against upstream refs, or refresh it",
-        description="Work with the series in patches/PKG/series (one patch file name a line, in order).",
+        description=(
+            "Work with the series in patches/PKG/series (one patch file name a line, in order), or with a "
+            "package repository's own PatchNNNN lines (spec order, %if blocks resolved by --define)."
+        ),
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
@@ -100,8 +103,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_apply(args: argparse.Namespace) -> int:
     settings = load_settings()
-    pkg = find_package(settings.specs_dir, args.package)
-    applied = patch.apply_series(settings, pkg, args.source, target=args.target)
+    pkg = resolve_package(settings, args)
+    applied = patch.apply_series(settings, pkg, args.source)
     if args.json:
         emit_json({"package": pkg.name, "source": str(args.source.resolve()), "applied": applied})
     else:
@@ -113,24 +116,41 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     settings = load_settings()
-    pkg = find_package(settings.specs_dir, args.package)
-    refs = args.refs or [pkg.pin(args.target).ref]
-    report = patch.check(settings, pkg, refs, upstream=args.upstream, target=args.target)
+    pkg = resolve_package(settings, args)
+    pinned = pkg.pinned_ref
+    if not args.refs and pinned is None:
+        raise UsageError(
+            f"the spec of {pkg.name} names no upstream commit (no package_srccommit or gitsha)",
+            hint="pass the upstream refs to check with --ref REF",
+        )
+    refs = args.refs or [pinned]
+    report = patch.check(settings, pkg, refs, upstream=args.upstream)
     if args.json:
         emit_json([dataclasses.asdict(item) for item in report])
     elif report:
         print_table(("ref", "patch", "status", "detail"), [(h.ref, h.patch, h.status, h.detail) for h in report])
     else:
         print(f"{pkg.name} has no patches for target {args.target}")
-    broken = [h for h in report if h.status not in (APPLIES, OFFSET)]
+    broken = [h for h in report if not is_healthy(h.status)]
     return PatchError.exit_code if broken else 0
 
 
 def run_refresh(args: argparse.Namespace) -> int:
     settings = load_settings()
-    pkg = find_package(settings.specs_dir, args.package)
+    pkg = resolve_package(settings, args)
+    if not isinstance(pkg, DefinedPackage):
+        raise UsageError(
+            "patch refresh rewrites patches/NAME/series of xcpbuild's own definitions",
+            hint="in a package repository, regenerate SOURCES/*.patch with git format-patch and edit the spec",
+        )
     result = patch.refresh(
-        settings, pkg, args.from_branch, args.source, base=args.base, target=args.target, context=args.context
+        settings,
+        pkg.definition,
+        args.from_branch,
+        args.source,
+        base=args.base,
+        target=args.target,
+        context=args.context,
     )
     if args.json:
         emit_json(dataclasses.asdict(result))

@@ -36,15 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    report = publish.promote(
-        args.repo,
-        args.release,
-        args.from_channel,
-        args.to_channel,
-        args.names,
-        sign_key=args.sign_key,
-        gnupg_home=args.gnupg_home,
-    )
+    with publish.signing_key(args.sign_key, args.gnupg_home) as key:
+        report = publish.promote(args.repo, args.release, args.from_channel, args.to_channel, args.names, key=key)
     if args.json:
         emit_json(report)
     else:

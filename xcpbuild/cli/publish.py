@@ -74,17 +74,17 @@ def show(report: publish.PublishReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = publish.publish(
-        args.rpms,
-        args.repo,
-        args.release,
-        args.channel,
-        args.sign_key,
-        args.gnupg_home,
-        unfreeze_base=args.unfreeze_base,
-        dnf_check=not args.no_dnf_check,
-        sqlite=args.sqlite,
-    )
+    with publish.signing_key(args.sign_key, args.gnupg_home) as key:
+        report = publish.publish(
+            args.rpms,
+            args.repo,
+            args.release,
+            args.channel,
+            key=key,
+            unfreeze_base=args.unfreeze_base,
+            dnf_check=not args.no_dnf_check,
+            sqlite=args.sqlite,
+        )
     if args.json:
         emit_json(report)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
@@ -75,20 +76,20 @@ def run(args: argparse.Namespace) -> int:
         # The plan's refs name its own target's pins; another target builds at its own pins.
         packages = tuple(replace(p, ref=None) for p in plan.packages)
         plan = replace(plan, target=args.target, packages=packages)
-    options = release.ReleaseOptions(
-        plan=plan,
-        upstreams=release.parse_upstreams(args.upstream),
-        repo_root=args.repo,
-        sign_key=args.sign_key,
-        gnupg_home=args.gnupg_home,
-        stall_seconds=args.stall,
-        keep_container=args.keep_container,
-        build_timeout=args.timeout,
-    )
-    report = release.run(settings, options)
+    upstreams = release.parse_upstreams(args.upstream)
+    with release.signing_key(settings, args.sign_key, args.gnupg_home) as key:
+        options = release.ReleaseOptions(
+            plan=plan,
+            key=key,
+            upstreams=upstreams,
+            repo_root=args.repo,
+            stall_seconds=args.stall,
+            keep_container=args.keep_container,
+            build_timeout=args.timeout,
+        )
+        report = release.run(settings, options)
     if args.json:
-        payload = {"ok": report.ok, **report.__dict__}
-        emit_json(payload)
+        emit_json(report.to_json())
     else:
         _show(report)
     if not report.ok:
@@ -113,64 +114,66 @@ def _show(report: release.ReleaseReport) -> None:
         print("left out of this run")
         for name, reason in sorted(report.left_out.items()):
             print(f"  {name}: {reason}")
-    health = next((s.data.get("health") for s in report.steps if s.name == "sources"), None)
+    health = report.sources.data.health
     if health:
         print()
         print("patch health")
         print_table(
             ("package", "ref", "patch", "status", "ref is"),
-            [(h["package"], h["ref"], h["patch"], h["status"], h.get("kind", "")) for h in health],
+            [(h.package, h.ref, h.patch, h.status, h.kind) for h in health],
         )
     if report.proofs:
         print()
         print("what verify proved")
         for name, proof in sorted(report.proofs.items()):
             print(f"  {name}: {proof}")
-    verify = next((s for s in report.steps if s.name == "verify"), None)
-    if verify is not None:
-        for name, data in verify.data.items():
-            sides = data.get("sides", []) if isinstance(data, dict) else []
-            if sides:
-                print()
-                print(f"probe of {name} at {data['ref']} ({data['stall']:g} s stall, upstream code)")
-                print_table(
-                    ("series", "expected", "verdict", "stalled client got", "passed", "driver said"),
-                    [
-                        (
-                            f"{len(side['patches'])} patch(es)" if side["patched"] else "none",
-                            side["expected"],
-                            side["verdict"],
-                            f"{side['stall_bytes']}/{side['file_bytes']}",
-                            side["passed"],
-                            side["error_line"] or "-",
-                        )
-                        for side in sides
-                    ],
-                )
-            trials = data.get("trials", []) if isinstance(data, dict) else []
-            if trials:
-                print()
-                print(f"verification of {name} (installed RPM, stalled client)")
-                print_table(
-                    ("policy", "format", "expected", "outcome", "bytes", "passed"),
-                    [
-                        (
-                            t["policy"],
-                            t["fmt"],
-                            t["expected"],
-                            t["outcome"],
-                            f"{t['bytes_received']}/{t['content_length']}",
-                            t["passed"],
-                        )
-                        for t in trials
-                    ],
-                )
-    build = next((s for s in report.steps if s.name == "build"), None)
-    if build is not None and build.data:
+    for name, check in report.verify.data.checks.items():
+        _show_check(name, check.data)
+    if report.build.data.packages:
         print()
         print("build folders")
-        for name, data in build.data.items():
-            print(f"  {name}: {data['folder']}{' (reused)' if data['reused'] else ''}")
+        for name, built in report.build.data.packages.items():
+            print(f"  {name}: {built.folder}{' (reused)' if built.reused else ''}")
     print()
     print(f"logs and summary.json: {report.run_dir}")
     print(f"published repository:  {report.repo_root}")
+
+
+def _show_check(name: str, data: dict[str, Any]) -> None:
+    """A check's own table: the export server's four trials, or the probe's two sides."""
+    trials = data.get("trials") or []
+    if trials:
+        print()
+        print(f"verification of {name} (installed RPM, stalled client)")
+        print_table(
+            ("policy", "format", "expected", "outcome", "bytes", "passed"),
+            [
+                (
+                    t["policy"],
+                    t["fmt"],
+                    t["expected"],
+                    t["outcome"],
+                    f"{t['bytes_received']}/{t['content_length']}",
+                    t["passed"],
+                )
+                for t in trials
+            ],
+        )
+    sides = data.get("sides") or []
+    if sides:
+        print()
+        print(f"probe of {name} at {data['ref']} ({data['stall']:g} s stall, upstream code)")
+        print_table(
+            ("series", "expected", "verdict", "stalled client got", "passed", "driver said"),
+            [
+                (
+                    f"{len(side['patches'])} patch(es)" if side["patched"] else "none",
+                    side["expected"],
+                    side["verdict"],
+                    f"{side['stall_bytes']}/{side['file_bytes']}",
+                    side["passed"],
+                    side["error_line"] or "-",
+                )
+                for side in sides
+            ],
+        )

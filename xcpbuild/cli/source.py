@@ -7,9 +7,11 @@ import dataclasses
 from pathlib import Path
 
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
-from xcpbuild.model.package import find_package
-from xcpbuild.pipeline.sources import source
+from xcpbuild.cli.package_args import add_package_argument, resolve_package
+from xcpbuild.config import Settings, load_settings
+from xcpbuild.errors import UsageError
+from xcpbuild.pipeline.sources import repofiles, source
+from xcpbuild.pipeline.sources.package import RepoPackage
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "  xcpbuild source fetch vhd-tool --ref v0.27.0 --json"
         ),
     )
-    fetch.add_argument("package", metavar="PKG", help="package name (specs/PKG.toml)")
-    fetch.add_argument("--target", default="local", help="target whose version and ref to use (default: local)")
+    add_package_argument(fetch, target_help="whose version and ref to use (default: local)")
+    fetch.add_argument(
+        "--sources",
+        type=Path,
+        metavar="DIR",
+        help="files a package repository's git-lfs pointers stand for (each sha256 must be its pointer's oid)",
+    )
     fetch.add_argument(
         "--upstream", metavar="URL_OR_PATH", help="use this git URL or local clone instead of the definition's"
     )
@@ -52,8 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_fetch(args: argparse.Namespace) -> int:
     settings = load_settings()
-    pkg = find_package(settings.specs_dir, args.package)
-    fetched = source.fetch(settings, pkg, target=args.target, upstream=args.upstream, ref=args.ref, out_dir=args.out)
+    pkg = resolve_package(settings, args)
+    if isinstance(pkg, RepoPackage):
+        return _repository_sources(settings, pkg, args)
+    fetched = source.fetch(
+        settings, pkg.definition, target=args.target, upstream=args.upstream, ref=args.ref, out_dir=args.out
+    )
     if args.json:
         emit_json(dataclasses.asdict(fetched))
     else:
@@ -62,4 +73,24 @@ def run_fetch(args: argparse.Namespace) -> int:
             [(fetched.package, fetched.version, fetched.ref, fetched.commit[:12], fetched.sha256)],
         )
         print(fetched.tarball)
+    return 0
+
+
+def _repository_sources(settings: Settings, pkg: RepoPackage, args: argparse.Namespace) -> int:
+    """A package repository's sources are its SOURCES/ files: checked (LFS, `sources`) and copied out."""
+    if args.upstream or args.ref:
+        raise UsageError(
+            f"{pkg.repo.path.name} is a package repository: its sources are SOURCES/, not an upstream ref",
+            hint="drop --upstream/--ref (they are for `xcpbuild patch check`)",
+        )
+    out = args.out or settings.work_dir / "sources" / pkg.name
+    staged = repofiles.stage_files(pkg, out, supplied_dir=args.sources.resolve() if args.sources else None)
+    if args.json:
+        emit_json([dataclasses.asdict(item) for item in staged])
+    else:
+        print_table(
+            ("file", "role", "sha256", "from"),
+            [(f.name, f.role, f.sha256, "--sources" if f.supplied else "SOURCES/") for f in staged],
+        )
+        print(out)
     return 0

@@ -15,16 +15,29 @@ BACKPRESSURE_EPILOG = """examples:
       --token s3cret --stall 10@0.3 --expect-disk /srv/vdi1.raw
   # a slow remote: 32 KiB/s for 8 s from 20%, then full speed
   xcpbuild verify backpressure URL --token T --rate 32768 --rate-at 0.2 --rate-for 8 --expect-sha256 HEX
+  # a delta (Xen Orchestra's delta backup): applied onto the old disk while downloading
+  xcpbuild verify backpressure 'http://127.0.0.1:8080/export_raw_vdi?vdi=new&base=old&format=vhd' \\
+      --token s3cret --stall 10@0.3 --expect-disk /srv/new.raw --base-disk /srv/old.raw
   # a real XCP-ng host (self-signed certificate)
   xcpbuild verify backpressure 'https://HOST/export_raw_vdi?vdi=UUID&format=raw' --token OpaqueRef:... --insecure
 
 Fractions are of the response's Content-Length; without one (a server that does not
-send it), stalls happen at the start and --disconnect-at is ignored.
+send it), stalls happen at the start and --disconnect-at is ignored. A raw body
+without a Content-Length is "unverified" unless something says what it should be
+(--expect-size, --expect-disk or --expect-sha256).
+
+Time: --timeout bounds the TCP connect, the TLS handshake and every wait for a byte;
+--deadline bounds the whole run (default: an hour, more for a big expected disk,
+plus the planned stalls and throttling). Size: an export declaring a disk of another
+size than --expect-size/--expect-disk fails at once, as does one larger than
+--max-size (default: the expected size, else 64G).
 
 A VHD export is decoded back to raw as it arrives and compared with --expect-disk
-byte for byte (or its sha256 with --expect-sha256). Exits 0 when the export is
-complete and equal (or was disconnected on purpose with --disconnect-at); exits 14
-on a truncated body, an HTTP error or a mismatch.
+byte for byte (or its sha256 with --expect-sha256). A delta (base= in the URL) is
+applied onto --base-disk as it arrives; the rebuilt disk is what gets checked.
+Exits 0 when the export is complete and equal (or was disconnected on purpose with
+--disconnect-at); exits 14 on a truncated body, an HTTP error, a malformed answer, a
+passed deadline or a mismatch.
 """
 
 
@@ -45,6 +58,26 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional binary suffix: 4096, 512M, 2T."""
+    number, unit = text.strip(), ""
+    if number[-1:].upper() in _UNITS:
+        number, unit = number[:-1], number[-1].upper()
+    if not number.isascii() or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes (e.g. 4096, 512M, 2T)")
+    return int(number) * _UNITS[unit]
+
+
+def _seconds(text: str) -> float:
+    value = _positive(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
     return value
 
 
@@ -99,10 +132,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="BYTES",
         help="client socket receive buffer; small makes stalls bite (0: kernel default; default 65536)",
     )
-    bp.add_argument("--timeout", type=_positive, default=600.0, help="give up when no byte arrives for this long")
+    bp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up when connecting, the TLS handshake or a wait for a byte takes longer (default 600)",
+    )
+    bp.add_argument(
+        "--deadline", type=_seconds, metavar="SECONDS", help="give up when the whole run takes longer (see below)"
+    )
+    bp.add_argument("--expect-size", type=_size, metavar="BYTES", help="size of the disk the export must declare")
+    bp.add_argument("--max-size", type=_size, metavar="BYTES", help="refuse an export declaring a larger disk")
     check = bp.add_mutually_exclusive_group()
     check.add_argument("--expect-sha256", metavar="HEX", help="sha256 the disk content must have")
     check.add_argument("--expect-disk", type=Path, metavar="PATH", help="raw disk the content must equal")
+    bp.add_argument(
+        "--base-disk",
+        type=Path,
+        metavar="PATH",
+        help="delta export (base= in the URL): the base's raw disk; a VHD delta is applied onto it and the "
+        "rebuilt disk checked, a raw delta is checked as XAPI sends it (new data where changed, zeros elsewhere)",
+    )
     bp.add_argument("--output", type=Path, metavar="PATH", help="also save the body (as received) here")
     bp.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     bp.add_argument("--cafile", type=Path, help="https: CA bundle to verify the server with")
@@ -129,7 +180,9 @@ def plan_from_args(args: argparse.Namespace) -> verify.ClientPlan:
         rate_for=args.rate_for,
         disconnect_at=args.disconnect_at,
         rcvbuf=args.rcvbuf or None,
+        connect_timeout=args.timeout,
         read_timeout=args.timeout,
+        deadline=args.deadline,
     )
 
 
@@ -141,9 +194,12 @@ def run_backpressure(args: argparse.Namespace) -> int:
         fmt=args.format,
         expect_sha256=args.expect_sha256,
         expect_disk=args.expect_disk,
+        expect_size=args.expect_size,
+        max_size=args.max_size,
         save_to=args.output,
         insecure=args.insecure,
         cafile=args.cafile,
+        base_disk=args.base_disk,
     )
     if args.json:
         emit_json(report)
@@ -154,7 +210,8 @@ def run_backpressure(args: argparse.Namespace) -> int:
             ("format", report.format),
             ("status", report.status if report.status is not None else "-"),
             ("received", received),
-            ("duration", f"{report.duration_s:.2f} s"),
+            ("disk size", report.disk_size if report.disk_size is not None else "-"),
+            ("duration", f"{report.duration_s:.2f} s (deadline {report.deadline_s:g} s)"),
             ("outcome", report.outcome),
             ("sha256", report.sha256 or "-"),
             ("expected", report.expected or "-"),

@@ -4,14 +4,12 @@ This is the entry point the standalone package ships; ``xcpbuild serve`` wraps
 the same ``add_arguments``/``run``.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from types import FrameType
+from typing import Optional, Sequence
 
 from xcpbuild.errors import ServerError, XcpbuildError
 from xcpbuild.exportserver.disk import parse_disk
@@ -21,7 +19,8 @@ from xcpbuild.log import configure
 
 TOKEN_ENV = "XCPBUILD_EXPORT_TOKEN"
 DESCRIPTION = (
-    "Serve raw disk files as XAPI does: GET /export_raw_vdi?session_id=TOKEN&vdi=NAME&format=raw|vhd. "
+    "Serve raw disk files as XAPI does: GET /export_raw_vdi?session_id=TOKEN&vdi=NAME&format=raw|vhd"
+    "[&base=OTHER] (base=: a delta relative to another served disk, a differencing VHD for format=vhd). "
     "Bulk data goes by zero-copy sendfile, and when a client stops reading the server waits for the "
     "socket to become writable again, for as long as it takes. --eagain-policy legacy-retry brings back "
     "vhd-tool 0.20.0's 2018 failure (20 retries 0.1 s apart, then the export is aborted)."
@@ -30,6 +29,7 @@ EPILOG = """examples:
   %(prog)s --disk vdi1=/srv/vdi1.raw --token s3cret --port 8080
   %(prog)s --disk a=a.raw --disk b=b.raw --token t --port 0 --eagain-policy legacy-retry
   curl -o vdi1.vhd 'http://127.0.0.1:8080/export_raw_vdi?session_id=s3cret&vdi=vdi1&format=vhd'
+  curl -o new.vhd 'http://127.0.0.1:8080/export_raw_vdi?session_id=s3cret&vdi=new&base=old&format=vhd'
 
 Prints `listening on http://HOST:PORT` on stdout once ready (with the real port for --port 0).
 SIGTERM or SIGINT stops it; exports in flight are cut short.
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
     )
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
+    def stop(_signum: int, _frame: Optional[FrameType]) -> None:
         server.shutdown()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m xcpbuild.exportserver",
         description=DESCRIPTION,

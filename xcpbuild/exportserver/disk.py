@@ -1,21 +1,18 @@
 """The disks a server may export: validated at start-up, looked up only by name."""
 
-from __future__ import annotations
-
 import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import List, NamedTuple
 
 from xcpbuild.errors import ServerError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-@dataclass(frozen=True)
-class Disk:
+class Disk(NamedTuple):
     name: str
     path: Path
 
@@ -35,7 +32,7 @@ def parse_disk(text: str) -> Disk:
         info = path.stat()
         if not (stat.S_ISREG(info.st_mode) or stat.S_ISBLK(info.st_mode)):
             raise ServerError(f"disk {name}: {path} is not a regular file or block device")
-        os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        os.close(os.open(str(path), os.O_RDONLY | os.O_CLOEXEC))
     except OSError as exc:
         raise ServerError(f"disk {name}: cannot open {path}: {exc.strerror}") from exc
     return Disk(name, path)
@@ -45,9 +42,9 @@ def disk_size(fd: int) -> int:
     return os.lseek(fd, 0, os.SEEK_END)
 
 
-def allocated_blocks(fd: int, size: int, block_size: int) -> list[int]:
+def allocated_blocks(fd: int, size: int, block_size: int) -> List[int]:
     """Indices of the blocks that hold data, found with SEEK_DATA as vhd-tool does (all, if unsupported)."""
-    blocks: list[int] = []
+    blocks: List[int] = []
     pos = 0
     while pos < size:
         try:

@@ -6,12 +6,9 @@ the status to answer. No path is ever taken from the request: the ``vdi``
 parameter is only a key into the configured disks.
 """
 
-from __future__ import annotations
-
 import hmac
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 EXPORT_PATH = "/export_raw_vdi"
@@ -33,25 +30,24 @@ class HttpError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     method: str
     target: str
     version: str
-    headers: tuple[tuple[str, str], ...]  # lower-cased names, in order
+    headers: Tuple[Tuple[str, str], ...]  # lower-cased names, in order
 
-    def header(self, name: str) -> str | None:
+    def header(self, name: str) -> Optional[str]:
         values = [v for k, v in self.headers if k == name]
         if len(values) > 1:
             raise HttpError(400, f"header {name} given more than once")
         return values[0] if values else None
 
 
-@dataclass(frozen=True)
-class Export:
+class Export(NamedTuple):
     vdi: str
     fmt: str
     head_only: bool
+    base: Optional[str] = None  # a delta export relative to this configured disk (``base=``)
 
 
 def parse_head(head: bytes) -> Request:
@@ -76,7 +72,7 @@ def parse_head(head: bytes) -> Request:
         raise HttpError(505 if version.startswith("HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are served")
     if not target.startswith("/") or any(c <= " " or c == "\x7f" for c in target):
         raise HttpError(400, "malformed request target")
-    headers: list[tuple[str, str]] = []
+    headers: List[Tuple[str, str]] = []
     for line in lines[1:]:
         if len(headers) >= MAX_HEADERS:
             raise HttpError(431, "too many headers")
@@ -87,7 +83,7 @@ def parse_head(head: bytes) -> Request:
     return Request(method, target, version, tuple(headers))
 
 
-def _cookie(request: Request, name: str) -> str | None:
+def _cookie(request: Request, name: str) -> Optional[str]:
     found = None
     for key, value in request.headers:
         if key != "cookie":
@@ -114,7 +110,7 @@ def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
         pairs = parse_qsl(split.query, keep_blank_values=True, strict_parsing=bool(split.query), max_num_fields=32)
     except ValueError:
         raise HttpError(400, "malformed query string") from None
-    params: dict[str, str] = {}
+    params: Dict[str, str] = {}
     for key, value in pairs:
         if key in params:
             raise HttpError(400, f"parameter {key} given more than once")
@@ -124,8 +120,6 @@ def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
         raise HttpError(401, "a session_id is required (query parameter or cookie)")
     if not hmac.compare_digest(session.encode(), token.encode()):
         raise HttpError(403, "invalid session_id")
-    if "base" in params:
-        raise HttpError(400, "delta exports (base=) are not served by the reference server")
     vdi = params.get("vdi")
     if not vdi:
         raise HttpError(400, "the vdi parameter is required")
@@ -134,4 +128,13 @@ def route(request: Request, disks: Mapping[str, object], token: str) -> Export:
     fmt = params.get("format", "raw")
     if fmt not in FORMATS:
         raise HttpError(400, f"format must be one of {', '.join(FORMATS)}")
-    return Export(vdi, fmt, request.method == "HEAD")
+    base = params.get("base")
+    if base is not None:
+        # Same rule as vdi: a key into the configured disks, never a path.
+        if not base:
+            raise HttpError(400, "the base parameter is empty")
+        if base not in disks:
+            raise HttpError(404, "no such base vdi")
+        if base == vdi:
+            raise HttpError(400, "base is the vdi itself; a delta needs an older disk")
+    return Export(vdi, fmt, request.method == "HEAD", base)

@@ -13,15 +13,14 @@ Nothing is buffered here beyond one small structure, so memory stays flat while
 a client stalls: the kernel's socket buffers are the only queue.
 """
 
-from __future__ import annotations
-
+import enum
 import errno
 import os
 import re
 import select
 import socket
 import time
-from dataclasses import dataclass
+from typing import NamedTuple, Optional, Union
 
 # One sendfile call moves at most this much. Calls of a socket buffer's order
 # (nginx's sendfile_max_chunk default) interleave with the reader; 1 GiB calls
@@ -43,15 +42,21 @@ class StreamAborted(Exception):
     """The server gave up on the stream (legacy policy), as vhd-tool 0.20.0 did."""
 
 
-@dataclass(frozen=True)
-class EagainPolicy:
-    mode: str = "wait"  # "wait" or "legacy-retry"
+class EagainMode(enum.Enum):
+    """What the server does when the client's socket is full."""
+
+    WAIT = "wait"  # the fix: wait for writability, no timer
+    LEGACY_RETRY = "legacy-retry"  # vhd-tool 0.20.0: sleep, retry, give up
+
+
+class EagainPolicy(NamedTuple):
+    mode: EagainMode = EagainMode.WAIT
     attempts: int = 20
     delay: float = 0.1
 
     @property
     def legacy(self) -> bool:
-        return self.mode == "legacy-retry"
+        return self.mode is EagainMode.LEGACY_RETRY
 
     def describe(self) -> str:
         if self.legacy:
@@ -59,25 +64,25 @@ class EagainPolicy:
         return "wait (for writability; no timer)"
 
     @classmethod
-    def parse(cls, text: str) -> EagainPolicy:
+    def parse(cls, text: str) -> "EagainPolicy":
         """``wait``, ``legacy-retry`` or ``legacy-retry:ATTEMPTS:SECONDS``; ValueError otherwise."""
-        if text == "wait":
-            return cls("wait")
+        if text == EagainMode.WAIT.value:
+            return cls(EagainMode.WAIT)
         match = re.fullmatch(r"legacy-retry(?::(\d+):(\d+(?:\.\d+)?))?", text)
         if not match:
             raise ValueError(f"unknown EAGAIN policy {text!r}: use wait, legacy-retry or legacy-retry:ATTEMPTS:SECONDS")
         if match.group(1) is None:
-            return cls("legacy-retry")
+            return cls(EagainMode.LEGACY_RETRY)
         attempts, delay = int(match.group(1)), float(match.group(2))
         if attempts < 0 or delay <= 0:
             raise ValueError("legacy-retry needs ATTEMPTS >= 0 and SECONDS > 0")
-        return cls("legacy-retry", attempts, delay)
+        return cls(EagainMode.LEGACY_RETRY, attempts, delay)
 
 
 class Sender:
     """Writes one response to a non-blocking socket under an EAGAIN policy, counting bytes sent."""
 
-    def __init__(self, sock: socket.socket, policy: EagainPolicy, idle_timeout: float | None = None) -> None:
+    def __init__(self, sock: socket.socket, policy: EagainPolicy, idle_timeout: Optional[float] = None) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._fd = sock.fileno()
@@ -92,7 +97,7 @@ class Sender:
         if not self._poll.poll(self._idle_ms):
             raise IdleTimeout(f"client read nothing for {self._idle_ms} ms")
 
-    def send_bytes(self, data: bytes | memoryview, more: bool = False) -> None:
+    def send_bytes(self, data: Union[bytes, memoryview], more: bool = False) -> None:
         """Send small metadata; ``more`` tells the kernel file data follows (no lone small segment)."""
         view = memoryview(data)
         flags = socket.MSG_MORE if more else 0

@@ -6,9 +6,11 @@ import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from xcpbuild.errors import ConfigError
+
+_Word = TypeVar("_Word", bound=str)
 
 
 def suggest(name: str, known: Iterable[str], fallback: str) -> str:
@@ -53,3 +55,11 @@ def read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} does not exist") from exc
     return parse_toml(text, str(path))
+
+
+def one_of(value: object, choices: tuple[_Word, ...]) -> _Word | None:
+    """``value`` as one of the vocabulary ``choices`` (a Literal's arguments), or None."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    return None

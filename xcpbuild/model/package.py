@@ -38,10 +38,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import read_toml, reject_unknown, require, suggest
+from xcpbuild.model.keys import one_of, read_toml, reject_unknown, require, suggest
 
 _TOP_KEYS = {
     "name",
@@ -64,6 +64,9 @@ _TARGET_KEYS = {"version", "ref", "base_release", "xcpng_release", "sha256", "se
 _CHANGELOG_KEYS = {"version", "date", "author", "changes"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 DEFAULT_TARGET = "default"
+# "git": an upstream repository; "project": files of this project (packaged from the checkout).
+SourceKind = Literal["git", "project"]
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class PackageDef:
     path: Path
     upstream: str | None = None
     description: str = ""
-    source_kind: str = "git"  # "git": upstream repository; "project": files of this project
+    source_kind: SourceKind = "git"
     project_paths: tuple[str, ...] = ()
     tarball: str = "{name}-{version}.tar.gz"
     extra_sources: tuple[str, ...] = ()
@@ -217,8 +220,8 @@ def load_package(path: Path) -> PackageDef:
     name = require(data, "name", str, where)
     if not _NAME_RE.match(name) or name != path.stem:
         raise ConfigError(f"package name `{name}` in {where} must match its file name `{path.stem}`")
-    source_kind = data.get("source_kind", "git")
-    if source_kind not in ("git", "project"):
+    source_kind = one_of(data.get("source_kind", "git"), SOURCE_KINDS)
+    if source_kind is None:
         raise ConfigError(f'`source_kind` in {where} must be "git" or "project"')
     raw_targets = data.get("targets", {})
     if not isinstance(raw_targets, dict) or not raw_targets:

@@ -5,34 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from xcpbuild.errors import ConfigError, UsageError
-from xcpbuild.model.keys import parse_toml, reject_unknown
+from xcpbuild.model.keys import one_of, parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
+from xcpbuild.model.stage import STAGES, Stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable"}
-_STAGES = ("srpm", "rpm")
 # export-server: install the RPM and stall-test the installed server; probe: the package's
 # probe twice on its upstream code, which must fail without the series and survive with it.
-_VERIFIERS = ("none", "export-server", "probe")
+Verification = Literal["none", "export-server", "probe"]
+VERIFICATIONS: tuple[Verification, ...] = get_args(Verification)
 # What the sources step does when the plan's upstream cannot be reached: stop, or leave the
 # package out of the run (said in one line, and listed in the summary with the reason).
-_UNREACHABLE = ("fail", "leave-out")
+Unreachable = Literal["fail", "leave-out"]
+UNREACHABLE: tuple[Unreachable, ...] = get_args(Unreachable)
 EMBEDDED_DEFAULT = "local"
 
 
 @dataclass(frozen=True)
 class PlannedPackage:
     name: str
-    stage: str = "rpm"
-    verify: str = "none"
+    stage: Stage = "rpm"
+    verify: Verification = "none"
     install: bool = False
     channel: Channel | None = None  # None: the plan's channel
     upstream: str | None = None  # the git URL to fetch (None: the definition's); --upstream wins
     ref: str | None = None  # the ref the plan expects; must be the target's pin (sha256-checked)
-    if_unreachable: str = "fail"  # fail | leave-out
+    if_unreachable: Unreachable = "fail"
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,18 @@ def parse_plan(text: str, source: str) -> Plan:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table")
         reject_unknown(raw, _PACKAGE_KEYS, where)
-        stage = _text(raw, "stage", where, "rpm")
-        verify = _text(raw, "verify", where, "none")
-        if stage not in _STAGES:
-            raise ConfigError(f"stage `{stage}` in {where} must be one of {', '.join(_STAGES)}")
-        if verify not in _VERIFIERS:
-            raise ConfigError(f"verify `{verify}` in {where} must be one of {', '.join(_VERIFIERS)}")
-        unreachable = _text(raw, "if_unreachable", where, "fail")
-        if unreachable not in _UNREACHABLE:
-            raise ConfigError(f"if_unreachable `{unreachable}` in {where} must be one of {', '.join(_UNREACHABLE)}")
+        stage_text = _text(raw, "stage", where, "rpm")
+        verify_text = _text(raw, "verify", where, "none")
+        stage = one_of(stage_text, STAGES)
+        verify = one_of(verify_text, VERIFICATIONS)
+        if stage is None:
+            raise ConfigError(f"stage `{stage_text}` in {where} must be one of {', '.join(STAGES)}")
+        if verify is None:
+            raise ConfigError(f"verify `{verify_text}` in {where} must be one of {', '.join(VERIFICATIONS)}")
+        unreachable_text = _text(raw, "if_unreachable", where, "fail")
+        unreachable = one_of(unreachable_text, UNREACHABLE)
+        if unreachable is None:
+            raise ConfigError(f"if_unreachable `{unreachable_text}` in {where} must be one of {', '.join(UNREACHABLE)}")
         packages.append(
             PlannedPackage(
                 name=_text(raw, "name", where),

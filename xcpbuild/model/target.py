@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from xcpbuild.errors import ConfigError
-from xcpbuild.model.keys import read_toml, reject_unknown, require, suggest
+from xcpbuild.model.keys import one_of, read_toml, reject_unknown, require, suggest
 
 _KEYS = {
     "description",
@@ -39,7 +40,9 @@ _KEYS = {
 # The distribution a target's packages land on: EL7 (CentOS 7, an XCP-ng 7.x/8.x dom0) or the
 # Debian of the offline `local` target. Templates branch on it where packaging differs.
 USERSPACES = ("el7", "debian")
-BUILDDEP_STRATEGIES = ("yum-builddep", "none")
+# How a binary build gets its BuildRequires: an image made with yum-builddep, or not at all.
+BuildDeps = Literal["yum-builddep", "none"]
+BUILDDEP_STRATEGIES: tuple[BuildDeps, ...] = get_args(BuildDeps)
 DEBOOTSTRAP_PREFIX = "debootstrap:"
 _DIST_RE = re.compile(r"^\.[A-Za-z0-9._]+$")
 _RELEASE_RE = re.compile(r"^\d+\.\d+$")
@@ -54,7 +57,7 @@ class Target:
     dist: str
     xcpng_release: str
     base_image: str
-    builddeps: str
+    builddeps: BuildDeps
     binary_builds: bool
     description: str = ""
     # Debian packages of a debootstrap base (only for ``base_image = "debootstrap:SUITE"``).
@@ -96,9 +99,12 @@ def load_target(path: Path) -> Target:
     release = require(data, "xcpng_release", str, where)
     if not _RELEASE_RE.match(release):
         raise ConfigError(f"`xcpng_release` in {where} must look like 8.3 (got {release!r})")
-    builddeps = require(data, "builddeps", str, where)
-    if builddeps not in BUILDDEP_STRATEGIES:
-        raise ConfigError(f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps!r})")
+    builddeps_text = require(data, "builddeps", str, where)
+    builddeps = one_of(builddeps_text, BUILDDEP_STRATEGIES)
+    if builddeps is None:
+        raise ConfigError(
+            f"`builddeps` in {where} must be one of {', '.join(BUILDDEP_STRATEGIES)} (got {builddeps_text!r})"
+        )
     base_image = require(data, "base_image", str, where)
     include = data.get("debootstrap_include", [])
     if not isinstance(include, list) or not all(isinstance(p, str) for p in include):

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from xcpbuild.verifier.client import ClientPlan, Report, Stall, backpressure
+from xcpbuild.verifier import ClientPlan, Report, Stall, backpressure
 
 
 def _stall(text: str) -> Stall:

@@ -11,33 +11,42 @@ back to raw on the fly), so nothing the size of the disk is held in memory.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from xcpbuild import vhd
 from xcpbuild.errors import UsageError
 from xcpbuild.log import get_logger
+from xcpbuild.verifier.checker import ContentChecker, SizeRefused
+from xcpbuild.verifier.response import BadResponse, ChunkedDecoder, ResponseHead, head_end, parse_head
+from xcpbuild.verifier.schedule import (
+    Clock,
+    Deadline,
+    DeadlinePassed,
+    Disconnect,
+    Stall,
+    StallSchedule,
+    Throttle,
+    point,
+)
 
 log = get_logger("verify")
 
-MAX_RESPONSE_HEAD = 64 * 1024
 MAX_REDIRECTS = 3
 _RECV_CHUNK = 256 * 1024
-_ZERO_CHUNK = bytes(1024 * 1024)
+# The default deadline: an hour for the transfer (more for a big disk of known size, at no less
+# than FLOOR_RATE), plus every planned stall and throttled second.
+BASE_DEADLINE = 3600.0
+FLOOR_RATE = 16 * 1024 * 1024
 
-
-@dataclass(frozen=True)
-class Stall:
-    """Stop reading for ``seconds`` once ``at`` (a fraction of the body) has arrived."""
-
-    at: float
-    seconds: float
+# How a download ended: all of it, cut short by the server, cut by us on purpose, received but
+# with nothing to check it against, or not at all.
+Outcome = Literal["complete", "truncated", "disconnected", "unverified", "error"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,9 @@ class ClientPlan:
     rate_for: float | None = None  # ...and lasts this many seconds (None: to the end)
     disconnect_at: float | None = None
     rcvbuf: int | None = 64 * 1024  # small, so a pause fills the server's socket fast
-    connect_timeout: float = 30.0
+    connect_timeout: float = 30.0  # for the TCP connect and, separately, the TLS handshake
     read_timeout: float = 600.0  # no byte for this long while reading (not stalling) -> error
+    deadline: float | None = None  # seconds for the whole download; None: derived, see deadline_for
 
     def __post_init__(self) -> None:
         for at in [s.at for s in self.stalls] + [self.rate_at] + [self.disconnect_at or 0.0]:
@@ -61,6 +71,21 @@ class ClientPlan:
             raise UsageError("a stall lasts 0 seconds or more")
         if self.rate is not None and self.rate <= 0:
             raise UsageError("--rate must be > 0 bytes per second")
+        for name, value in (("--timeout", self.read_timeout), ("--timeout", self.connect_timeout)):
+            if not value > 0:
+                raise UsageError(f"{name} must be > 0 seconds")
+        if self.deadline is not None and not self.deadline > 0:
+            raise UsageError("--deadline must be > 0 seconds")
+
+    def deadline_for(self, size: int | None) -> float:
+        """The whole download's time limit: the given one, else derived from the plan and the expected size."""
+        if self.deadline is not None:
+            return self.deadline
+        transfer = max(BASE_DEADLINE, size / FLOOR_RATE) if size else BASE_DEADLINE
+        stalls = sum(s.seconds for s in self.stalls)
+        as_planned = size / self.rate if self.rate and size else 0.0
+        throttled = self.rate_for if self.rate_for is not None else as_planned
+        return transfer + stalls + throttled
 
 
 @dataclass
@@ -69,11 +94,13 @@ class Report:
 
     url: str  # session_id redacted
     format: str
-    outcome: str = "error"  # complete | truncated | disconnected | error
+    outcome: Outcome = "error"
     status: int | None = None
     content_length: int | None = None
+    disk_size: int | None = None  # the disk size the export declares (raw: its length; VHD: its footer)
     bytes_received: int = 0
     duration_s: float = 0.0
+    deadline_s: float = 0.0
     sha256: str | None = None  # of the disk content received (a VHD decoded back to raw)
     expected: str | None = None  # what it was compared with
     match: bool | None = None  # None: nothing to compare with
@@ -94,11 +121,28 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be fetched, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "not http:// or https://"
+    if not parts.hostname:
+        return "no host"
+    if any(c in url for c in "\r\n\0 "):
+        return "it holds spaces or control characters"
+    return None
+
+
 def _prepare_url(url: str, token: str | None, fmt: str | None) -> tuple[str, str]:
     """(the URL to fetch, the export format) with the token and format folded into the query."""
+    problem = _url_problem(url)
+    if problem:
+        raise UsageError(f"{url!r} is not a usable URL: {problem}")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{url!r} is not an http:// or https:// URL")
     query = parse_qsl(parts.query, keep_blank_values=True)
     params = dict(query)
     if token is not None and "session_id" not in params:
@@ -114,72 +158,94 @@ def _prepare_url(url: str, token: str | None, fmt: str | None) -> tuple[str, str
     return urlunsplit(parts._replace(query=urlencode(query))), chosen
 
 
-class _Checker:
-    """Consumes the body as it arrives: decodes VHD, hashes the disk content, compares with a disk."""
+def backpressure(
+    url: str,
+    plan: ClientPlan | None = None,
+    *,
+    token: str | None = None,
+    fmt: str | None = None,
+    expect_sha256: str | None = None,
+    expect_disk: Path | None = None,
+    expect_size: int | None = None,
+    max_size: int | None = None,
+    save_to: Path | None = None,
+    insecure: bool = False,
+    cafile: Path | None = None,
+    clock: Clock | None = None,
+    base_disk: Path | None = None,
+) -> Report:
+    """Download ``url`` following ``plan`` and check the result; never raises for a loss (see Report.ok).
 
-    def __init__(self, fmt: str, expect_disk: Path | None, save_to: Path | None) -> None:
-        self.decoder = vhd.StreamDecoder() if fmt == "vhd" else None
-        self.hash = hashlib.sha256()
-        self.disk_fd = os.open(expect_disk, os.O_RDONLY | os.O_CLOEXEC) if expect_disk else None
-        self.disk_size = os.lseek(self.disk_fd, 0, os.SEEK_END) if self.disk_fd is not None else None
-        self.save = open(save_to, "wb") if save_to else None  # noqa: SIM115 - closed in close()
-        self.raw_pos = 0
-        self.mismatch: str | None = None
+    Whatever the server answers, the result is a Report (a bad URL or option is a UsageError),
+    and the call returns within the plan's deadline (plus one zero-run chunk's hashing).
 
-    def close(self) -> None:
-        if self.disk_fd is not None:
-            os.close(self.disk_fd)
-        if self.save is not None:
-            self.save.close()
+    ``base_disk`` is the local copy of a delta export's base: a VHD delta is applied onto it as it
+    arrives, and the rebuilt disk is what ``expect_disk``/``expect_sha256`` check; a raw delta is
+    compared with ``expect_disk`` where it differs from the base and zeros elsewhere (XAPI's raw delta).
+    """
+    plan = plan or ClientPlan()
+    full_url, chosen = _prepare_url(url, token, fmt)
+    if expect_sha256 is not None and (
+        len(expect_sha256) != 64 or any(c not in "0123456789abcdef" for c in expect_sha256.lower())
+    ):
+        raise UsageError(f"--expect-sha256 {expect_sha256!r} is not 64 hex digits")
+    if expect_disk is not None and not expect_disk.is_file() and not expect_disk.is_block_device():
+        raise UsageError(f"--expect-disk {expect_disk} is not a readable file")
+    if base_disk is not None:
+        if not base_disk.is_file() and not base_disk.is_block_device():
+            raise UsageError(f"--base-disk {base_disk} is not a readable file")
+        if "base" not in dict(parse_qsl(urlsplit(full_url).query)):
+            raise UsageError("--base-disk is for a delta export, but the URL has no base= parameter")
+        if chosen == "raw" and expect_disk is None:
+            raise UsageError("a raw delta is checked against --expect-disk (it holds zeros where nothing changed)")
+    for name, value in (("--expect-size", expect_size), ("--max-size", max_size)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{name} must be > 0 bytes")
+    report = Report(_redact(full_url), chosen)
+    if expect_sha256:
+        report.expected = f"sha256:{expect_sha256.lower()}"
+    elif expect_disk:
+        report.expected = f"disk:{expect_disk}"
+    elif expect_size:
+        report.expected = f"size:{expect_size}"
+    if base_disk is not None and report.expected:
+        report.expected += f" (delta {'applied onto' if chosen == 'vhd' else 'relative to'} {base_disk})"
+    size_hint = expect_size or (expect_disk.stat().st_size if expect_disk and expect_disk.is_file() else None)
+    deadline = Deadline(plan.deadline_for(size_hint), clock)
+    report.deadline_s = deadline.seconds
+    checker = ContentChecker(
+        chosen,
+        expect_disk=expect_disk,
+        expect_size=expect_size,
+        max_size=max_size,
+        save_to=save_to,
+        deadline=deadline,
+        base_disk=base_disk,
+    )
+    if checker.disk_size is not None and expect_size is not None and checker.disk_size != expect_size:
+        checker.close()
+        raise UsageError(f"--expect-size {expect_size} contradicts --expect-disk ({checker.disk_size} bytes)")
+    try:
+        url_now: str | None = full_url
+        for _ in range(MAX_REDIRECTS + 1):
+            assert url_now is not None
+            url_now = _download(url_now, plan, report, checker, deadline, insecure=insecure, cafile=cafile)
+            if url_now is None:
+                break
+            report.events.append(f"redirected to {_redact(url_now)}")
+        else:
+            report.detail = f"more than {MAX_REDIRECTS} redirects"
+        _conclude(report, checker, expect_sha256)
+        if checker.applier is not None and checker.applier.parent is not None:
+            parent = checker.applier.parent
+            report.events.append(f"differencing VHD of parent {parent.name!r}, unique id {parent.unique_id.hex()}")
+    finally:
+        checker.close()
+        report.duration_s = round(deadline.seconds - deadline.remaining(), 3)
+    return report
 
-    def feed(self, data: memoryview) -> None:
-        if self.save is not None:
-            self.save.write(data)
-        if self.decoder is None:
-            self._data(self.raw_pos, data)
-            return
-        for piece in self.decoder.feed(data):
-            if isinstance(piece, vhd.Data):
-                self._data(piece.offset, memoryview(piece.data))
-            else:
-                self._zeros(piece.offset, piece.length)
 
-    def finish(self) -> int:
-        """Check the stream ended properly; returns the disk size received."""
-        if self.decoder is not None:
-            self.decoder.finish()
-        return self.raw_pos
-
-    def _data(self, offset: int, data: memoryview) -> None:
-        self.hash.update(data)
-        if self.disk_fd is not None and self.mismatch is None:
-            expected = os.pread(self.disk_fd, len(data), offset)
-            if expected != data:
-                self.mismatch = f"content differs from the disk near offset {offset + _first_diff(expected, data)}"
-        self.raw_pos = offset + len(data)
-
-    def _zeros(self, offset: int, length: int) -> None:
-        end = offset + length
-        while offset < end:
-            n = min(len(_ZERO_CHUNK), end - offset)
-            zeros = memoryview(_ZERO_CHUNK)[:n]
-            self.hash.update(zeros)
-            if self.disk_fd is not None and self.mismatch is None:
-                expected = os.pread(self.disk_fd, n, offset)
-                if expected != zeros:
-                    self.mismatch = f"the export has zeros where the disk has data near offset {offset}"
-            offset += n
-        self.raw_pos = end
-
-
-def _first_diff(a: bytes, b: memoryview) -> int:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
-
-
-def _connect(url: str, plan: ClientPlan, insecure: bool, cafile: Path | None) -> socket.socket:
+def _connect(url: str, plan: ClientPlan, deadline: Deadline, insecure: bool, cafile: Path | None) -> socket.socket:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -189,13 +255,15 @@ def _connect(url: str, plan: ClientPlan, insecure: bool, cafile: Path | None) ->
         if plan.rcvbuf:
             # Before connect, so the advertised window stays small from the first segment.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.rcvbuf)
-        sock.settimeout(plan.connect_timeout)
+        sock.settimeout(deadline.timeout(plan.connect_timeout))
         sock.connect(address)
         if parts.scheme == "https":
             context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
             if insecure:  # XCP-ng hosts ship self-signed certificates
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
+            # The handshake as a whole (not each read in it) is bounded by this timeout.
+            sock.settimeout(deadline.timeout(plan.connect_timeout))
             sock = context.wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
@@ -203,198 +271,189 @@ def _connect(url: str, plan: ClientPlan, insecure: bool, cafile: Path | None) ->
     return sock
 
 
-def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+def _read_head(sock: socket.socket, plan: ClientPlan, deadline: Deadline) -> tuple[ResponseHead, bytes]:
+    """The response head and the body bytes that came with it; the whole head within the deadline."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > MAX_RESPONSE_HEAD:
-            raise ValueError("response head larger than 64 KiB")
+    while True:
+        end = head_end(data)
+        if end >= 0:
+            return parse_head(data[: end - 4]), data[end:]
+        sock.settimeout(deadline.timeout(plan.read_timeout))
         chunk = sock.recv(16 * 1024)
         if not chunk:
-            raise ValueError(f"the server closed the connection before a complete response head ({len(data)} bytes)")
+            raise BadResponse(f"the server closed the connection before a complete response head ({len(data)} bytes)")
         data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status_parts = lines[0].split(" ", 2)
-    if len(status_parts) < 2 or not status_parts[0].startswith("HTTP/1.") or not status_parts[1].isdigit():
-        raise ValueError(f"malformed status line {lines[0]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_parts[1]), headers, rest
-
-
-def backpressure(
-    url: str,
-    plan: ClientPlan | None = None,
-    *,
-    token: str | None = None,
-    fmt: str | None = None,
-    expect_sha256: str | None = None,
-    expect_disk: Path | None = None,
-    save_to: Path | None = None,
-    insecure: bool = False,
-    cafile: Path | None = None,
-) -> Report:
-    """Download ``url`` following ``plan`` and check the result; never raises for a loss (see Report.ok)."""
-    plan = plan or ClientPlan()
-    full_url, chosen = _prepare_url(url, token, fmt)
-    if expect_sha256 is not None and (
-        len(expect_sha256) != 64 or any(c not in "0123456789abcdef" for c in expect_sha256.lower())
-    ):
-        raise UsageError(f"--expect-sha256 {expect_sha256!r} is not 64 hex digits")
-    if expect_disk is not None and not expect_disk.is_file() and not expect_disk.is_block_device():
-        raise UsageError(f"--expect-disk {expect_disk} is not a readable file")
-    report = Report(_redact(full_url), chosen)
-    if expect_sha256:
-        report.expected = f"sha256:{expect_sha256.lower()}"
-    elif expect_disk:
-        report.expected = f"disk:{expect_disk}"
-    start = time.monotonic()
-    checker = _Checker(chosen, expect_disk, save_to)
-    try:
-        url_now: str | None = full_url
-        for _ in range(MAX_REDIRECTS + 1):
-            assert url_now is not None
-            url_now = _download(url_now, plan, report, checker, insecure=insecure, cafile=cafile)
-            if url_now is None:
-                break
-            report.events.append(f"redirected to {_redact(url_now)}")
-        else:
-            report.detail = f"more than {MAX_REDIRECTS} redirects"
-        _conclude(report, checker, expect_sha256)
-    finally:
-        checker.close()
-        report.duration_s = round(time.monotonic() - start, 3)
-    return report
 
 
 def _download(
     url: str,
     plan: ClientPlan,
     report: Report,
-    checker: _Checker,
+    checker: ContentChecker,
+    deadline: Deadline,
     *,
     insecure: bool,
     cafile: Path | None,
 ) -> str | None:
-    """Fetch ``url`` into ``report``; returns the next URL when the server redirects."""
+    """Fetch ``url`` into ``report``; returns the next URL when the server redirects.
+
+    Every way the exchange can fail ends here as the report's outcome and detail.
+    """
     parts = urlsplit(url)
     target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    stage = "connecting"
     try:
-        sock = _connect(url, plan, insecure, cafile)
-    except (OSError, ssl.SSLError) as exc:
+        sock = _connect(url, plan, deadline, insecure, cafile)
+    except (DeadlinePassed, TimeoutError) as exc:
+        if isinstance(exc, DeadlinePassed) or deadline.remaining() <= 0:
+            report.detail = f"the deadline of {deadline.seconds:g} s passed while connecting (see --deadline)"
+        else:
+            report.detail = f"cannot connect: no answer within {plan.connect_timeout:g} s"
+        return None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; a bad host name, a UnicodeError
         report.detail = f"cannot connect: {exc}"
         return None
     try:
+        stage = "sending the request"
         request = (
             f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: xcpbuild-verify\r\n"
             "Accept: */*\r\nConnection: close\r\n\r\n"
         )
-        sock.settimeout(plan.read_timeout)
+        sock.settimeout(deadline.timeout(plan.read_timeout))
         sock.sendall(request.encode("ascii"))
-        try:
-            status, headers, rest = _read_head(sock)
-        except (OSError, ValueError) as exc:
-            report.detail = f"no valid response: {exc}"
-            return None
-        report.status = status
-        length_text = headers.get("content-length")
-        report.content_length = int(length_text) if length_text and length_text.isdigit() else None
-        if status in (301, 302, 303, 307, 308) and headers.get("location"):
+        stage = "reading the response head"
+        head, rest = _read_head(sock, plan, deadline)
+        report.status = head.status
+        report.content_length = head.content_length
+        if head.status in (301, 302, 303, 307, 308) and head.location:
             # A pool master redirects an export to the host that holds the disk.
-            return urljoin(url, headers["location"])
-        if status != 200:
-            report.detail = f"HTTP {status}: {rest[:200].decode('utf-8', 'replace').strip()}"
+            location = urljoin(url, head.location)
+            problem = _url_problem(location)
+            if problem:
+                raise BadResponse(f"the server redirected to an unusable URL {_redact(location)!r}: {problem}")
+            return location
+        if head.status != 200:
+            report.detail = f"HTTP {head.status}: {rest[:200].decode('utf-8', 'replace').strip()}"
             return None
-        _read_body(sock, plan, report, checker, rest)
+        stage = "reading the body"
+        _read_body(sock, head, rest, plan=plan, report=report, checker=checker, deadline=deadline)
         return None
+    except (DeadlinePassed, TimeoutError) as exc:
+        # A socket timeout cut short to what remained of the deadline is the deadline's doing.
+        if isinstance(exc, DeadlinePassed) or deadline.remaining() <= 0:
+            report.detail = (
+                f"the deadline of {deadline.seconds:g} s passed while {stage}, after {report.bytes_received} bytes"
+                " (see --deadline)"
+            )
+        else:
+            report.detail = f"no data for {plan.read_timeout:g} s while {stage}, after {report.bytes_received} bytes"
+    except BadResponse as exc:
+        report.detail = f"malformed response: {exc}"
+    except SizeRefused as exc:
+        report.match = False
+        report.detail = str(exc)
+    except vhd.VhdFormatError as exc:
+        report.detail = checker.vhd_error(exc)
+    except OSError as exc:
+        report.outcome = "truncated" if stage == "reading the body" and report.content_length is not None else "error"
+        report.detail = f"connection failed while {stage}, after {report.bytes_received} bytes: {exc}"
+    except ValueError as exc:  # e.g. a header that breaks a standard-library parser: a report, never a traceback
+        report.detail = f"malformed response while {stage}: {exc}"
     finally:
         sock.close()
+        report.disk_size = checker.declared
+    return None
 
 
-def _read_body(sock: socket.socket, plan: ClientPlan, report: Report, checker: _Checker, first: bytes) -> None:
-    total = report.content_length
-    stalls = sorted(plan.stalls, key=lambda s: s.at)
-    # Byte positions where something happens (only meaningful with a Content-Length).
+class _Body:
+    """The body's framing: counts what arrives and hands the payload to the checker."""
 
-    def points(fraction: float) -> int:
-        return int(fraction * total) if total is not None else 0
+    def __init__(self, head: ResponseHead, checker: ContentChecker, report: Report) -> None:
+        self.total = head.content_length
+        self.chunks = ChunkedDecoder() if head.chunked else None
+        self.checker = checker
+        self.report = report
+        self.received = 0
+        checker.declare_length(self.total)
 
-    rate_from = points(plan.rate_at) if plan.rate else None
-    rate_started: float | None = None
-    rate_bytes = 0
+    @property
+    def ended(self) -> bool:
+        if self.chunks is not None:
+            return self.chunks.done
+        return self.total is not None and self.received >= self.total
+
+    def room(self, limit: int) -> int:
+        return min(limit, self.total - self.received) if self.total is not None else limit
+
+    def take(self, data: memoryview) -> None:
+        for payload in self.chunks.feed(data) if self.chunks is not None else [data]:
+            if self.total is not None:
+                payload = payload[: self.total - self.received]
+            self.checker.feed(payload)
+            self.received += len(payload)
+            self.report.bytes_received = self.received
+
+    def cut_short(self) -> str | None:
+        """Why the body is incomplete once the server closed the connection, or None."""
+        if self.total is not None and self.received < self.total:
+            return f"the server closed the connection after {self.received} of {self.total} bytes"
+        if self.chunks is not None and not self.chunks.done:
+            return f"the server closed the connection after {self.received} bytes, before the last chunk"
+        return None
+
+
+def _read_body(
+    sock: socket.socket,
+    head: ResponseHead,
+    first: bytes,
+    *,
+    plan: ClientPlan,
+    report: Report,
+    checker: ContentChecker,
+    deadline: Deadline,
+) -> None:
+    body = _Body(head, checker, report)
+    total = body.total
+    stalls = StallSchedule(plan.stalls, total, deadline, report.events)
+    disconnect = Disconnect(plan.disconnect_at, total)
+    throttle = (
+        Throttle(plan.rate, point(plan.rate_at, total), plan.rate_for, deadline, report.events) if plan.rate else None
+    )
+    schedules: list[StallSchedule | Disconnect | Throttle] = [stalls, disconnect, *([throttle] if throttle else [])]
     buf = bytearray(_RECV_CHUNK)
-    received = 0
-
-    def take(data: memoryview) -> None:
-        nonlocal received
-        if total is not None:
-            data = data[: total - received]
-        checker.feed(data)
-        received += len(data)
-        report.bytes_received = received
-
     if first:
-        take(memoryview(first))
-    while total is None or received < total:
-        while stalls and total is not None and received >= points(stalls[0].at):
-            stall = stalls.pop(0)
-            report.events.append(f"stalled {stall.seconds:g} s at byte {received}")
-            log.info("stalling %g s at byte %d of %s", stall.seconds, received, total)
-            time.sleep(stall.seconds)
-        if plan.disconnect_at is not None and total is not None and received >= points(plan.disconnect_at):
+        body.take(memoryview(first))
+    while not body.ended:
+        stalls.wait(body.received)
+        if disconnect.reached(body.received):
             report.outcome = "disconnected"
-            report.events.append(f"disconnected at byte {received}")
-            report.detail = f"disconnected on purpose after {received} of {total} bytes"
+            report.events.append(f"disconnected at byte {body.received}")
+            report.detail = f"disconnected on purpose after {body.received} of {total} bytes"
             return
-        limit = len(buf)
-        if total is not None:
-            limit = min(limit, total - received)
-            upcoming = [points(s.at) for s in stalls] + (
-                [points(plan.disconnect_at)] if plan.disconnect_at is not None else []
-            )
-            ahead = [p - received for p in upcoming if p > received]
-            if ahead:
-                limit = min(limit, *ahead)
-        throttled = False
-        if plan.rate and rate_from is not None and received >= rate_from:
-            now = time.monotonic()
-            if rate_started is None:
-                rate_started = now
-                report.events.append(f"throttled to {plan.rate:g} B/s at byte {received}")
-            if plan.rate_for is None or now - rate_started < plan.rate_for:
-                throttled = True
-                due = rate_started + rate_bytes / plan.rate
-                if due > now:
-                    time.sleep(due - now)
-                limit = min(limit, max(1, int(plan.rate / 20)))
-        try:
-            n = sock.recv_into(buf, limit)
-        except TimeoutError:
-            report.detail = f"no data for {plan.read_timeout:g} s after {received} bytes"
-            return
-        except OSError as exc:
-            report.outcome = "truncated" if total is not None else "error"
-            report.detail = f"connection failed after {received} of {total} bytes: {exc}"
-            return
+        limit = body.room(len(buf))
+        for schedule in schedules:
+            at = schedule.next_point(body.received)
+            if at is not None:
+                limit = min(limit, at - body.received)
+        allowance = throttle.allowance(body.received) if throttle else None
+        if allowance is not None:
+            limit = min(limit, allowance)
+        sock.settimeout(deadline.timeout(plan.read_timeout))
+        n = sock.recv_into(buf, limit)
         if n == 0:
             break
-        if throttled:
-            rate_bytes += n
-        try:
-            take(memoryview(buf)[:n])
-        except vhd.VhdFormatError as exc:
-            report.detail = f"invalid VHD stream after {received} bytes: {exc}"
-            return
-    if total is not None and received < total:
+        if throttle:
+            throttle.took(n)
+        body.take(memoryview(buf)[:n])
+    short = body.cut_short()
+    if short:
         report.outcome = "truncated"
-        report.detail = f"the server closed the connection after {received} of {total} bytes"
+        report.detail = short
     else:
         report.outcome = "complete"
 
 
-def _conclude(report: Report, checker: _Checker, expect_sha256: str | None) -> None:
+def _conclude(report: Report, checker: ContentChecker, expect_sha256: str | None) -> None:
     """Fill in the digest and the match once the body ended (or failed)."""
     expecting = expect_sha256 is not None or checker.disk_fd is not None
     if report.outcome != "complete":
@@ -405,7 +464,7 @@ def _conclude(report: Report, checker: _Checker, expect_sha256: str | None) -> N
         size = checker.finish()
     except vhd.VhdFormatError as exc:
         report.outcome = "error"
-        report.detail = f"invalid VHD stream: {exc}"
+        report.detail = checker.vhd_error(exc)
         report.match = False if expecting else None
         return
     report.sha256 = checker.hash.hexdigest()
@@ -421,5 +480,16 @@ def _conclude(report: Report, checker: _Checker, expect_sha256: str | None) -> N
             report.detail = f"received {size} bytes of disk content, the disk has {checker.disk_size}"
         else:
             report.match = True
+    elif checker.expect_size is not None and size != checker.expect_size:
+        report.match = False
+        report.detail = f"received {size} bytes of disk content, expected {checker.expect_size}"
+    elif report.content_length is None and checker.decoder is None and checker.expect_size is None:
+        # Close-delimited or chunked raw data: a cut export looks the same as a whole one.
+        report.outcome = "unverified"
+        report.detail = (
+            f"{size} bytes arrived without a Content-Length and with nothing to compare them with; a cut "
+            "export would look the same (give --expect-size, --expect-disk or --expect-sha256)"
+        )
+        return
     if report.match is not False and not report.detail:
         report.detail = "complete" + (", byte-exact" if report.match else "")

@@ -1,8 +1,9 @@
 """Specs and builds: spec rendering, build environments (images), rpmbuild in containers, RPM inspection.
 
 Public modules: ``spec`` (render and check), ``image`` (one image per target, keyed by its inputs),
-``build`` (stage inputs, key, reuse or run a container build, build records), ``inspect`` (what an
+``build`` (plan, reuse or run a container build), ``record`` (build records), ``shell`` (a shell in
+the build environment with a package staged), ``inspect`` (what an
 RPM holds, or what changed between two).
 """
 
-__all__ = ["build", "image", "inspect", "spec"]
+__all__ = ["build", "image", "inspect", "record", "shell", "spec"]

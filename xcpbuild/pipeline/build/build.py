@@ -1,24 +1,26 @@
-"""Builds: sources, patches and a rendered spec in; SRPM, RPMs, a log and a record out.
+"""Builds: sources, patches and a spec in; SRPM, RPMs, a log and a record out.
 
-A build stages every input on the host (the upstream tarball or a tarball of
-this project's files, extra sources, the patch series, the rendered spec) and
-hashes them. The cache key is a sha256 over those hashes, the image (tag and
-id), the stage and the target, so the key is known before any container runs:
-when a finished build folder with that key holds a good record and its
-artifacts, the result is reused and no container is started (nor the engine
-asked). Otherwise, in a container of the target's image (network none, uid
-1000, one time limit for the whole build):
+A build runs in three parts:
 
-1. ``rpmbuild -bs`` makes the SRPM;
-2. ``--stage srpm``: ``rpmbuild -rp --nodeps`` on that SRPM proves %prep
-   (rpmbuild applying the patches itself) works;
-   ``--stage rpm``: ``rpmbuild --rebuild`` the SRPM (on yum-builddep targets in
-   an image that adds the SRPM's BuildRequires, installed with the host's
-   network while that image is built, never during the build).
+- ``plan``: stage every input on the host (the upstream tarball or a tarball of
+  this project's files, extra sources, the patch series, the rendered spec; or a
+  package repository's SOURCES/ files and its own spec) and hash them;
+- ``reuse``: the cache key is a sha256 over those hashes, the image (tag and id),
+  the stage, the target and the options that change the result (``--define``,
+  ``--rpmbuild-stage``, ``--rpmbuild-opts``, ``-e``, repositories), so it is known
+  before any container runs. A finished build folder with that key holding a good
+  record and its artifacts is reused: no container is started, nor the engine asked;
+- ``run``: otherwise, in a container of the target's image (network none, uid
+  1000, one time limit for the whole build), ``rpmbuild -bs`` makes the SRPM, then
+  ``--stage srpm`` runs %prep from it (``rpmbuild -rp --nodeps``: rpmbuild applying
+  the patches itself) and ``--stage rpm`` rebuilds it (on yum-builddep targets in an
+  image that adds the SRPM's BuildRequires, installed with the host's network while
+  that image is built, never during the build); ``--rpmbuild-stage L`` runs
+  ``rpmbuild -rL`` on the SRPM instead.
 
 The folder ``WORK/builds/NAME-VERSION-RELEASE-TARGET-KEY12/`` keeps
-``build.log`` (all the container printed), ``build-record.json``, the rendered
-spec and ``SRPMS/``, ``RPMS/``.
+``build.log`` (all the container printed), ``build-record.json`` (a
+``record.BuildRecord``), the spec and ``SRPMS/``, ``RPMS/``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from xcpbuild.adapters import container, rpmheader
 from xcpbuild.config import Settings
@@ -49,36 +51,69 @@ from xcpbuild.errors import (
     XcpbuildError,
 )
 from xcpbuild.log import get_logger, step
-from xcpbuild.model.package import PackageDef, find_package, read_series
-from xcpbuild.model.target import Target, find_target
+from xcpbuild.model.stage import STAGES, Stage, is_stage, makes_binaries
 from xcpbuild.pipeline.build import image, spec
+from xcpbuild.pipeline.build.record import RECORD, Artifact, BuildRecord, Input, SourceInfo, StepRun
+from xcpbuild.pipeline.build.record import load as load_record
+from xcpbuild.pipeline.build.record import write as write_record
 from xcpbuild.pipeline.sources import project as project_source
-from xcpbuild.pipeline.sources import source
+from xcpbuild.pipeline.sources import repofiles, source
+from xcpbuild.pipeline.sources.package import DefinedPackage, Package, RepoPackage
 
 log = get_logger("build")
 
-RECORD = "build-record.json"
+__all__ = ["RECORD", "STAGES", "Artifact", "BuildRecord", "Input", "load_record"]
+
 LOG = "build.log"
 SCHEME = 1
-STAGES = ("srpm", "rpm")
 DEFAULT_TIMEOUT = 3600.0
 TOPDIR = "/home/builder/rpmbuild"
 TAIL_LINES = 15
 
-
-@dataclass(frozen=True)
-class Input:
-    name: str
-    role: str  # "source", "patch" or "spec"
-    sha256: str
+InputRole = Literal["source", "patch", "spec"]
+ArtifactKind = Literal["srpm", "rpm"]
 
 
 @dataclass(frozen=True)
-class Artifact:
-    path: str  # relative to the build folder: SRPMS/x.src.rpm, RPMS/noarch/x.noarch.rpm
-    kind: str  # "srpm" or "rpm"
-    nevra: str
-    sha256: str
+class BuildOptions:
+    """How to build a resolved package (its ``--define``s are part of the package)."""
+
+    stage: Stage = "rpm"
+    upstream: str | None = None
+    ref: str | None = None
+    out: Path | None = None
+    keep_container: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    rpmbuild_stage: str | None = None  # one of model.stage.RPMBUILD_LETTERS, run on the SRPM
+    rpmbuild_opts: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # -e NAME=VALUE for every rpmbuild step
+    mounts: tuple[tuple[str, str], ...] = ()  # -v HOST:CONTAINER
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    no_update: bool = False  # use the images there are; never build or refresh one
+    sources_dir: Path | None = None  # --sources DIR: files git-lfs pointers stand for
+
+    def check(self) -> None:
+        if not is_stage(self.stage):
+            raise UsageError(f"unknown stage `{self.stage}` (choose {' or '.join(STAGES)})")
+        if self.timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        if self.rpmbuild_stage is not None and self.stage != "rpm":
+            raise UsageError("--rpmbuild-stage replaces --stage's binary step; leave --stage at rpm")
+
+    def keyed(self, package: Package) -> dict[str, Any]:
+        """The options that change what a build makes, for its cache key and its record."""
+        found: dict[str, Any] = {
+            "defines": [list(d) for d in package.defines],
+            "rpmbuild_stage": self.rpmbuild_stage,
+            "rpmbuild_opts": list(self.rpmbuild_opts),
+            # Values may be secrets: only their digest is keyed and recorded.
+            "environment": {name: hashlib.sha256(value.encode()).hexdigest()[:16] for name, value in self.environment},
+            "enablerepo": list(self.enablerepo),
+            "disablerepo": list(self.disablerepo),
+            "mounts": [f"{h}:{c}" for h, c in self.mounts],
+        }
+        return {k: v for k, v in found.items() if v}
 
 
 @dataclass(frozen=True)
@@ -86,26 +121,46 @@ class BuildResult:
     folder: Path
     key: str
     reused: bool
-    record: dict[str, Any]
-    artifacts: tuple[Artifact, ...]
+    record: BuildRecord
     copied: tuple[Path, ...] = ()
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        return self.record.outputs
 
     def paths(self) -> list[Path]:
         return [self.folder / a.path for a in self.artifacts]
 
 
-@dataclass
-class _Staged:
-    """Inputs on the host, ready to go into a container."""
+@dataclass(frozen=True)
+class BuildPlan:
+    """A build with every input staged and hashed; its key waits only for the image id."""
 
-    package: PackageDef
-    target: Target
-    version: str
-    release: str
+    package: Package
+    options: BuildOptions
     spec: spec.RenderedSpec
-    files: list[Path]  # SOURCES: tarball, extra sources, patches
-    inputs: list[Input]
-    source_info: dict[str, Any]
+    files: tuple[Path, ...]  # SOURCES: tarball, extra sources, patches
+    inputs: tuple[Input, ...]
+    source: SourceInfo
+    build_requires: tuple[str, ...]
+    image_tag: str
+    builds: Path
+
+    @property
+    def target(self) -> str:
+        return self.package.target.name
+
+    @property
+    def title(self) -> str:
+        return f"{self.package.name} {self.spec.version}-{self.spec.release}"
+
+    def key(self, image_id: str) -> str:
+        return cache_key(
+            self.inputs, self.image_tag, image_id, self.options.stage, self.target, self.options.keyed(self.package)
+        )
+
+    def folder(self, key: str) -> Path:
+        return self.builds / folder_name(self.package.name, self.spec.version, self.spec.release, self.target, key)
 
 
 @dataclass
@@ -113,7 +168,7 @@ class _Log:
     """build.log plus the steps run, for the record."""
 
     handle: IO[str]
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRun] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
     def write(self, line: str) -> None:
@@ -132,15 +187,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(inputs: Sequence[Input], image_tag: str, image_id: str, stage: str, target: str) -> str:
-    """sha256 over every input's sha256, the image, the stage and the target (order-independent)."""
-    payload = {
+def cache_key(  # noqa: PLR0917 - every argument is a part of the key
+    inputs: Sequence[Input],
+    image_tag: str,
+    image_id: str,
+    stage: str,
+    target: str,
+    options: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 over every input's sha256, the image, the stage, the target and the keyed options."""
+    payload: dict[str, Any] = {
         "scheme": SCHEME,
         "inputs": sorted((i.role, i.name, i.sha256) for i in inputs),
         "image": [image_tag, image_id],
         "stage": stage,
         "target": target,
     }
+    if options:
+        payload["options"] = dict(options)  # absent when empty: keys of plain builds stay as they were
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -182,84 +246,133 @@ def _without_credentials(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-# -- staging ------------------------------------------------------------------------------------
-def _stage(
-    settings: Settings,
-    package: PackageDef,
-    target: Target,
-    sources_dir: Path,
-    *,
-    upstream: str | None,
-    ref: str | None,
-) -> _Staged:
-    pin = package.pin(target.name)
-    if package.source_kind == "project":
+# -- plan ---------------------------------------------------------------------------------------
+def _stage_defined(
+    settings: Settings, package: DefinedPackage, sources_dir: Path, options: BuildOptions
+) -> tuple[list[Path], list[Input], SourceInfo, spec.RenderedSpec]:
+    definition, target = package.definition, package.target
+    upstream, ref = options.upstream, options.ref
+    if definition.source_kind == "project":
         if upstream or ref:
             raise UsageError(f"package {package.name} is made from this project's files; --upstream/--ref do not apply")
-        fetched_project = project_source.fetch(settings, package, target.name, sources_dir)
+        fetched_project = project_source.fetch(settings, definition, target.name, sources_dir)
         tarball, tar_sha, version = fetched_project.tarball, fetched_project.sha256, fetched_project.version
-        source_info: dict[str, Any] = {"kind": "project", "paths": list(package.project_paths)}
+        info = SourceInfo("project", paths=definition.project_paths)
     else:
-        fetched = source.fetch(settings, package, target=target.name, upstream=upstream, ref=ref, out_dir=sources_dir)
+        fetched = source.fetch(
+            settings, definition, target=target.name, upstream=upstream, ref=ref, out_dir=sources_dir
+        )
         tarball, tar_sha, version = fetched.tarball, fetched.sha256, fetched.version
-        source_info = {
-            "kind": "git",
-            "upstream": _without_credentials(upstream or package.upstream or ""),
-            "ref": fetched.ref,
-            "commit": fetched.commit,
-        }
+        info = SourceInfo(
+            "git",
+            upstream=_without_credentials(upstream or definition.upstream or ""),
+            ref=fetched.ref,
+            commit=fetched.commit,
+        )
     files = [tarball]
     inputs = [Input(tarball.name, "source", tar_sha)]
-    for name in package.extra_sources:
-        extra = package.extra_sources_dir / name
+    for name in definition.extra_sources:
+        extra = definition.extra_sources_dir / name
         if not extra.is_file():
             raise ConfigError(
-                f"extra source {name} of {package.name} is missing", hint=f"put it in {package.extra_sources_dir}/"
+                f"extra source {name} of {package.name} is missing", hint=f"put it in {definition.extra_sources_dir}/"
             )
         shutil.copy2(extra, sources_dir / name)
         files.append(sources_dir / name)
         inputs.append(Input(name, "source", sha256_file(extra)))
-    for patch in read_series(settings.patches_dir, package.name, pin.series):
+    for patch in package.patch_files:
         shutil.copy2(patch, sources_dir / patch.name)
         files.append(sources_dir / patch.name)
         inputs.append(Input(patch.name, "patch", sha256_file(patch)))
-    rendered = spec.render(settings, package.name, target.name, version=version, tarball=tarball.name)
+    rendered = spec.render(settings, package, version=version, tarball=tarball.name)
+    return files, inputs, info, rendered
+
+
+def _stage_repository(
+    settings: Settings, package: RepoPackage, sources_dir: Path, options: BuildOptions
+) -> tuple[list[Path], list[Input], SourceInfo, spec.RenderedSpec]:
+    if options.upstream or options.ref:
+        raise UsageError(
+            f"{package.repo.path.name} is a package repository: its SOURCES/ are built as they are; "
+            "--upstream/--ref do not apply",
+            hint="--upstream is for `xcpbuild patch check`",
+        )
+    staged = repofiles.stage_files(package, sources_dir, supplied_dir=options.sources_dir)
+    commit, dirty = package.checkout if package.checkout is not None else (None, None)
+    info = SourceInfo(
+        "repository",
+        upstream=_without_credentials(package.upstream_url) if package.upstream_url else None,
+        ref=package.pinned_ref,
+        commit=commit,
+        repository=str(package.repo.path),
+        dirty=dirty,
+        supplied=tuple(f.name for f in staged if f.supplied),
+    )
+    inputs = [Input(f.name, "patch" if f.role == "patch" else "source", f.sha256) for f in staged]
+    return [f.path for f in staged], inputs, info, spec.render(settings, package)
+
+
+def plan(settings: Settings, package: Package, options: BuildOptions, sources_dir: Path) -> BuildPlan:
+    """Stage and hash every input of ``package`` into ``sources_dir`` (no engine needed)."""
+    target = package.target
+    with step(f"stage {package.name} for {target.name}"):
+        if isinstance(package, RepoPackage):
+            files, inputs, info, rendered = _stage_repository(settings, package, sources_dir, options)
+            requires = package.facts.build_requires
+        else:
+            files, inputs, info, rendered = _stage_defined(settings, package, sources_dir, options)
+            requires = tuple(build_requires(rendered.text))
     inputs.append(Input(rendered.filename, "spec", hashlib.sha256(rendered.text.encode()).hexdigest()))
-    return _Staged(package, target, version, rendered.release, rendered, files, inputs, source_info)
+    binary = options.stage == "rpm" and (options.rpmbuild_stage is None or makes_binaries(options.rpmbuild_stage))
+    if binary and target.builddeps == "none" and requires:
+        raise UsageError(
+            f"{package.name} needs EL build dependencies ({', '.join(requires[:5])}) that target {target.name} "
+            "cannot install",
+            hint=f"build the SRPM here with --stage srpm, or the RPMs on an xcp-ng-* target "
+            f"(--target xcp-ng-{target.xcpng_release})",
+        )
+    if (options.enablerepo or options.disablerepo) and target.builddeps == "none":
+        raise UsageError(
+            f"target {target.name} installs no build dependencies: --enablerepo/--disablerepo change nothing",
+            hint="use them with an xcp-ng-* target",
+        )
+    return BuildPlan(
+        package=package,
+        options=options,
+        spec=rendered,
+        files=tuple(files),
+        inputs=tuple(inputs),
+        source=info,
+        build_requires=requires,
+        image_tag=image.plan(settings, target.name).tag,
+        builds=settings.work_dir / "builds",
+    )
 
 
 # -- reuse --------------------------------------------------------------------------------------
-def load_record(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _reusable(folder: Path, key: str) -> tuple[dict[str, Any], tuple[Artifact, ...]] | None:
+def _reusable(folder: Path, key: str) -> BuildRecord | None:
     record = load_record(folder)
-    if record is None or record.get("status") != "ok" or record.get("key") != key:
+    if record is None or record.status != "ok" or record.key != key:
         return None
-    artifacts = tuple(Artifact(**a) for a in record.get("outputs", []))
-    for artifact in artifacts:
+    for artifact in record.outputs:
         path = folder / artifact.path
         if not path.is_file() or sha256_file(path) != artifact.sha256:
             log.info("cached build %s lost %s; building again", folder.name, artifact.path)
             return None
-    return record, artifacts
+    return record
 
 
-def _lookup(
-    builds: Path, staged: _Staged, stage: str, image_tag: str, image_id: str
-) -> tuple[str, Path, tuple[dict[str, Any], tuple[Artifact, ...]] | None]:
-    """The key and folder of this build, and its record and artifacts when they can be reused."""
-    key = cache_key(staged.inputs, image_tag, image_id, stage, staged.target.name)
-    folder = builds / folder_name(staged.package.name, staged.version, staged.release, staged.target.name, key)
-    hit = _reusable(folder, key)
-    if hit is not None:
-        log.info("reusing %s (same inputs, image and stage)", folder)
-    return key, folder, hit
+def reuse(planned: BuildPlan, image_id: str) -> BuildResult | None:
+    """The recorded result of the same inputs, image and options, or None (never with extra mounts)."""
+    if planned.options.mounts:
+        return None  # what a mount holds is not an input xcpbuild can hash
+    key = planned.key(image_id)
+    folder = planned.folder(key)
+    record = _reusable(folder, key)
+    if record is None:
+        return None
+    log.info("reusing %s (same inputs, image and stage)", folder)
+    return BuildResult(folder, key, True, record, _copy_out(record.outputs, folder, planned.options.out))
 
 
 def _copy_out(artifacts: Sequence[Artifact], folder: Path, out: Path | None) -> tuple[Path, ...]:
@@ -278,11 +391,11 @@ def _copy_out(artifacts: Sequence[Artifact], folder: Path, out: Path | None) -> 
 class _Runner:
     """Runs rpmbuild steps in containers under one deadline, everything into build.log."""
 
-    def __init__(self, client: container.Client, buildlog: _Log, deadline: float, keep: bool) -> None:
+    def __init__(self, client: container.Client, buildlog: _Log, deadline: float, planned: BuildPlan) -> None:
         self.client = client
         self.log = buildlog
         self.deadline = deadline
-        self.keep = keep
+        self.planned = planned
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -290,40 +403,72 @@ class _Runner:
             raise StepTimeoutError("the build ran out of time before its next step")
         return left
 
+    def box(self, image_tag: str) -> container.BuildContainer:
+        options = self.planned.options
+        return container.BuildContainer(
+            self.client,
+            container.ContainerOptions(
+                image=image_tag,
+                workdir=TOPDIR,
+                keep=options.keep_container,
+                role="build",
+                environment=dict(options.environment),
+                mounts=options.mounts,
+            ),
+        )
+
     def run(self, box: container.BuildContainer, argv: list[str]) -> container.ExecResult:
         self.log.write(f"+ {shlex.join(argv)}")
         start = time.monotonic()
         # stderr joins stdout inside the container so build.log keeps rpmbuild's own order.
         merged = ["sh", "-c", 'exec "$@" 2>&1', "sh", *argv]
         result = box.exec(merged, timeout=self.remaining(), workdir=TOPDIR, on_line=self.log.write, check=False)
-        self.log.steps.append(
-            {"argv": argv, "exit_code": result.exit_code, "seconds": round(time.monotonic() - start, 3)}
-        )
+        self.log.steps.append(StepRun(tuple(argv), result.exit_code, round(time.monotonic() - start, 3)))
         if result.exit_code != 0:
             raise ContainerStepError(f"`{shlex.join(argv)}` exited with status {result.exit_code}")
         return result
 
+    def rpmbuild(self, *args: str, extra: bool = True) -> list[str]:
+        """rpmbuild with the topdir, %dist, the package's --defines and (``extra``) --rpmbuild-opts."""
+        argv = ["rpmbuild", "--define", f"_topdir {TOPDIR}"]
+        dist = self.planned.package.target.dist_macro
+        if dist:
+            argv += ["--define", f"dist {dist}"]
+        for name, value in self.planned.package.defines:
+            argv += ["--define", f"{name} {value}"]
+        if extra:
+            argv += list(self.planned.options.rpmbuild_opts)
+        return [*argv, *args]
 
-def _rpmbuild(*args: str, dist: str) -> list[str]:
-    argv = ["rpmbuild", "--define", f"_topdir {TOPDIR}"]
-    if dist:
-        argv += ["--define", f"dist {dist}"]
-    return [*argv, *args]
+    def binary_step(self, srpm: str) -> tuple[list[str], str]:
+        letter = self.planned.options.rpmbuild_stage
+        if letter is None:
+            return self.rpmbuild("--rebuild", srpm), "rpmbuild --rebuild (binary RPMs from the SRPM)"
+        return self.rpmbuild(f"-r{letter}", srpm), f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
 
 
-def _deps_image(client: container.Client, staged: _Staged, *, image_tag: str, image_id: str, srpm: Path) -> str:
+def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path) -> str:
     """An image adding the SRPM's BuildRequires to the target image (yum-builddep with the host's network)."""
-    wanted = sorted(build_requires(staged.spec.text))
-    key = hashlib.sha256(json.dumps([image_id, wanted, sha256_file(srpm)]).encode()).hexdigest()[:16]
-    tag = f"{image.repository(staged.target)}-deps:{key}"
+    options = planned.options
+    repos = [f"--enablerepo={r}" for r in options.enablerepo] + [f"--disablerepo={r}" for r in options.disablerepo]
+    wanted = sorted(planned.build_requires)
+    key = hashlib.sha256(json.dumps([image_id, wanted, sha256_file(srpm), repos]).encode()).hexdigest()[:16]
+    target = planned.package.target
+    tag = f"{image.repository(target)}-deps:{key}"
     if container.image_id(client, tag) is not None:
         return tag
+    if options.no_update:
+        raise UsageError(
+            f"--no-update: the build-dependency image {tag} for this SRPM does not exist yet",
+            hint="run once without --no-update to install the BuildRequires",
+        )
     with tempfile.TemporaryDirectory(prefix="xcpbuild-deps-") as tmp:
         context = Path(tmp)
         shutil.copy2(srpm, context / "package.src.rpm")
         (context / "Dockerfile").write_text(
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
-            "RUN yum-builddep -y /tmp/package.src.rpm && yum clean all && rm -f /tmp/package.src.rpm\n"
+            f"RUN yum-builddep -y {' '.join(repos)} /tmp/package.src.rpm && yum clean all "
+            "&& rm -f /tmp/package.src.rpm\n"
             "USER builder\n"
         )
         with step(f"install BuildRequires into {tag}"):
@@ -331,59 +476,55 @@ def _deps_image(client: container.Client, staged: _Staged, *, image_tag: str, im
                 client,
                 context,
                 tag,
-                buildargs={"BASE": image_tag},
+                buildargs={"BASE": planned.image_tag},
                 host_network=True,
                 on_line=lambda line: log.debug("docker build: %s", line),
-                labels={image.TARGET_LABEL: staged.target.name},
+                labels={image.TARGET_LABEL: target.name},
             )
     return tag
 
 
-def _in_container(
-    staged: _Staged,
-    stage: str,
-    *,
-    image_tag: str,
-    image_id: str,
-    folder: Path,
-    runner: _Runner,
-) -> tuple[list[Path], bool]:
+def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _Runner) -> tuple[list[Path], bool]:
     """Run the build; return the artifact paths copied into ``folder`` and whether %prep was checked."""
-    dist = staged.target.dist_macro
-    specfile = f"SPECS/{staged.spec.filename}"
-    options = container.ContainerOptions(image=image_tag, workdir=TOPDIR, keep=runner.keep, role="build")
-    binary_here = stage == "rpm" and staged.target.builddeps == "none"
+    options = planned.options
+    specfile = f"SPECS/{planned.spec.filename}"
+    letter = options.rpmbuild_stage
+    second = options.stage == "rpm" and letter != "s"
+    binaries = options.stage == "rpm" and (letter is None or makes_binaries(letter))
+    here = planned.package.target.builddeps == "none"
     prep_checked = False
-    with container.BuildContainer(runner.client, options) as box:
-        runner.log.write(f"# container {box.name} from {image_tag} ({image_id})")
-        box.put(staged.files, f"{TOPDIR}/SOURCES")
-        box.put_bytes({staged.spec.filename: staged.spec.text.encode()}, f"{TOPDIR}/SPECS")
+    with runner.box(planned.image_tag) as box:
+        runner.log.write(f"# container {box.name} from {planned.image_tag} ({image_id})")
+        box.put(planned.files, f"{TOPDIR}/SOURCES")
+        box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, f"{TOPDIR}/SPECS")
         with step("rpmbuild -bs (SRPM)"):
-            runner.run(box, _rpmbuild("-bs", "--nodeps", specfile, dist=dist))
+            runner.run(box, runner.rpmbuild("-bs", "--nodeps", specfile))
         srpm_glob = box.exec(["sh", "-c", f"ls {TOPDIR}/SRPMS/*.src.rpm"], timeout=60).output.split()
         srpm_in = srpm_glob[0]
-        if stage == "srpm":
+        if options.stage == "srpm":
             with step("rpmbuild -rp --nodeps (%prep from the SRPM: the patches apply)"):
-                runner.run(box, _rpmbuild("-rp", "--nodeps", srpm_in, dist=dist))
+                runner.run(box, runner.rpmbuild("-rp", "--nodeps", srpm_in, extra=False))
             prep_checked = True
-        elif binary_here:
-            with step("rpmbuild --rebuild (binary RPMs from the SRPM)"):
-                runner.run(box, _rpmbuild("--rebuild", srpm_in, dist=dist))
-            prep_checked = True
+        elif second and here:
+            argv, title = runner.binary_step(srpm_in)
+            with step(title):
+                runner.run(box, argv)
+            prep_checked = letter in (None, "a", "b", "p", "c", "i")
         produced = box.get(f"{TOPDIR}/SRPMS", folder)
-        if binary_here:
+        if second and here and binaries:
             produced += box.get(f"{TOPDIR}/RPMS", folder)
-    if stage == "rpm" and not binary_here:
+    if second and not here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
-        deps_tag = _deps_image(runner.client, staged, image_tag=image_tag, image_id=image_id, srpm=srpm)
-        options = container.ContainerOptions(image=deps_tag, workdir=TOPDIR, keep=runner.keep, role="build")
-        with container.BuildContainer(runner.client, options) as box:
+        deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm)
+        with runner.box(deps_tag) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
             box.put([srpm], f"{TOPDIR}/SRPMS")
-            with step("rpmbuild --rebuild (binary RPMs from the SRPM)"):
-                runner.run(box, _rpmbuild("--rebuild", f"{TOPDIR}/SRPMS/{srpm.name}", dist=dist))
-            produced += box.get(f"{TOPDIR}/RPMS", folder)
-        prep_checked = True
+            argv, title = runner.binary_step(f"{TOPDIR}/SRPMS/{srpm.name}")
+            with step(title):
+                runner.run(box, argv)
+            if binaries:
+                produced += box.get(f"{TOPDIR}/RPMS", folder)
+        prep_checked = letter in (None, "a", "b", "p", "c", "i")
     return [p for p in produced if p.name.endswith(".rpm")], prep_checked
 
 
@@ -402,132 +543,119 @@ def _artifacts(folder: Path, paths: Sequence[Path]) -> tuple[Artifact, ...]:
     return tuple(out)
 
 
-def _write_record(folder: Path, record: dict[str, Any]) -> None:
-    partial = folder / (RECORD + ".partial")
-    partial.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
-    partial.replace(folder / RECORD)
-
-
 def _fail_message(what: str, folder: Path, buildlog: _Log) -> str:
     tail = "\n".join(f"    {line}" for line in buildlog.lines[-TAIL_LINES:])
     return f"{what}; last lines of {folder / LOG}:\n{tail}"
 
 
+def _image_id(settings: Settings, planned: BuildPlan, client: container.Client) -> str:
+    if not planned.options.no_update:
+        return image.build(settings, planned.target, client=client).image_id
+    found = container.image_id(client, planned.image_tag)
+    if found is None:
+        raise UsageError(
+            f"--no-update: the image {planned.image_tag} of target {planned.target} is not built",
+            hint=f"build it once with `xcpbuild image build {planned.target}`",
+        )
+    return found
+
+
+def run(settings: Settings, planned: BuildPlan, image_id: str, client: container.Client) -> BuildResult:
+    """Build ``planned`` in containers of the image ``image_id``; the record says how it ended."""
+    options, package = planned.options, planned.package
+    start = time.monotonic()
+    key = planned.key(image_id)
+    folder = planned.folder(key)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / planned.spec.filename).write_text(planned.spec.text)
+    record = BuildRecord(
+        package=package.name,
+        version=planned.spec.version,
+        release=planned.spec.release,
+        target=planned.target,
+        dist=package.target.dist,
+        stage=options.stage,
+        key=key,
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        image_tag=planned.image_tag,
+        image_id=image_id,
+        source=planned.source,
+        inputs=planned.inputs,
+        spec=planned.spec.text,
+        options=options.keyed(package),
+    )
+    write_record(folder, record)
+    with (folder / LOG).open("w") as handle:
+        buildlog = _Log(handle)
+        buildlog.write(f"# xcpbuild build {planned.title} for {planned.target}")
+        buildlog.write(f"# key {key}, stage {options.stage}, time limit {options.timeout:.0f}s")
+        runner = _Runner(client, buildlog, start + options.timeout, planned)
+        try:
+            with step(f"build {planned.title} in {planned.image_tag}"):
+                paths, prep_checked = _in_container(planned, image_id=image_id, folder=folder, runner=runner)
+        except XcpbuildError as exc:
+            failure = _translate(exc, planned, folder, buildlog)
+            write_record(folder, record.finished(status="failed", error=failure.message, steps=tuple(buildlog.steps)))
+            raise failure from exc
+    record = record.finished(
+        status="ok",
+        prep_checked=prep_checked,
+        steps=tuple(buildlog.steps),
+        seconds=round(time.monotonic() - start, 3),
+        outputs=_artifacts(folder, paths),
+    )
+    write_record(folder, record)
+    return BuildResult(folder, key, False, record, _copy_out(record.outputs, folder, options.out))
+
+
 def build(
     settings: Settings,
-    pkg_name: str,
-    target: str,
+    package: Package,
+    options: BuildOptions | None = None,
     *,
-    upstream: str | None = None,
-    stage: str = "rpm",
-    out: Path | None = None,
-    keep_container: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    ref: str | None = None,
     client: container.Client | None = None,
 ) -> BuildResult:
-    """Build ``pkg_name`` for ``target`` up to ``stage``, or reuse the recorded result of the same inputs."""
-    if stage not in STAGES:
-        raise UsageError(f"unknown stage `{stage}` (choose {' or '.join(STAGES)})")
-    if timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    package = find_package(settings.specs_dir, pkg_name)
-    tgt = find_target(settings.containers_dir, target)
+    """Build the resolved ``package`` for its target, or reuse the recorded result of the same inputs."""
+    options = options or BuildOptions()
+    options.check()
     builds = settings.work_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=builds) as staging:
         sources_dir = Path(staging) / "SOURCES"
         sources_dir.mkdir()
-        with step(f"stage {package.name} for {tgt.name}"):
-            staged = _stage(settings, package, tgt, sources_dir, upstream=upstream, ref=ref)
-        if stage == "rpm" and tgt.builddeps == "none" and build_requires(staged.spec.text):
-            needs = ", ".join(build_requires(staged.spec.text)[:5])
-            raise UsageError(
-                f"{package.name} needs EL build dependencies ({needs}) that target {tgt.name} cannot install",
-                hint=f"build the SRPM here with --stage srpm, or the RPMs on an xcp-ng-* target "
-                f"(--target xcp-ng-{tgt.xcpng_release})",
-            )
-        image_tag = image.plan(settings, tgt.name).tag
+        planned = plan(settings, package, options, sources_dir)
         # First with the image id remembered in the cache: a hit then needs no engine at all.
-        image_id = image.recorded_id(settings, image_tag)
-        if image_id is not None:
-            key, folder, hit = _lookup(builds, staged, stage, image_tag, image_id)
-            if hit is not None:
-                return BuildResult(folder, key, True, hit[0], hit[1], _copy_out(hit[1], folder, out))
-        engine_client = client if client is not None else container.get_client()
-        image_id = image.build(settings, tgt.name, client=engine_client).image_id
-        key, folder, hit = _lookup(builds, staged, stage, image_tag, image_id)
+        recorded = image.recorded_id(settings, planned.image_tag)
+        hit = reuse(planned, recorded) if recorded is not None else None
         if hit is not None:
-            return BuildResult(folder, key, True, hit[0], hit[1], _copy_out(hit[1], folder, out))
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        (folder / staged.spec.filename).write_text(staged.spec.text)
-        record: dict[str, Any] = {
-            "schema": SCHEME,
-            "status": "running",
-            "package": package.name,
-            "version": staged.version,
-            "release": staged.release,
-            "target": tgt.name,
-            "dist": tgt.dist,
-            "stage": stage,
-            "key": key,
-            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "image": {"tag": image_tag, "id": image_id},
-            "source": staged.source_info,
-            "inputs": [asdict(i) for i in staged.inputs],
-            "spec": staged.spec.text,
-            "outputs": [],
-        }
-        with (folder / LOG).open("w") as handle:
-            buildlog = _Log(handle)
-            buildlog.write(f"# xcpbuild build {package.name} {staged.version}-{staged.release} for {tgt.name}")
-            buildlog.write(f"# key {key}, stage {stage}, time limit {timeout:.0f}s")
-            runner = _Runner(engine_client, buildlog, start + timeout, keep_container)
-            try:
-                with step(f"build {package.name} {staged.version}-{staged.release} in {image_tag}"):
-                    paths, prep_checked = _in_container(
-                        staged, stage, image_tag=image_tag, image_id=image_id, folder=folder, runner=runner
-                    )
-            except XcpbuildError as exc:
-                failure = _translate(exc, staged, folder, buildlog, timeout=timeout, keep=keep_container)
-                record.update(status="failed", error=failure.message, steps=buildlog.steps)
-                _write_record(folder, record)
-                raise failure from exc
-        artifacts = _artifacts(folder, paths)
-        record.update(
-            status="ok",
-            prep_checked=prep_checked,
-            steps=buildlog.steps,
-            seconds=round(time.monotonic() - start, 3),
-            outputs=[asdict(a) for a in artifacts],
-        )
-        _write_record(folder, record)
-    return BuildResult(folder, key, False, record, artifacts, _copy_out(artifacts, folder, out))
+            return hit
+        engine_client = client if client is not None else container.get_client()
+        image_id = _image_id(settings, planned, engine_client)
+        hit = reuse(planned, image_id)
+        if hit is not None:
+            return hit
+        return run(settings, planned, image_id, engine_client)
 
 
-def _translate(
-    exc: XcpbuildError, staged: _Staged, folder: Path, buildlog: _Log, *, timeout: float, keep: bool
-) -> XcpbuildError:
+def _translate(exc: XcpbuildError, planned: BuildPlan, folder: Path, buildlog: _Log) -> XcpbuildError:
     """Say what failed in the user's terms: a time limit, a patch that does not apply, or rpmbuild."""
+    options, name = planned.options, planned.package.name
     if isinstance(exc, StepTimeoutError):
-        fate = "kept for inspection (--keep-container)" if keep else "killed and removed"
-        buildlog.write(f"# time limit of {timeout:.0f}s exceeded; container {fate}")
+        fate = "kept for inspection (--keep-container)" if options.keep_container else "killed and removed"
+        buildlog.write(f"# time limit of {options.timeout:.0f}s exceeded; container {fate}")
         return StepTimeoutError(
-            f"the build of {staged.package.name} for {staged.target.name} exceeded its {timeout:.0f}s time limit; "
+            f"the build of {name} for {planned.target} exceeded its {options.timeout:.0f}s time limit; "
             f"its container was {fate} (log: {folder / LOG})"
         )
     if isinstance(exc, ContainerStepError):
-        patch = failing_patch(buildlog.lines, staged.spec.patches)
+        patch = failing_patch(buildlog.lines, planned.spec.patches)
         if patch is not None:
             return PatchError(
-                _fail_message(
-                    f"patch {patch} does not apply to {staged.package.name} {staged.version}", folder, buildlog
-                ),
-                hint=f"refresh it against the new upstream (`xcpbuild patch check {staged.package.name}`) "
+                _fail_message(f"patch {patch} does not apply to {name} {planned.spec.version}", folder, buildlog),
+                hint=f"refresh it against the new upstream (`xcpbuild patch check {planned.package.cli_name}`) "
                 f"or drop it from the series",
             )
-        return BuildError(_fail_message(f"{exc.message} while building {staged.package.name}", folder, buildlog))
+        return BuildError(_fail_message(f"{exc.message} while building {name}", folder, buildlog))
     return exc

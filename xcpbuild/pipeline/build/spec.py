@@ -21,8 +21,9 @@ from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
 from xcpbuild.log import step
-from xcpbuild.model.package import ChangelogEntry, PackageDef, find_package, read_series
-from xcpbuild.model.target import Target, find_target
+from xcpbuild.model.package import ChangelogEntry, PackageDef
+from xcpbuild.model.target import Target
+from xcpbuild.pipeline.sources.package import Package, RepoPackage
 
 FIRST_PATCH = 1000
 CHECK_TIMEOUT = 120.0
@@ -124,43 +125,63 @@ def render_text(template_dir: Path, template: str, values: dict[str, Any]) -> st
 
 def render(
     settings: Settings,
-    package_name: str,
-    target_name: str,
+    package: Package,
     *,
     version: str | None = None,
     tarball: str | None = None,
 ) -> RenderedSpec:
-    """Render ``specs/PKG.spec.j2`` for a target (version and tarball default to the target's pin)."""
-    package = find_package(settings.specs_dir, package_name)
-    target = find_target(settings.containers_dir, target_name)
-    pin = package.pin(target_name)
+    """The spec a build uses: a package repository's own, or ``specs/PKG.spec.j2`` rendered for the target.
+
+    Version and tarball default to the target's pin; a package repository's spec is taken as it is.
+    """
+    if isinstance(package, RepoPackage):
+        return RenderedSpec(
+            package=package.name,
+            target=package.target.name,
+            version=package.version,
+            release=package.release,
+            filename=package.repo.spec_path.name,
+            text=package.spec_text,
+            sources=tuple(s.file for s in package.facts.sources),
+            patches=tuple(p.file for p in package.facts.patches),
+        )
+    definition, target, pin = package.definition, package.target, package.pin
     version = version or pin.version
-    sources = [tarball or package.tarball_name(version), *package.extra_sources]
-    patches = [p.name for p in read_series(settings.patches_dir, package.name, pin.series)]
-    values = context(package, target, version=version, release=pin.release, sources=sources, patches=patches)
-    text = render_text(settings.specs_dir, package.template, values)
+    sources = [tarball or definition.tarball_name(version), *definition.extra_sources]
+    patches = [p.name for p in package.patch_files]
+    values = context(definition, target, version=version, release=pin.release, sources=sources, patches=patches)
+    text = render_text(settings.specs_dir, definition.template, values)
     return RenderedSpec(
-        package=package.name,
+        package=definition.name,
         target=target.name,
         version=version,
         release=pin.release,
-        filename=f"{package.name}.spec",
+        filename=f"{definition.name}.spec",
         text=text,
         sources=tuple(sources),
         patches=tuple(patches),
     )
 
 
-def check(spec: RenderedSpec, image_tag: str, client: container.Client | None = None) -> str:
+def check(
+    spec: RenderedSpec,
+    image_tag: str,
+    client: container.Client | None = None,
+    *,
+    defines: Sequence[tuple[str, str]] = (),
+) -> str:
     """Parse the spec with ``rpmspec -P`` in the target's image; return the expanded spec."""
     engine_client = client if client is not None else container.get_client()
     options = container.ContainerOptions(image=image_tag, workdir="/work", role="spec")
+    argv = ["rpmspec", "-P"]
+    for name, value in defines:
+        argv += ["--define", f"{name} {value}"]
     with step(f"rpmspec -P {spec.filename} in {image_tag}"), container.BuildContainer(engine_client, options) as box:
         box.put_bytes({spec.filename: spec.text.encode()}, "/work")
-        result = box.exec(["rpmspec", "-P", f"/work/{spec.filename}"], timeout=CHECK_TIMEOUT, check=False)
+        result = box.exec([*argv, f"/work/{spec.filename}"], timeout=CHECK_TIMEOUT, check=False)
     if result.exit_code != 0:
         raise ConfigError(
             f"rpmspec rejects the rendered {spec.filename} for {spec.target}: {result.output.strip()[-500:]}",
-            hint=f"fix the template specs/{spec.package}.spec.j2; `xcpbuild spec render` shows the text",
+            hint=f"fix the spec of {spec.package} (a template's text is shown by `xcpbuild spec render`)",
         )
     return result.output

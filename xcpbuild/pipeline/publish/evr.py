@@ -1,8 +1,8 @@
 """RPM version order (rpmvercmp, epoch:version-release) and what changed between package lists.
 
-Pure functions over the package dicts recorded in each generation's
-``generation.json``; used by promote (newest build of a name), rollback and
-``repo diff``.
+Pure functions over anything naming a package's name, arch and EVR (the
+package records of each generation); used by promote (newest build of a name),
+rollback and ``repo diff``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+
+class Versioned(Protocol):
+    """What version order needs of a package (a createrepo PackageRecord has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def arch(self) -> str: ...
+    @property
+    def epoch(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def release(self) -> str: ...
+
+
+_Pkg = TypeVar("_Pkg", bound=Versioned)
 
 
 def _segments(value: str) -> list[str]:
@@ -51,12 +70,22 @@ def rpmvercmp(a: str, b: str) -> int:
     return 0
 
 
-def evr_compare(a: dict[str, object], b: dict[str, object]) -> int:
-    for key in ("epoch", "version", "release"):
-        result = rpmvercmp(str(a.get(key) or "0"), str(b.get(key) or "0"))
+def evr_compare(a: Versioned, b: Versioned) -> int:
+    for x, y in ((a.epoch, b.epoch), (a.version, b.version), (a.release, b.release)):
+        result = rpmvercmp(x or "0", y or "0")
         if result:
             return result
     return 0
+
+
+def newest(packages: Sequence[_Pkg]) -> dict[tuple[str, str], _Pkg]:
+    """The newest EVR of each (name, arch)."""
+    best: dict[tuple[str, str], _Pkg] = {}
+    for pkg in packages:
+        key = (pkg.name, pkg.arch)
+        if key not in best or evr_compare(pkg, best[key]) > 0:
+            best[key] = pkg
+    return best
 
 
 @dataclass(frozen=True)
@@ -68,20 +97,12 @@ class DiffEntry:
     new: str | None
 
 
-def diff_packages(old: Sequence[dict[str, object]], new: Sequence[dict[str, object]]) -> list[DiffEntry]:
+def diff_packages(old: Sequence[Versioned], new: Sequence[Versioned]) -> list[DiffEntry]:
     """What changed between two package lists, by (name, arch): newest EVR of each side."""
 
-    def newest(packages: Sequence[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
-        best: dict[tuple[str, str], dict[str, object]] = {}
-        for pkg in packages:
-            key = (str(pkg["name"]), str(pkg["arch"]))
-            if key not in best or evr_compare(pkg, best[key]) > 0:
-                best[key] = pkg
-        return best
-
-    def evr(pkg: dict[str, object]) -> str:
-        epoch = str(pkg.get("epoch") or "0")
-        return f"{'' if epoch == '0' else epoch + ':'}{pkg['version']}-{pkg['release']}"
+    def evr(pkg: Versioned) -> str:
+        epoch = pkg.epoch or "0"
+        return f"{'' if epoch == '0' else epoch + ':'}{pkg.version}-{pkg.release}"
 
     before, after = newest(old), newest(new)
     entries: list[DiffEntry] = []

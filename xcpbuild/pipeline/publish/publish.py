@@ -26,12 +26,12 @@ Source are swapped one after the other: each is always whole on its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,26 +81,37 @@ class PublishReport:
         return any(r.added for r in self.repos)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Input:
     path: Path
     record: PackageRecord
     filename: str
-    identity: str = ""
-    staged: Path | None = None
-    created: bool = False  # we created Packages/<filename> (undo it if the publish fails)
+    identity: str  # the header digest: the content, whatever the signature
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
+    """What a publish will do to one repo dir, decided under the lock before anything is written."""
+
     repo: RepoDir
-    inputs: list[_Input]
     current: Generation | None
+    inputs: tuple[_Input, ...]  # new to this repo dir
+    readd: tuple[str, ...]  # hrefs of files kept from a retained generation, named again
     report: RepoDirReport
-    readd: list[str] = field(default_factory=list)  # hrefs of files kept from a retained generation
-    staging: Path | None = None
-    new_generation: Generation | None = None
-    live: bool = False
+
+    @property
+    def hrefs(self) -> list[str]:
+        return [f"{self.repo.packages}/{item.filename}" for item in self.inputs]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A repo dir's next generation, built and checked in ``staging``; only the swap is left."""
+
+    plan: _Plan
+    staging: Path
+    created: tuple[str, ...]  # files this publish put into Packages/ (taken away unless it goes live)
+    generation: Generation
 
 
 def _canonical_name(record: PackageRecord) -> str:
@@ -111,44 +122,40 @@ def _read_inputs(rpms: Sequence[Path]) -> tuple[list[_Input], list[_Input]]:
     """(binary, source) inputs; RpmError/UsageError on anything unpublishable."""
     if not rpms:
         raise UsageError("no RPM files given")
-    binary: list[_Input] = []
-    source: list[_Input] = []
+    records: list[tuple[Path, PackageRecord]] = []
     for path in rpms:
         if not path.is_file():
             raise RpmError(f"{path} does not exist or is not a file")
         record = createrepo.read_package(path)
-        item = _Input(path, record, _canonical_name(record))
-        if record.arch == "src":
-            source.append(item)
-        elif record.arch in BINARY_ARCHES:
-            binary.append(item)
-        else:
+        if record.arch != "src" and record.arch not in BINARY_ARCHES:
             raise RpmError(
                 f"{path.name} is for arch {record.arch}; XCP-ng repositories carry x86_64, noarch and src",
                 hint="build for x86_64 (or noarch) and publish that",
             )
-    digests = rpmsign.header_digest([i.path for i in binary + source])
-    for item in binary + source:
-        item.identity = digests[item.path]
-    return binary, source
+        records.append((path, record))
+    digests = rpmsign.header_digest([path for path, _ in records])
+    items = [_Input(path, record, _canonical_name(record), digests[path]) for path, record in records]
+    return [i for i in items if i.record.arch != "src"], [i for i in items if i.record.arch == "src"]
 
 
-def _dedupe(plan: _Plan) -> None:
+def _plan(repo: RepoDir, inputs: Sequence[_Input]) -> _Plan:
     """Drop inputs already live with the same content; refuse changed content.
 
     Every retained generation counts, not only the live one: after a rollback
     a cached client may still fetch a file a newer generation named, so such a
     file is re-used as it is, never replaced.
     """
-    repo = plan.repo
-    live_names = {Path(h).name for h in plan.current.hrefs()} if plan.current else set()
+    current = repolib.current_generation(repo)
+    report = RepoDirReport(repo.path, previous_generation=current.number if current else None)
+    live_names = {Path(h).name for h in current.hrefs()} if current else set()
     known: dict[str, str] = {}
     for number in repolib.generation_numbers(repo):
         if repolib.generation_dir_ok(repo, number):
             for href, digest in repolib.load_generation(repo, number).identity.items():
                 known[Path(href).name] = digest
     fresh: dict[str, _Input] = {}
-    for item in plan.inputs:
+    readd: list[str] = []
+    for item in inputs:
         previous = fresh.get(item.filename)
         if previous is not None:
             if previous.identity != item.identity:
@@ -163,45 +170,63 @@ def _dedupe(plan: _Plan) -> None:
         if identity is None:
             fresh[item.filename] = item
         elif item.filename in live_names:
-            plan.report.unchanged.append(item.record.nevra)
+            report.unchanged.append(item.record.nevra)
         else:
-            plan.readd.append(f"{repo.packages}/{item.filename}")
-            plan.report.added.append(item.record.nevra)
-    plan.inputs = list(fresh.values())
+            readd.append(f"{repo.packages}/{item.filename}")
+            report.added.append(item.record.nevra)
+    return _Plan(repo, current, tuple(fresh.values()), tuple(readd), report)
 
 
-def _stage(plan: _Plan) -> Path:
-    """Copy the inputs into a fresh staging dir (the originals are never modified)."""
-    staging = plan.repo.path / f"{repolib.STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def _staging_dir(repo: RepoDir) -> Iterator[Path]:
+    """A fresh staging dir in ``repo``, removed on the way out (already gone once it went live)."""
+    staging = repo.path / f"{repolib.STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     (staging / "incoming").mkdir(parents=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(plan: _Plan, staging: Path) -> list[Path]:
+    """Copy the inputs into ``staging`` (the originals are never modified); the copies, in input order."""
+    staged = []
     for item in plan.inputs:
-        item.staged = staging / "incoming" / item.filename
-        shutil.copyfile(item.path, item.staged)
-    return staging
+        copy = staging / "incoming" / item.filename
+        shutil.copyfile(item.path, copy)
+        staged.append(copy)
+    return staged
 
 
-def _place(plan: _Plan) -> None:
-    """Rename the signed, verified copies into Packages/ (unreferenced until the swap)."""
-    assert plan.staging is not None
+def _place(plan: _Plan, staging: Path, staged: Sequence[Path]) -> tuple[str, ...]:
+    """Rename the signed, verified copies into Packages/ (unreferenced until the swap).
+
+    Returns the names of the files this created; on failure it takes them away again itself.
+    """
     plan.repo.packages_dir.mkdir(parents=True, exist_ok=True)
-    for item in plan.inputs:
-        assert item.staged is not None
-        target = plan.repo.packages_dir / item.filename
-        item.created = not target.exists()
-        repolib.fsync_file(item.staged)  # durable before anything can name it
-        item.staged.replace(target)
-        crashpoints.reach("placed")
-    repolib.fsync_dir(plan.repo.packages_dir)
+    created: list[str] = []
+    try:
+        for item, copy in zip(plan.inputs, staged, strict=True):
+            target = plan.repo.packages_dir / item.filename
+            if not target.exists():
+                created.append(item.filename)
+            repolib.fsync_file(copy)  # durable before anything can name it
+            copy.replace(target)
+            crashpoints.reach("placed")
+        repolib.fsync_dir(plan.repo.packages_dir)
+    except BaseException:
+        _unplace(plan.repo, created)
+        raise
     # The staged repo sees the live Packages/, so dnf and the checksum check read
     # exactly the files the live repo will serve.
-    (plan.staging / plan.repo.packages).symlink_to(Path("..", plan.repo.packages))
+    (staging / plan.repo.packages).symlink_to(Path("..", plan.repo.packages))
+    return tuple(created)
 
 
-def _unplace(plan: _Plan) -> None:
+def _unplace(repo: RepoDir, created: Sequence[str]) -> None:
     """Undo ``_place`` after a failure: remove the files this publish created."""
-    for item in plan.inputs:
-        if item.created:
-            (plan.repo.packages_dir / item.filename).unlink(missing_ok=True)
+    for name in created:
+        (repo.packages_dir / name).unlink(missing_ok=True)
 
 
 def _remove_empty_dirs(repo: RepoDir, root: Path) -> None:
@@ -216,34 +241,22 @@ def _remove_empty_dirs(repo: RepoDir, root: Path) -> None:
 
 
 def _previous_stats(current: Generation | None) -> dict[str, createrepo.StatKey]:
-    stats: dict[str, createrepo.StatKey] = {}
-    for pkg in current.packages if current else []:
-        raw = pkg.get("stat")
-        if isinstance(raw, list) and len(raw) == 3:
-            stats[str(pkg["href"])] = (int(raw[0]), int(raw[1]), int(raw[2]))
-    return stats
+    return {pkg.href: pkg.stat for pkg in current.packages} if current else {}
 
 
-def _record_dict(record: PackageRecord) -> dict[str, object]:
-    data: dict[str, object] = dict(vars(record))
-    data["stat"] = list(record.stat)
-    return data
-
-
-def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | None, sqlite: bool) -> None:
-    assert plan.staging is not None
+def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqlite: bool) -> Generation:
+    """Write and sign the staged metadata; the generation it makes (not yet on disk as one)."""
     current = plan.current
-    new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
-    hrefs = sorted({*(current.hrefs() if current else []), *plan.readd, *new_hrefs})
+    hrefs = sorted({*(current.hrefs() if current else []), *plan.readd, *plan.hrefs})
     previous = plan.repo.generation_dir(current.number) / "repodata" if current else None
     previous_entries = createrepo.read_repomd(previous) if previous is not None else []
     # Once a repo carries sqlite databases it keeps them: clients may rely on them.
     sqlite = sqlite or any(entry.type.endswith("_db") for entry in previous_entries)
     with step(f"metadata for {len(hrefs)} packages in {plan.repo.kind}") as timing:
         result = createrepo.build_repodata(
-            plan.staging,
+            staging,
             hrefs,
-            plan.staging / "repodata",
+            staging / "repodata",
             previous=previous,
             previous_stats=_previous_stats(current),
             sqlite=sqlite,
@@ -253,11 +266,11 @@ def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | 
     crashpoints.reach("metadata")
     if previous is not None:
         names = [Path(e.href).name for e in previous_entries]
-        repolib.link_previous_metadata(previous, plan.staging / "repodata", names)
-    if key is not None and public_key is not None:
-        repomd = plan.staging / "repodata" / "repomd.xml"
+        repolib.link_previous_metadata(previous, staging / "repodata", names)
+    if key is not None:
+        repomd = staging / "repodata" / "repomd.xml"
         signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
-        gpg.verify_detached(public_key, repomd, signature)
+        gpg.verify_detached(key.public_key, repomd, signature)
     crashpoints.reach("repomd-signed")
     identity = {}
     for number in repolib.generation_numbers(plan.repo):
@@ -265,35 +278,30 @@ def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | 
             identity.update(repolib.load_generation(plan.repo, number).identity)
     identity.update(current.identity if current else {})
     identity.update({f"{plan.repo.packages}/{item.filename}": item.identity for item in plan.inputs})
-    plan.new_generation = Generation(
+    return Generation(
         number=max([0, *repolib.generation_numbers(plan.repo)]) + 1,
         parent=current.number if current else None,
         action="publish",
-        packages=[_record_dict(r) for r in result.packages],
+        packages=list(result.packages),
         identity={h: identity[h] for h in hrefs if h in identity},
         created=time.time(),
     )
 
 
-def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Sequence[dnf.Repo] | None) -> None:
-    assert plan.staging is not None
-    new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
-    problems = createrepo.check_repo(plan.staging, new_hrefs)
+def _check_staged(
+    plan: _Plan, staging: Path, public_key: Path | None, release: str, extra: Sequence[dnf.Repo] | None
+) -> None:
+    problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
     crashpoints.reach("checked")
     if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
         return
     # One dnf transaction installs one version of a name: check the newest of each.
-    newest: dict[tuple[str, str], PackageRecord] = {}
-    for item in plan.inputs:
-        name_arch = (item.record.name, item.record.arch)
-        if name_arch not in newest or evr.evr_compare(vars(item.record), vars(newest[name_arch])) > 0:
-            newest[name_arch] = item.record
-    targets = sorted(record.nevra for record in newest.values())
+    targets = sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values())
     with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
         try:
-            result = dnf.install([dnf.Repo("staged", plan.staging), *extra], targets, public_key, release)
+            result = dnf.install([dnf.Repo("staged", staging), *extra], targets, public_key, release)
         except VerifyError as exc:
             raise VerifyError(
                 exc.message,
@@ -305,33 +313,32 @@ def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Seq
     crashpoints.reach("dnf-checked")
 
 
-def _go_live(plan: _Plan) -> None:
+def _go_live(prepared: _Prepared) -> int:
     """Turn the staging dir into a generation and swap it in (the only step clients can see)."""
-    assert plan.staging is not None and plan.new_generation is not None
-    (plan.staging / plan.repo.packages).unlink()
-    shutil.rmtree(plan.staging / "incoming")
-    repolib.write_generation(plan.staging, plan.new_generation)
-    for path in (plan.staging / "repodata").iterdir():
+    repo, staging, generation = prepared.plan.repo, prepared.staging, prepared.generation
+    (staging / repo.packages).unlink()
+    shutil.rmtree(staging / "incoming")
+    repolib.write_generation(staging, generation)
+    for path in (staging / "repodata").iterdir():
         repolib.fsync_file(path)  # a power cut must not leave a live but empty file
-    repolib.fsync_dir(plan.staging / "repodata")
-    plan.repo.generations.mkdir(exist_ok=True)
-    plan.staging.rename(plan.repo.generation_dir(plan.new_generation.number))
-    plan.staging = None
-    repolib.fsync_dir(plan.repo.generations)
+    repolib.fsync_dir(staging / "repodata")
+    repo.generations.mkdir(exist_ok=True)
+    staging.rename(repo.generation_dir(generation.number))
+    repolib.fsync_dir(repo.generations)
     crashpoints.reach("generation")
-    repolib.swap(plan.repo, plan.new_generation.number)
-    plan.live = True
+    repolib.swap(repo, generation.number)
     crashpoints.reach("swapped")
-    plan.report.generation = plan.new_generation.number
+    return generation.number
 
 
-def _resolve_key(
-    sign_key: str | None, gnupg_home: Path | None, workdir: Path
-) -> tuple[gpg.SigningKey | None, Path | None]:
-    if sign_key is None:
-        return None, None
-    key = gpg.find_secret_key(sign_key, gnupg_home)
-    return key, gpg.export_public_key(key, workdir / "signing-key.asc")
+@contextlib.contextmanager
+def signing_key(key_id: str | None, gnupg_home: Path | None = None) -> Iterator[gpg.SigningKey | None]:
+    """The key a user named (``--sign-key``, ``--gnupg-home``), resolved once for a whole command; None: unsigned."""
+    if key_id is None:
+        yield None
+        return
+    with gpg.named_key(key_id, gnupg_home) as key:
+        yield key
 
 
 def _extra_repos(root: Path, release: str, channel: str) -> list[dnf.Repo]:
@@ -346,14 +353,13 @@ def _extra_repos(root: Path, release: str, channel: str) -> list[dnf.Repo]:
     return repos
 
 
-def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
+def publish(
     rpms: Sequence[Path],
     repo_root: Path,
     release: str,
     channel: str,
-    sign_key: str | None = None,
-    gnupg_home: Path | None = None,
     *,
+    key: gpg.SigningKey | None = None,
     resign: bool = True,
     unfreeze_base: bool = False,
     dnf_check: bool = True,
@@ -362,9 +368,10 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
-    ``resign=False`` keeps the packages' existing signatures (promotion): they
-    must then already verify against ``sign_key``. ``sqlite=True`` adds yum's
-    sqlite databases to the metadata (kept from then on).
+    Signed with ``key`` (None: an unsigned repository). ``resign=False`` keeps the
+    packages' existing signatures (promotion): they must then already verify
+    against ``key``. ``sqlite=True`` adds yum's sqlite databases to the metadata
+    (kept from then on).
     """
     started = time.monotonic()
     release = parse_release(release)
@@ -372,68 +379,79 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     binary_dir, source_dir = repolib.repo_dirs(repo_root, release, channel)
     with step(f"read {len(rpms)} package(s)"):
         binary_inputs, source_inputs = _read_inputs([Path(p) for p in rpms])
-    report = PublishReport(repo_root, release, channel, None)
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-publish-") as scratch:
-        key, public_key = _resolve_key(sign_key, gnupg_home, Path(scratch))
-        report.signed_by = key.fingerprint if key else None
-        with repolib.locked(repo_root):
-            crashpoints.reach("locked")
-            for repo in (binary_dir, source_dir):
-                report.recovered += [f"{repo.kind}/{name}" for name in repolib.recover(repo)]
-            crashpoints.reach("recovered")
-            if channel == "base" and not unfreeze_base and repolib.current_number(binary_dir) is not None:
-                raise PublishError(
-                    f"the base channel of {release} is already published and frozen",
-                    hint="publish updates to `updates` (or `testing`); --unfreeze-base overrides, deliberately",
-                )
-            plans = [
-                _Plan(repo, inputs, repolib.current_generation(repo), RepoDirReport(repo.path))
-                for repo, inputs in ((binary_dir, binary_inputs), (source_dir, source_inputs))
-                if inputs
-            ]
-            for plan in plans:
-                plan.report.previous_generation = plan.current.number if plan.current else None
-                _dedupe(plan)
-                report.repos.append(plan.report)
-            plans = [plan for plan in plans if plan.inputs or plan.readd]
-            extra = _extra_repos(repo_root, release, channel) if dnf_check else None
-            try:
-                for plan in plans:
-                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
-                for plan in plans:
-                    with step(f"swap in the new generation of {plan.repo.path}"):
-                        _go_live(plan)
-                    plan.report.added = sorted([*plan.report.added, *(i.record.nevra for i in plan.inputs)])
-            finally:
-                for plan in plans:
-                    if plan.staging is not None:
-                        shutil.rmtree(plan.staging, ignore_errors=True)
-                    if not plan.live:
-                        _unplace(plan)
-                        if plan.current is None:
-                            _remove_empty_dirs(plan.repo, repo_root)
-            for plan in plans:
-                repolib.prune(plan.repo, keep)
-            crashpoints.reach("pruned")
+    report = PublishReport(repo_root, release, channel, key.fingerprint if key else None)
+    with repolib.locked(repo_root):
+        crashpoints.reach("locked")
+        for repo in (binary_dir, source_dir):
+            report.recovered += [f"{repo.kind}/{name}" for name in repolib.recover(repo)]
+        crashpoints.reach("recovered")
+        if channel == "base" and not unfreeze_base and repolib.current_number(binary_dir) is not None:
+            raise PublishError(
+                f"the base channel of {release} is already published and frozen",
+                hint="publish updates to `updates` (or `testing`); --unfreeze-base overrides, deliberately",
+            )
+        plans = [
+            _plan(repo, inputs) for repo, inputs in ((binary_dir, binary_inputs), (source_dir, source_inputs)) if inputs
+        ]
+        report.repos += [plan.report for plan in plans]
+        plans = [plan for plan in plans if plan.inputs or plan.readd]
+        extra = _extra_repos(repo_root, release, channel) if dnf_check else None
+        _apply(plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+        for plan in plans:
+            repolib.prune(plan.repo, keep)
+        crashpoints.reach("pruned")
     report.seconds = time.monotonic() - started
     return report
 
 
-def _prepare(
-    plan: _Plan,
+def _apply(
+    plans: Sequence[_Plan],
+    repo_root: Path,
     key: gpg.SigningKey | None,
-    public_key: Path | None,
     *,
     resign: bool,
     release: str,
     extra: list[dnf.Repo] | None,
     sqlite: bool,
 ) -> None:
+    """Prepare every repo dir, then swap them in one after the other; on failure undo what is not live."""
+    prepared: list[_Prepared] = []
+    swapped = 0
+    try:
+        with contextlib.ExitStack() as stagings:
+            for plan in plans:
+                staging = stagings.enter_context(_staging_dir(plan.repo))
+                prepared.append(
+                    _prepare(plan, staging, key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+                )
+            for item in prepared:
+                with step(f"swap in the new generation of {item.plan.repo.path}"):
+                    item.plan.report.generation = _go_live(item)
+                swapped += 1
+                item.plan.report.added = sorted([*item.plan.report.added, *(i.record.nevra for i in item.plan.inputs)])
+    except BaseException:
+        for item in prepared[swapped:]:
+            _unplace(item.plan.repo, item.created)
+        for plan in plans[swapped:]:
+            if plan.current is None:
+                _remove_empty_dirs(plan.repo, repo_root)
+        raise
+
+
+def _prepare(
+    plan: _Plan,
+    staging: Path,
+    key: gpg.SigningKey | None,
+    *,
+    resign: bool,
+    release: str,
+    extra: list[dnf.Repo] | None,
+    sqlite: bool,
+) -> _Prepared:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
-        plan.staging = _stage(plan)
+        staged = _stage(plan, staging)
         crashpoints.reach("staged")
-    staged = [item.staged for item in plan.inputs if item.staged is not None]
     if key is not None and resign and staged:
         with step(f"sign {len(staged)} package(s) with key {key.short_id}") as signing:
             rpmsign.sign(staged, key)
@@ -441,16 +459,21 @@ def _prepare(
     crashpoints.reach("signed")
     to_check = staged + [plan.repo.path / href for href in plan.readd]
     with step(f"verify {len(to_check)} package signature(s)"):
-        problems = rpmsign.check(to_check, public_key, key.short_id if key else None)
+        problems = rpmsign.check(to_check, key.public_key if key else None, key.short_id if key else None)
     if problems:
         raise SigningError(
             f"{problems[0].path.name}: {problems[0].detail}",
             hint="the package is damaged or not signed by the publishing key; nothing was published",
         )
     crashpoints.reach("verified")
-    _place(plan)
-    _build_metadata(plan, key, public_key, sqlite)
-    _check_staged(plan, public_key, release, extra)
+    created = _place(plan, staging, staged)
+    try:
+        generation = _build_metadata(plan, staging, key, sqlite)
+        _check_staged(plan, staging, key.public_key if key else None, release, extra)
+    except BaseException:
+        _unplace(plan.repo, created)
+        raise
+    return _Prepared(plan, staging, created, generation)
 
 
 @dataclass
@@ -467,14 +490,13 @@ def promote(
     to_channel: str,
     names: Sequence[str],
     *,
-    sign_key: str | None = None,
-    gnupg_home: Path | None = None,
+    key: gpg.SigningKey | None = None,
     dnf_check: bool = True,
 ) -> PromoteReport:
     """Publish the newest build of each package ``names`` from one channel into another.
 
     The packages keep their signatures (they were verified when first published
-    and are verified again against ``sign_key``); the target's metadata is
+    and are verified again against ``key``); the target's metadata is
     rebuilt, signed, checked and swapped in like any publish. A source package
     of the same name travels with its binaries.
     """
@@ -492,20 +514,20 @@ def promote(
         if generation is None:
             continue
         for name in names:
-            candidates = [p for p in generation.packages if p["name"] == name]
+            candidates = [p for p in generation.packages if p.name == name]
             if not candidates:
                 continue
             newest = candidates[0]
             for pkg in candidates[1:]:
                 if evr.evr_compare(pkg, newest) > 0:
                     newest = pkg
-            files.append(repo.path / str(newest["href"]))
-            promoted.append(f"{name}-{newest['version']}-{newest['release']}.{newest['arch']}")
+            files.append(repo.path / newest.href)
+            promoted.append(f"{name}-{newest.version}-{newest.release}.{newest.arch}")
             missing.discard(name)
     if missing:
         raise PublishError(
             f"not in the {from_channel} channel of {release}: {', '.join(sorted(missing))}",
             hint=f"publish them to {from_channel} first, or check the names with `xcpbuild repo diff`",
         )
-    report = publish(files, repo_root, release, to_channel, sign_key, gnupg_home, resign=False, dnf_check=dnf_check)
+    report = publish(files, repo_root, release, to_channel, key=key, resign=False, dnf_check=dnf_check)
     return PromoteReport(from_channel, report, promoted)

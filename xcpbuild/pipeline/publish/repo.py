@@ -38,7 +38,9 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
+from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError
 from xcpbuild.log import get_logger
 from xcpbuild.model.repo import check_channel, major_of
@@ -50,17 +52,21 @@ LOCK_NAME = ".xcpbuild.lock"
 GENERATIONS = ".generations"
 STAGING_PREFIX = ".staging-"
 
+# A channel's two repo dirs: binaries in x86_64/Packages, sources in Source/SPackages.
+RepoKind = Literal["x86_64", "Source"]
+PackagesDir = Literal["Packages", "SPackages"]
+
 
 @dataclass(frozen=True)
 class RepoDir:
     """One directory holding packages and a ``repodata`` link: x86_64/ or Source/."""
 
     path: Path
-    packages: str  # "Packages" or "SPackages"
+    packages: PackagesDir
 
     @property
-    def kind(self) -> str:
-        return self.path.name
+    def kind(self) -> RepoKind:
+        return "Source" if self.packages == "SPackages" else "x86_64"
 
     @property
     def packages_dir(self) -> Path:
@@ -95,12 +101,33 @@ class Generation:
     number: int
     parent: int | None
     action: str
-    packages: list[dict[str, object]] = field(default_factory=list)
+    packages: list[PackageRecord] = field(default_factory=list)
     identity: dict[str, str] = field(default_factory=dict)  # href -> header sha256
     created: float = 0.0
 
     def hrefs(self) -> list[str]:
-        return [str(p["href"]) for p in self.packages]
+        return [p.href for p in self.packages]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "parent": self.parent,
+            "action": self.action,
+            "packages": [p.to_json() for p in self.packages],
+            "identity": self.identity,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Generation:
+        return cls(
+            number=int(data["number"]),
+            parent=data.get("parent"),
+            action=str(data.get("action", "publish")),
+            packages=[PackageRecord.from_json(p) for p in data.get("packages", [])],
+            identity=dict(data.get("identity", {})),
+            created=float(data.get("created", 0.0)),
+        )
 
 
 def current_number(repo: RepoDir) -> int | None:
@@ -123,17 +150,9 @@ def current_number(repo: RepoDir) -> int | None:
 def load_generation(repo: RepoDir, number: int) -> Generation:
     path = repo.generation_dir(number) / "generation.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        return Generation.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PublishError(f"{path} is unreadable ({exc})") from exc
-    return Generation(
-        number=int(data["number"]),
-        parent=data.get("parent"),
-        action=str(data.get("action", "publish")),
-        packages=list(data.get("packages", [])),
-        identity=dict(data.get("identity", {})),
-        created=float(data.get("created", 0.0)),
-    )
 
 
 def current_generation(repo: RepoDir) -> Generation | None:
@@ -150,7 +169,7 @@ def generation_numbers(repo: RepoDir) -> list[int]:
 def write_generation(directory: Path, generation: Generation) -> None:
     path = directory / "generation.json"
     tmp = directory / "generation.json.tmp"
-    tmp.write_text(json.dumps(vars(generation), separators=(",", ":")))
+    tmp.write_text(json.dumps(generation.to_json(), separators=(",", ":")))
     fsync_file(tmp)
     tmp.replace(path)
 

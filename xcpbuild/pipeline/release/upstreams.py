@@ -15,28 +15,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.log import get_logger
-from xcpbuild.model.package import PackageDef, find_package
+from xcpbuild.model.package import PackageDef
 from xcpbuild.model.plan import PlannedPackage
 from xcpbuild.pipeline.sources import hunks, patch, source
+from xcpbuild.pipeline.sources.package import DefinedPackage, Package
 
 log = get_logger("release")
 
-PINNED = "pin"
-HEALTH = "upstream rework"
-MISSING_REF = "ref not in upstream"
+RefKind = Literal["pin", "upstream rework"]
+PINNED: RefKind = "pin"
+HEALTH: RefKind = "upstream rework"
+
+
+@dataclass(frozen=True)
+class PatchRow:
+    """One line of the patch health table."""
+
+    package: str
+    ref: str
+    patch: str
+    status: hunks.PatchStatus | Literal["no patches", "no upstream to check", "ref not in upstream"]
+    kind: RefKind = PINNED  # the pin, or a ref where upstream reworked the code (shown, never fatal)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"package": self.package, "ref": self.ref, "patch": self.patch, "status": self.status, "kind": self.kind}
 
 
 @dataclass
 class SourcesResult:
     """What the sources step found: health rows, the upstream each package uses, what was left out."""
 
-    rows: list[dict[str, str]] = field(default_factory=list)
+    rows: list[PatchRow] = field(default_factory=list)
     upstreams: dict[str, str] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)  # package -> the one-line reason
+
+
+class SourcesFailed(Exception):
+    """A series does not apply at its pin: the error to report, and the rows that show it."""
+
+    def __init__(self, error: PatchError, rows: list[PatchRow]) -> None:
+        super().__init__(error.message)
+        self.error, self.rows = error, rows
 
 
 def upstream_for(planned: PlannedPackage, pkg: PackageDef, overrides: Mapping[str, str]) -> str | None:
@@ -61,50 +85,61 @@ def left_out_reason(name: str, url: str, error: SourceError) -> str:
     )
 
 
-def _health(settings: Settings, pkg: PackageDef, target: str, url: str | None, pinned_ref: str) -> list[dict[str, str]]:
-    rows = []
-    pin = pkg.pin(target)
-    for item in patch.check(settings, pkg, [pinned_ref], upstream=url, target=target):
-        rows.append({"package": pkg.name, "ref": item.ref, "patch": item.patch, "status": item.status, "kind": PINNED})
-    bad = [r for r in rows if r["status"] not in (hunks.APPLIES, hunks.OFFSET)]
+def _health(settings: Settings, pkg: Package, url: str | None, pinned_ref: str, rows: list[PatchRow]) -> None:
+    """Rows for the pin (which must apply) and, for a definition, its ``health_refs`` (shown only)."""
+    found = patch.check(settings, pkg, [pinned_ref], upstream=url)
+    rows += [PatchRow(pkg.name, h.ref, h.patch, h.status) for h in found]
+    bad = [h for h in found if not hunks.is_healthy(h.status)]
     if bad:
-        raise PatchError(
-            f"{pkg.name}: patch {bad[0]['patch']} {bad[0]['status']} on {bad[0]['ref']}",
-            hint=f"run `xcpbuild patch check {pkg.name} --ref {bad[0]['ref']}` for the hunk",
+        error = PatchError(
+            f"{pkg.name}: patch {bad[0].patch} {bad[0].status} on {bad[0].ref}",
+            hint=f"run `xcpbuild patch check {pkg.cli_name} --ref {bad[0].ref}` for the hunk",
         )
-    if not rows:
-        return rows
-    for ref in pin.health_refs:
+        raise SourcesFailed(error, rows)
+    if not found or not isinstance(pkg, DefinedPackage):
+        return
+    for ref in pkg.pin.health_refs:
         try:
-            found = patch.check(settings, pkg, [ref], upstream=url, target=target)
+            elsewhere = patch.check(settings, pkg, [ref], upstream=url)
         except SourceError:
-            rows.append({"package": pkg.name, "ref": ref, "patch": "-", "status": MISSING_REF, "kind": HEALTH})
+            rows.append(PatchRow(pkg.name, ref, "-", "ref not in upstream", HEALTH))
             continue
-        for item in found:
-            rows.append(
-                {"package": pkg.name, "ref": item.ref, "patch": item.patch, "status": item.status, "kind": HEALTH}
-            )
-    return rows
+        rows += [PatchRow(pkg.name, h.ref, h.patch, h.status, HEALTH) for h in elsewhere]
 
 
 def sources(
-    settings: Settings, packages: Sequence[PlannedPackage], target: str, overrides: Mapping[str, str]
+    settings: Settings,
+    packages: Sequence[PlannedPackage],
+    resolved: Mapping[str, Package],
+    overrides: Mapping[str, str],
 ) -> SourcesResult:
-    """Fetch (sha256-checked) and check each git upstream; leave out the unreachable ones the plan allows."""
+    """Fetch (sha256-checked) and check each git upstream; leave out the unreachable ones the plan allows.
+
+    Raises SourcesFailed when a series does not apply at its pin.
+    """
     result = SourcesResult()
     for planned in packages:
-        pkg = find_package(settings.specs_dir, planned.name)
-        if pkg.source_kind != "git":
-            result.rows.append(
-                {"package": pkg.name, "ref": "(this project)", "patch": "-", "status": "no patches", "kind": PINNED}
-            )
+        pkg = resolved[planned.name]
+        if not isinstance(pkg, DefinedPackage):
+            # A package repository: its spec names the upstream and the ref, if it does.
+            given = overrides.get(planned.name)
+            if given:
+                result.upstreams[pkg.name] = given
+            if pkg.pinned_ref is None or not (given or pkg.upstream_url) or not pkg.patch_files:
+                result.rows.append(PatchRow(pkg.name, "(its spec)", "-", "no upstream to check"))
+                continue
+            _health(settings, pkg, given, pkg.pinned_ref, result.rows)
             continue
-        check_plan_ref(planned, pkg, target)
-        url = upstream_for(planned, pkg, overrides)
+        definition, target = pkg.definition, pkg.target.name
+        if definition.source_kind != "git":
+            result.rows.append(PatchRow(pkg.name, "(this project)", "-", "no patches"))
+            continue
+        check_plan_ref(planned, definition, target)
+        url = upstream_for(planned, definition, overrides)
         if url is None:
             raise ConfigError(f"package {pkg.name} has no upstream", hint=f"pass --upstream {pkg.name}=PATH_OR_URL")
         try:
-            source.mirror(settings, pkg, url)
+            source.mirror(settings, definition, url)
         except SourceError as exc:
             if planned.if_unreachable != "leave-out" or planned.name in overrides:
                 raise
@@ -112,6 +147,6 @@ def sources(
             log.warning("%s is left out of this run: %s", pkg.name, result.left_out[pkg.name])
             continue
         result.upstreams[pkg.name] = url
-        fetched = source.fetch(settings, pkg, target, upstream=url)
-        result.rows += _health(settings, pkg, target, url, fetched.ref)
+        fetched = source.fetch(settings, definition, target, upstream=url)
+        _health(settings, pkg, url, fetched.ref, result.rows)
     return result

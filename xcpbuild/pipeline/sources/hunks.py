@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-APPLIES = "applies"
-OFFSET = "applies with offset"
-FUZZ = "needs fuzz"
-CONFLICTS = "conflicts"
-UPSTREAM = "already upstream"
-STATUSES = (APPLIES, OFFSET, FUZZ, CONFLICTS, UPSTREAM)
+PatchStatus = Literal["applies", "applies with offset", "needs fuzz", "conflicts", "already upstream"]
+STATUSES: tuple[PatchStatus, ...] = get_args(PatchStatus)
+APPLIES: PatchStatus = "applies"
+OFFSET: PatchStatus = "applies with offset"
+FUZZ: PatchStatus = "needs fuzz"
+CONFLICTS: PatchStatus = "conflicts"
+UPSTREAM: PatchStatus = "already upstream"
+HEALTHY: tuple[PatchStatus, ...] = (APPLIES, OFFSET)
+
+
+def is_healthy(status: PatchStatus) -> bool:
+    """A patch is healthy when it applies as it is, at its lines or at others (no fuzz, no conflict)."""
+    return status in HEALTHY
+
 
 _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _DIFF_GIT_RE = re.compile(r"^diff --git a/(.+?) b/(.+)$")
@@ -250,7 +259,7 @@ def describe(outcome: HunkOutcome, patch: ParsedPatch) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str
+    status: PatchStatus
     detail: str
 
 

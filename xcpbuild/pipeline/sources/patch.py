@@ -1,6 +1,11 @@
 """Patch series: apply exactly, report health against upstream refs, regenerate from commits.
 
-- ``apply_series`` applies ``patches/NAME/series`` in order with ``git apply``
+Every function takes a resolved package (``package.Package``): the patches of
+xcpbuild's own definitions come from ``patches/NAME/series``, those of a package
+repository from its spec's PatchNNNN lines, in spec order, with ``%if`` blocks
+resolved by the ``--define``s it was resolved with.
+
+- ``apply_series`` applies the patches in order with ``git apply``
   (offsets allowed, no fuzz) to a copy of the tree, and swaps the copy in only
   when every patch applied: a failure leaves the tree exactly as it was.
 - ``check`` says, for each ref and each patch, whether it applies, applies with
@@ -25,7 +30,7 @@ from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef, read_series
 from xcpbuild.pipeline.sources import hunks
-from xcpbuild.pipeline.sources.source import mirror
+from xcpbuild.pipeline.sources.package import Package, RepoPackage
 
 log = get_logger("patch")
 
@@ -37,7 +42,7 @@ class PatchHealth:
     ref: str
     commit: str
     patch: str
-    status: str  # one of hunks.STATUSES
+    status: hunks.PatchStatus
     detail: str
 
 
@@ -54,12 +59,25 @@ class _Loaded:
 
 
 def series_for(settings: Settings, pkg: PackageDef, target: str = "local") -> list[Path]:
-    """The target's patch files in order; a malformed series file is a PatchError."""
+    """A definition's patch files for ``target`` in order; a malformed series file is a PatchError."""
     pin = pkg.pin(target)
     try:
         return read_series(settings.patches_dir, pkg.name, pin.series)
     except ConfigError as exc:
         raise PatchError(exc.message, hint=exc.hint) from exc
+
+
+def mirror(settings: Settings, package: Package, upstream: str | None = None) -> Path:
+    """The cached mirror of the package's upstream (``--upstream`` wins over what the package says)."""
+    url = upstream or package.upstream_url
+    if not url:
+        said = "its spec names no URL:, gitsha() or upstream" if isinstance(package, RepoPackage) else "no `upstream`"
+        raise ConfigError(
+            f"package {package.name} has no upstream git repository ({said})",
+            hint=f"pass --upstream URL_OR_PATH, or add it to {package.where}",
+        )
+    with step(f"mirror {url}"):
+        return git.mirror(settings.cache_dir, url)
 
 
 def _load(patches: list[Path]) -> list[_Loaded]:
@@ -75,8 +93,8 @@ def _load(patches: list[Path]) -> list[_Loaded]:
     return loaded
 
 
-def apply_series(settings: Settings, pkg: PackageDef, source_dir: Path, target: str = "local") -> list[str]:
-    """Apply the target's series to ``source_dir``; returns the applied patch names.
+def apply_series(settings: Settings, pkg: Package, source_dir: Path) -> list[str]:
+    """Apply the package's patches to ``source_dir``; returns the applied patch names.
 
     All or nothing: the patches go onto a copy beside ``source_dir`` which replaces
     it only when all applied. A git checkout with uncommitted changes is refused.
@@ -86,9 +104,9 @@ def apply_series(settings: Settings, pkg: PackageDef, source_dir: Path, target: 
         raise SourceError(f"source directory {source_dir} does not exist", hint="pass the unpacked upstream tree")
     if git.is_work_tree_root(source_dir):
         git.ensure_clean(source_dir)
-    loaded = _load(series_for(settings, pkg, target))
+    loaded = _load(list(pkg.patch_files))
     if not loaded:
-        log.info("%s has no patches for target %s", pkg.name, target)
+        log.info("%s has no patches for target %s", pkg.name, pkg.target.name)
         return []
     try:
         scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
@@ -112,7 +130,7 @@ def apply_series(settings: Settings, pkg: PackageDef, source_dir: Path, target: 
                         f"patch {index}/{len(loaded)} {patch.path.name} does not apply: "
                         f"{hunks.failure_detail(patch.parsed, result.output)}"
                         f"{' (it looks already applied)' if applied_already else ''}; {source_dir} is unchanged",
-                        hint=f"see every patch's state with `xcpbuild patch check {pkg.name} --ref REF`",
+                        hint=f"see every patch's state with `xcpbuild patch check {pkg.cli_name} --ref REF`",
                     )
         # Swap: two renames in the same directory, then drop the original.
         source_dir.rename(scratch / "original")
@@ -149,13 +167,12 @@ def classify_in_tree(tree: Path, patch: Path, parsed: hunks.ParsedPatch) -> hunk
 
 def check(
     settings: Settings,
-    pkg: PackageDef,
+    pkg: Package,
     refs: list[str],
     upstream: str | None = None,
-    target: str = "local",
 ) -> list[PatchHealth]:
-    """The health of every patch of the target's series against every ref, in order."""
-    loaded = _load(series_for(settings, pkg, target))
+    """The health of every patch of the package against every ref, in order."""
+    loaded = _load(list(pkg.patch_files))
     repo = mirror(settings, pkg, upstream)
     commits = [(ref, git.resolve(repo, ref)) for ref in refs]  # every ref resolves before any work
     report: list[PatchHealth] = []
@@ -166,7 +183,7 @@ def check(
                 verdict = classify_in_tree(tree, patch.path, patch.parsed)
                 report.append(PatchHealth(ref, commit, patch.path.name, verdict.status, verdict.detail))
                 # Later patches are checked on top of this one, as a build would apply them.
-                if verdict.status in (hunks.APPLIES, hunks.OFFSET):
+                if hunks.is_healthy(verdict.status):
                     git.apply(tree, patch.path)
                 elif verdict.status == hunks.FUZZ:
                     gnupatch.patch(tree, patch.path, dry_run=False)

@@ -24,34 +24,40 @@ import json
 import os
 import secrets
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from xcpbuild import verifier
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger, step
+from xcpbuild.model.keys import one_of
 from xcpbuild.pipeline.build import image
 
 log = get_logger("exportcheck")
 
 BOX_DIR = "/tmp/exportcheck"
-PORTS = {"wait": 8080, "legacy-retry": 8081}  # one server per policy, side by side
+PORTS: dict[Policy, int] = {"wait": 8080, "legacy-retry": 8081}  # one server per policy, side by side
 DISK_NAME = "disk0"
 # 48 MiB and three sectors: a last partial VHD block, and more data than the
 # kernel's socket buffers hold, so a stalled client really fills them.
 DISK_SIZE = 48 * 1024 * 1024 + 3 * 512
-POLICIES = (("wait", "survive"), ("legacy-retry", "fail"))
-FORMATS = ("raw", "vhd")
+# The installed server's --eagain-policy values, and what each must do under a stall.
+Policy = Literal["wait", "legacy-retry"]
+Expectation = Literal["survive", "fail"]
+ExportFormat = Literal["raw", "vhd"]
+POLICIES: tuple[tuple[Policy, Expectation], ...] = (("wait", "survive"), ("legacy-retry", "fail"))
+FORMATS: tuple[ExportFormat, ...] = ("raw", "vhd")
 
 
 @dataclass
 class Trial:
-    policy: str
-    fmt: str
-    expected: str  # survive | fail
-    outcome: str  # the verifier's: complete | truncated | disconnected | error
+    policy: Policy
+    fmt: ExportFormat
+    expected: Expectation
+    outcome: verifier.Outcome
     match: bool | None
     bytes_received: int
     content_length: int | None
@@ -70,6 +76,9 @@ class ExportCheckResult:
     def ok(self) -> bool:
         return not self.problem and bool(self.trials) and all(t.passed for t in self.trials)
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
     """A sparse raw disk: holes, data at odd offsets, data in the last partial block."""
@@ -86,7 +95,7 @@ def make_test_disk(path: Path, size: int = DISK_SIZE) -> Path:
     return path
 
 
-def _start_servers(box: container.BuildContainer, token: str) -> dict[str, str]:
+def _start_servers(box: container.BuildContainer, token: str) -> dict[Policy, str]:
     """Start one installed server per policy, side by side; their pids once both say ``listening on``.
 
     One exec starts both and waits in the container's shell: every exec is a round trip through
@@ -124,8 +133,8 @@ def _start_servers(box: container.BuildContainer, token: str) -> dict[str, str]:
     return pids
 
 
-def _judge(policy: str, fmt: str, expected: str, report: dict[str, Any]) -> Trial:
-    outcome = str(report.get("outcome"))
+def _judge(policy: Policy, fmt: ExportFormat, expected: Expectation, report: dict[str, Any]) -> Trial:
+    outcome = one_of(report.get("outcome"), verifier.OUTCOMES) or "error"
     survived = outcome == "complete" and report.get("match") is True
     passed = survived if expected == "survive" else (outcome == "truncated" and not survived)
     return Trial(
@@ -143,7 +152,7 @@ def _judge(policy: str, fmt: str, expected: str, report: dict[str, Any]) -> Tria
 
 def _all_trials(box: container.BuildContainer, disk: Path, token: str, stall: float) -> list[Trial]:
     """Both servers up, then the four trials at once; the servers are stopped whatever happens."""
-    pids: dict[str, str] = {}
+    pids: dict[Policy, str] = {}
     try:
         with step("start the installed server with each --eagain-policy"):
             pids = _start_servers(box, token)
@@ -187,7 +196,7 @@ def proof_line(result: ExportCheckResult, stall: float) -> str:
     """One line of what the trials proved (or where they went wrong)."""
     by = {(t.policy, t.fmt): t for t in result.trials}
 
-    def show(policy: str) -> str:
+    def show(policy: Policy) -> str:
         parts = []
         for fmt in FORMATS:
             trial = by.get((policy, fmt))

@@ -33,16 +33,17 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
-from xcpbuild.errors import BuildError, ConfigError, SourceError, VerifyError, XcpbuildError
+from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
-from xcpbuild.model.package import PackageDef, find_package
+from xcpbuild.model.keys import one_of
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
 from xcpbuild.pipeline.sources import patch, source
+from xcpbuild.pipeline.sources.package import DefinedPackage, resolve
 from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
@@ -59,6 +60,8 @@ KIT_DIR = "verifier"
 VERIFIER_MODULES = ("__init__.py", "errors.py", "log.py", "vhd.py")
 VERIFIER_PACKAGE = "verifier"
 
+Verdict = Literal["survived", "failed"]
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -67,7 +70,7 @@ class RunResult:
     name: str
     stall: float
     ok: bool
-    outcome: str = "error"  # the verifier's: complete | truncated | error
+    outcome: verify.Outcome = "error"
     status: int | None = None
     content_length: int | None = None
     bytes: int = 0
@@ -79,7 +82,7 @@ class RunResult:
 
 @dataclass
 class ProbeReport:
-    """What a probe found; ``verdict`` is ``survived`` or ``failed``."""
+    """What a probe found."""
 
     package: str
     upstream: str
@@ -91,7 +94,7 @@ class ProbeReport:
     stall: float
     file_bytes: int
     expected_sha256: str
-    verdict: str = "failed"
+    verdict: Verdict = "failed"
     reason: str = ""
     runs: list[RunResult] = field(default_factory=list)
     driver_exit: int | None = None
@@ -106,11 +109,17 @@ class ProbeReport:
         return asdict(self)
 
 
-def load_recipe(settings: Settings, name: str) -> tuple[PackageDef, ProbeRecipe]:
-    pkg = find_package(settings.specs_dir, name)
+def load_recipe(settings: Settings, name: str, target: str = "local") -> tuple[DefinedPackage, ProbeRecipe]:
+    resolved = resolve(settings, name, target)
+    if not isinstance(resolved, DefinedPackage):
+        raise UsageError(
+            "probe needs a package of specs/ with a [probe] recipe; a package repository has none",
+            hint="write specs/NAME.toml with a [probe] table (see xcpbuild/model/probe.py)",
+        )
+    pkg = resolved.definition
     recipe = parse_probe(pkg.probe, str(pkg.path))
     recipe_files(recipe, settings.project_root)  # fail before any fetch when one is missing
-    return pkg, recipe
+    return resolved, recipe
 
 
 def verifier_kit(dest: Path) -> Path:
@@ -220,7 +229,7 @@ def describe_compile_error(output: str, sources: dict[str, str]) -> str:
 
 
 # -- judging ------------------------------------------------------------------------------
-def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[str, str, list[RunResult]]:
+def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[Verdict, str, list[RunResult]]:
     """Turn the runner's JSON into (verdict, reason, runs)."""
     runs: list[RunResult] = []
     problems: list[str] = []
@@ -242,7 +251,7 @@ def judge(raw: dict[str, Any], expected_sha256: str, size: int) -> tuple[str, st
                 name=str(item.get("name")),
                 stall=float(item.get("stall") or 0.0),
                 ok=error is None,
-                outcome=str(item.get("outcome") or "error"),
+                outcome=one_of(item.get("outcome"), verify.OUTCOMES) or "error",
                 status=item.get("status"),
                 content_length=item.get("content_length"),
                 bytes=got,
@@ -281,7 +290,8 @@ def probe(
     ``target`` picks the pin (ref, sha256) and the series; ``runs`` which of the runner's
     runs are made (the main job skips the throttled one).
     """
-    pkg, recipe = load_recipe(settings, name)
+    resolved, recipe = load_recipe(settings, name, target)
+    pkg = resolved.definition
     ours = recipe_files(recipe, settings.project_root)
     runner = runner_path(settings)
     stall_seconds = recipe.stall if stall is None else stall
@@ -300,7 +310,7 @@ def probe(
     applied: list[str] = []
     if apply_patches:
         with step(f"apply the series of {name}"):
-            applied = patch.apply_series(settings, pkg, tree, target)
+            applied = patch.apply_series(settings, resolved, tree)
     theirs = _upstream_files(recipe, tree, fetched.ref)
 
     engine_client = client or container.get_client()

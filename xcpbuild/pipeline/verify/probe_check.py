@@ -120,7 +120,7 @@ def run(
     keep_container: bool = False,
 ) -> ProbeCheckResult:
     """Probe ``name`` without and with its series at the same time; judge both."""
-    _, recipe = probe.load_recipe(settings, name)
+    _, recipe = probe.load_recipe(settings, name, target)
     if not recipe.unpatched_error:
         raise ConfigError(
             f"the probe recipe of {name} does not say how the unpatched code fails",
