@@ -244,7 +244,7 @@ def test_a_failing_step_stops_the_loop_and_leaves_the_repo_untouched(setup: Setu
     # A 0.5 s stall is inside the legacy policy's 2 s retry budget, so the legacy server (and the
     # unpatched vhd-tool) survive it: the check cannot tell fix from bug, and must refuse to go on.
     code, report, stderr, _ = _release(setup, "--stall", "0.5")
-    assert code == VerifyError.exit_code
+    assert code == VerifyError.exit_code, stderr[-3000:]
     assert "step `verify`" in stderr
     statuses = {s["name"]: s["status"] for s in report["steps"]}
     assert statuses == {"sources": "ok", "build": "ok", "verify": "failed", "publish": "skipped", "install": "skipped"}
