@@ -108,7 +108,7 @@ def test_vhd_tool_srpm_holds_the_patches_and_spec_and_prep_applies_them(project:
     (srpm,) = result.paths()
     header = rpmheader.read(srpm)
     assert header.is_source and header.name == "vhd-tool"
-    assert header.release == "4.2.xcpng8.3"
+    assert header.release == "4.4.xcpng8.3"
     assert header.patches == (VHD_PATCH.name,)
     names = {f.path for f in header.files}
     assert {VHD_PATCH.name, "vhd-tool.spec", "vhd-tool-sparse_dd-conf"} <= names

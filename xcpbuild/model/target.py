@@ -56,7 +56,11 @@ _KEYS = {
     "repositories",
     "distribution",
     "epel",
+    "userspace",
 }
+# The distribution a target's packages land on: EL7 (CentOS 7, an XCP-ng 7.x/8.x dom0), EL10
+# (XCP-ng 9) or the Debian of the offline `local` target. Templates branch on it where packaging differs.
+USERSPACES = ("el7", "el10", "debian")
 # How BuildRequires get in: yum-builddep (EL7) or dnf builddep (EL10, and local's dnf) in an
 # image layer from the SRPM, or not at all.
 BuilddepStrategy = Literal["yum-builddep", "dnf-builddep", "none"]
@@ -90,6 +94,8 @@ class Target:
     family: str | None = None
     env: BuildEnv | None = None
     platform: str | None = None  # the engine's platform for the image (linux/amd64/v2)
+    # el7 for CentOS-based targets; debian for a debootstrap base (the default follows base_image).
+    userspace: str = "el7"
 
     @property
     def dist_macro(self) -> str:
@@ -162,6 +168,12 @@ def load_target(path: Path) -> Target:
         stray = sorted(set(data) & {"el_major", "xenserver", "packages", "repositories", "distribution", "epel"})
         if stray:
             raise ConfigError(f"{where} sets {', '.join(stray)} but no `family` to give them to")
+    default_userspace = "debian" if base_image.startswith(DEBOOTSTRAP_PREFIX) else "el7"
+    if env is not None and env.el_major >= 10:
+        default_userspace = "el10"
+    userspace = data.get("userspace", default_userspace)
+    if userspace not in USERSPACES:
+        raise ConfigError(f"`userspace` in {where} must be one of {', '.join(USERSPACES)} (got {userspace!r})")
     return Target(
         name=path.parent.name,
         path=path,
@@ -178,6 +190,7 @@ def load_target(path: Path) -> Target:
         family=family,
         env=env,
         platform=platform,
+        userspace=userspace,
     )
 
 
