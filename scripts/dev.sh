@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # Host tools the tests and the main job use (rpm brings rpmbuild, rpmsign, rpmspec).
 # podman + catatonit (its --init): CI runs the container tests against Podman's Docker API too.
-DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit)
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

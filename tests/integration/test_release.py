@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from tests.fixtures import browser
+from tests.integration.test_report_browser import screenshots
 from xcpbuild.errors import VerifyError
 
 
@@ -36,6 +38,10 @@ def _release(work: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     )
     report = json.loads(done.stdout) if done.stdout.strip() else {}
     return done.returncode, report, done.stderr
+
+
+_PAGE_CHECKS = ("document.querySelectorAll('figure.trial svg').length", "document.body.innerText")
+PROJECT_SHOTS = screenshots()
 
 
 def _agents_for(home: Path) -> list[int]:
@@ -116,6 +122,18 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     assert any(n.startswith("xcp-export-server-") for n in steps["install"]["data"]["installed"])
     assert list((repo / "8" / "8.3" / "updates" / "x86_64" / "Packages").glob("xcp-export-server-*.rpm"))
     assert Path(report["run_dir"], "summary.json").is_file()
+    # report.html: the four trials charted, builds with their outputs, in a real Chromium
+    page = Path(report["run_dir"], "report.html")
+    assert f"report: {page}" in stderr  # --json keeps stdout for the JSON
+    need(browser.chromium() is not None, "`chromium` (Debian's package)")
+    shown = browser.open_page(page, work / "screenshots" / "release.png", _PAGE_CHECKS)
+    PROJECT_SHOTS.mkdir(parents=True, exist_ok=True)
+    (PROJECT_SHOTS / "release-run.png").write_bytes((work / "screenshots" / "release.png").read_bytes())
+    assert shown.errors == [] and shown.requests == []
+    assert shown.values[_PAGE_CHECKS[0]] == 4
+    assert all(
+        n in shown.values[_PAGE_CHECKS[1]] for n in (a for d in steps["build"]["data"].values() for a in d["artifacts"])
+    )
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 

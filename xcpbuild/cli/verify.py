@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
 from pathlib import Path
 
 from xcpbuild import verifier as verify
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError, VerifyError
+from xcpbuild.pipeline.release import report as report_page
 
 BACKPRESSURE_EPILOG = """examples:
   # the 2018 case: pause 10 s at 30%, expect every byte of the disk back
@@ -117,6 +123,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bp.add_argument("--output", type=Path, metavar="PATH", help="also save the body (as received) here")
     bp.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     bp.add_argument("--cafile", type=Path, help="https: CA bundle to verify the server with")
+    where = bp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="write summary.json and report.html (a chart of bytes over time) here (default WORK/runs/verify-TIME)",
+    )
+    where.add_argument("--no-report", action="store_true", help="write no summary.json or report.html")
     add_json_flag(bp)
     bp.set_defaults(func=run_backpressure)
 
@@ -175,6 +189,18 @@ def run_backpressure(args: argparse.Namespace) -> int:
             ("detail", report.detail),
         ]
         print_table(("check", "value"), rows)
+    if not args.no_report:
+        page = _write_report(args.report_dir, dataclasses.asdict(report))
+        print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     if not report.ok:
         raise VerifyError(f"export {report.outcome}: {report.detail}")
     return 0
+
+
+def _write_report(folder: Path | None, payload: dict[str, object]) -> Path:
+    if folder is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder = load_settings().work_dir / "runs" / f"verify-{stamp}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return report_page.write_backpressure(folder, payload)

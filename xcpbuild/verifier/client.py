@@ -24,6 +24,7 @@ from xcpbuild import vhd
 from xcpbuild.errors import UsageError
 from xcpbuild.log import get_logger
 from xcpbuild.verifier.delta import DeltaApplier, RawDeltaExpectation
+from xcpbuild.verifier.timeline import Timeline
 
 log = get_logger("verify")
 
@@ -80,6 +81,7 @@ class Report:
     match: bool | None = None  # None: nothing to compare with
     detail: str = ""
     events: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes received so far)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +134,7 @@ class _Checker:
         self.save = open(save_to, "wb") if save_to else None  # noqa: SIM115 - closed in close()
         self.raw_pos = 0
         self.mismatch: str | None = None
+        self.timeline = Timeline()  # bytes as they came off the wire, for the report's charts
 
     def close(self) -> None:
         for extra in (self.applier, self.raw_delta):
@@ -143,6 +146,7 @@ class _Checker:
             self.save.close()
 
     def feed(self, data: memoryview) -> None:
+        self.timeline.add(len(data))
         if self.save is not None:
             self.save.write(data)
         if self.decoder is None:
@@ -301,6 +305,7 @@ def backpressure(
             report.events.append(f"differencing VHD of parent {parent.name!r}, unique id {parent.unique_id.hex()}")
     finally:
         checker.close()
+        report.timeline = checker.timeline.samples()
         report.duration_s = round(time.monotonic() - start, 3)
     return report
 

@@ -29,6 +29,7 @@ from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.publish import publish, repo
+from xcpbuild.pipeline.release import report as report_page
 from xcpbuild.pipeline.sources import hunks, patch, source
 from xcpbuild.pipeline.sources.package import DefinedPackage, Package, resolve
 from xcpbuild.pipeline.verify import exportserver_check
@@ -290,7 +291,7 @@ def run(
     except XcpbuildError as exc:
         report.failed_step, report.error, report.hint = "plan", exc.message, exc.hint
         report.exit_code = exc.exit_code
-        _save(report)
+        _save(report, plan.release)
         return report
     try:
         for outcome in outcomes:
@@ -314,11 +315,16 @@ def run(
     finally:
         if not options.sign_key:
             gpg.stop_agent(settings.work_dir / "release-key")  # signing started it; it must not outlive the run
-    _save(report)
+    _save(report, plan.release)
     return report
 
 
-def _save(report: ReleaseReport) -> None:
+def _save(report: ReleaseReport, release: str) -> None:
     payload = asdict(report)
     payload["ok"] = report.ok
-    (report.run_dir / "summary.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    text = json.dumps(payload, indent=2, default=str)
+    (report.run_dir / "summary.json").write_text(text + "\n")
+    try:
+        report_page.write_release(report.run_dir, json.loads(text), release=release)
+    except Exception as exc:  # the run's outcome stands without its page; say why it is missing
+        log.warning("no %s for this run: %s: %s", report_page.REPORT, type(exc).__name__, exc)

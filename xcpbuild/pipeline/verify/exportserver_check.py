@@ -52,6 +52,10 @@ class Trial:
     content_length: int | None
     passed: bool
     detail: str
+    stall: float = 0.0  # seconds the client stopped reading
+    seconds: float = 0.0
+    events: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # the verifier's (seconds, bytes)
 
 
 @dataclass
@@ -105,7 +109,7 @@ def _trial(
     url = f"http://127.0.0.1:{PORT}/export_raw_vdi?vdi={DISK_NAME}&format={fmt}"
     argv = [
         sys.executable, "-m", "xcpbuild", "--quiet", "verify", "backpressure", url,
-        "--token", token, "--stall", f"{stall:g}@0.3", "--expect-disk", str(disk), "--json",
+        "--token", token, "--stall", f"{stall:g}@0.3", "--expect-disk", str(disk), "--json", "--no-report",
     ]  # fmt: skip
     done = container.run_in_netns(box, argv, timeout=stall * 4 + 120)
     try:
@@ -125,6 +129,10 @@ def _trial(
         content_length=report.get("content_length"),
         passed=passed,
         detail=str(report.get("detail", "")),
+        stall=stall,
+        seconds=float(report.get("duration_s") or 0.0),
+        events=[str(e) for e in report.get("events", [])],
+        timeline=[(float(t), int(n)) for t, n in report.get("timeline", [])],
     )
 
 
