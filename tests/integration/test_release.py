@@ -121,6 +121,16 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     assert (testing / "x86_64" / "repodata" / "repomd.xml.asc").is_file()
     assert any(n.startswith("xcp-export-server-") for n in steps["install"]["data"]["installed"])
     assert list((repo / "8" / "8.3" / "updates" / "x86_64" / "Packages").glob("xcp-export-server-*.rpm"))
+    # provenance: signed beside both channels; the published RPM checks out against this checkout
+    assert steps["publish"]["data"]["testing"]["provenance"] and steps["install"]["data"]["promote_provenance"]
+    (published,) = (testing / "x86_64" / "Packages").glob("xcp-export-server-*.noarch.rpm")
+    checked = subprocess.run(
+        [sys.executable, "-m", "xcpbuild", "verify", "provenance", str(published), "--key",
+         str(work / "release-key.asc"), "--checkout", str(PROJECT_ROOT)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "specs/xcp-export-server.toml" in checked.stdout
     assert Path(report["run_dir"], "summary.json").is_file()
     # report.html: the four trials charted, builds with their outputs, in a real Chromium
     page = Path(report["run_dir"], "report.html")

@@ -13,6 +13,7 @@ from xcpbuild import verifier as verify
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError, VerifyError
+from xcpbuild.pipeline.publish import attest
 from xcpbuild.pipeline.release import report as report_page
 
 BACKPRESSURE_EPILOG = """examples:
@@ -133,6 +134,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument("--no-report", action="store_true", help="write no summary.json or report.html")
     add_json_flag(bp)
     bp.set_defaults(func=run_backpressure)
+    pv = actions.add_parser(
+        "provenance",
+        help="check a published RPM against its signed build provenance (and a checkout's inputs)",
+        description="Check RPM_OR_URL against the signed in-toto statement shipped beside its repository: the "
+        "index and statement signatures, the RPM's sha256 and, with --checkout, that the package definition, "
+        "spec template and patches there hash to what the build used. Exits 14 naming the first difference.",
+    )
+    pv.add_argument("rpm", metavar="RPM_OR_URL", help="a published package: its path in the tree, or http(s) URL")
+    pv.add_argument("--key", type=Path, required=True, metavar="PUBKEY", help="the repository's public key (armoured)")
+    pv.add_argument("--checkout", type=Path, metavar="DIR", help="a checkout of the project to compare inputs with")
+    pv.add_argument(
+        "--index", metavar="PATH_OR_URL", help="the provenance index (default: CHANNEL/provenance/index.json)"
+    )
+    add_json_flag(pv)
+    pv.set_defaults(func=run_provenance)
 
 
 def plan_from_args(args: argparse.Namespace) -> verify.ClientPlan:
@@ -204,3 +220,14 @@ def _write_report(folder: Path | None, payload: dict[str, object]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(payload, indent=2) + "\n")
     return report_page.write_backpressure(folder, payload)
+
+
+def run_provenance(args: argparse.Namespace) -> int:
+    check = attest.verify(args.rpm, args.key, checkout=args.checkout, index=args.index)
+    if args.json:
+        emit_json(check)
+    else:
+        print_table(("check", "value"), [("rpm", check.rpm), ("nevra", check.nevra), ("signed by", check.signer)])
+        for item in check.checked:
+            print(f"  ok  {item}")
+    return 0

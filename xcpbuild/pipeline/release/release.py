@@ -28,7 +28,7 @@ from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, Xc
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
-from xcpbuild.pipeline.publish import publish, repo
+from xcpbuild.pipeline.publish import attest, publish, repo
 from xcpbuild.pipeline.release import report as report_page
 from xcpbuild.pipeline.sources import hunks, patch, source
 from xcpbuild.pipeline.sources.package import DefinedPackage, Package, resolve
@@ -237,6 +237,7 @@ def _publish(settings: Settings, options: ReleaseOptions, state: _State, outcome
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         outcome.data[channel] = {"added": names, "generations": [r.generation for r in report.repos]}
+        outcome.data[channel]["provenance"] = attest.ship(files, root, plan.release, channel, key).written
     outcome.data["key"] = key.fingerprint
     outcome.detail = f"{added} new package file(s) published" if added else "nothing new to publish"
 
@@ -260,6 +261,8 @@ def _install(settings: Settings, options: ReleaseOptions, state: _State, outcome
         )
         promoted = report.promoted
         outcome.data["promoted"] = promoted
+        moved = [p for n in names for p in state.results[n].paths() if p.name.removesuffix(".rpm") in promoted]
+        outcome.data["promote_provenance"] = attest.ship(moved, root, plan.release, plan.promote_to, key).written
         outcome.data["promote_added"] = [n for r in report.publish.repos for n in r.added]
     target = f"promoted {len(promoted)} to {plan.promote_to}" if plan.promote_to else "no promotion planned"
     outcome.detail = f"dnf installed {', '.join(wanted) or 'nothing'}; {target}"
