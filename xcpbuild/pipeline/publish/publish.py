@@ -40,7 +40,7 @@ from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.repo import check_channel, parse_release
-from xcpbuild.pipeline.publish import crashpoints, evr
+from xcpbuild.pipeline.publish import crashpoints, evr, upgrade_check
 from xcpbuild.pipeline.publish import repo as repolib
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -64,6 +64,7 @@ class RepoDirReport:
     packages_read: int = 0
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
+    upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
 
 
 @dataclass
@@ -275,7 +276,13 @@ def _build_metadata(plan: _Plan, key: gpg.SigningKey | None, public_key: Path | 
     )
 
 
-def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Sequence[dnf.Repo] | None) -> None:
+def _check_staged(
+    plan: _Plan,
+    public_key: Path | None,
+    release: str,
+    extra: Sequence[dnf.Repo] | None,
+    upgrade_from: Sequence[str] | None = None,
+) -> None:
     assert plan.staging is not None
     new_hrefs = [f"{plan.repo.packages}/{item.filename}" for item in plan.inputs]
     problems = createrepo.check_repo(plan.staging, new_hrefs)
@@ -302,6 +309,10 @@ def _check_staged(plan: _Plan, public_key: Path | None, release: str, extra: Seq
             ) from exc
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
+    started = time.monotonic()
+    upgrade = upgrade_check.check(plan.repo, release, plan.staging, upgrade_from=upgrade_from)
+    plan.report.upgrade_checked = upgrade.upgraded
+    plan.report.check_seconds += time.monotonic() - started
     crashpoints.reach("dnf-checked")
 
 
@@ -359,6 +370,7 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
     dnf_check: bool = True,
     sqlite: bool = False,
     keep: int = repolib.KEEP_GENERATIONS,
+    upgrade_from: Sequence[str] | None = None,
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
@@ -399,7 +411,10 @@ def publish(  # noqa: PLR0917 (the release pipeline calls it positionally)
             extra = _extra_repos(repo_root, release, channel) if dnf_check else None
             try:
                 for plan in plans:
-                    _prepare(plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+                    _prepare(
+                        plan, key, public_key, resign=resign, release=release, extra=extra, sqlite=sqlite,
+                        upgrade_from=upgrade_from,
+                    )  # fmt: skip
                 for plan in plans:
                     with step(f"swap in the new generation of {plan.repo.path}"):
                         _go_live(plan)
@@ -428,6 +443,7 @@ def _prepare(
     release: str,
     extra: list[dnf.Repo] | None,
     sqlite: bool,
+    upgrade_from: Sequence[str] | None = None,
 ) -> None:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
@@ -450,7 +466,7 @@ def _prepare(
     crashpoints.reach("verified")
     _place(plan)
     _build_metadata(plan, key, public_key, sqlite)
-    _check_staged(plan, public_key, release, extra)
+    _check_staged(plan, public_key, release, extra, upgrade_from)
 
 
 @dataclass
