@@ -15,23 +15,30 @@ VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # Host tools the tests and the main job use (rpm brings rpmbuild, rpmsign, rpmspec).
 # podman + catatonit (its --init): CI runs the container tests against Podman's Docker API too.
 DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit chromium)
+# Installed without their recommends (diffoscope's would pull in hundreds of MiB of format tools);
+# python3-rpm and rpm2cpio are the ones it needs to compare RPMs.
+LEAN_PACKAGES=(diffoscope-minimal python3-rpm rpm2cpio)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
 install_host_tools() {
-    local missing=()
+    local missing=() lean=()
     for pkg in "${DEBIAN_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
+    for pkg in "${LEAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || lean+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        say "missing host packages: ${missing[*]} (install them, then rerun)"
+        say "missing host packages: ${missing[*]} ${lean[*]} (install them, then rerun)"
         return 0
     fi
-    say "installing Debian packages: ${missing[*]}"
+    say "installing Debian packages: ${missing[*]} ${lean[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q "${missing[@]}" >/dev/null
+    [ ${#missing[@]} -eq 0 ] || apt-get install -y -q "${missing[@]}" >/dev/null
+    [ ${#lean[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${lean[@]}" >/dev/null
 }
 
 make_venv() {

@@ -101,6 +101,8 @@ def test_first_run_does_the_whole_loop(docker_client, work: Path) -> None:  # ty
     for name, data in steps["build"]["data"].items():
         assert not data["reused"], name
         assert (Path(data["folder"]) / "build-record.json").is_file()
+        # the plan requires both of our packages to build identically twice
+        assert data["reproducible"] and all(data["reproducible"].values()), (name, data["reproducible"])
     # verify: the installed server survived the stall, the legacy policy failed like in 2018
     trials = steps["verify"]["data"]["xcp-export-server"]["trials"]
     by_policy = {(t["policy"], t["fmt"]): t for t in trials}

@@ -13,7 +13,7 @@ from xcpbuild.model.repo import Channel, check_channel, parse_release
 from xcpbuild.model.stage import STAGES, Stage, is_stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
-_PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
+_PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel", "reproducible"}
 _VERIFIERS = ("none", "export-server")
 EMBEDDED_DEFAULT = "local"
 
@@ -26,6 +26,7 @@ class PlannedPackage:
     install: bool = False
     needs_upstream: bool = False
     channel: Channel | None = None  # None: the plan's channel
+    reproducible: bool = False  # built twice and compared: the run stops unless they are identical
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def parse_plan(text: str, source: str) -> Plan:
                 install=bool(raw.get("install", False)),
                 needs_upstream=bool(raw.get("needs_upstream", False)),
                 channel=_channel(raw, "channel", where) if "channel" in raw else None,
+                reproducible=bool(raw.get("reproducible", False)),
             )
         )
     promote_to = _channel(data, "promote_to", f"plan {source}") if "promote_to" in data else None

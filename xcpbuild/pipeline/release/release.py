@@ -28,6 +28,7 @@ from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, Xc
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
+from xcpbuild.pipeline.build import reproducible
 from xcpbuild.pipeline.publish import attest, publish, repo
 from xcpbuild.pipeline.release import report as report_page
 from xcpbuild.pipeline.sources import hunks, patch, source
@@ -170,7 +171,28 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, outcome: 
             "reused": result.reused,
             "artifacts": [a.nevra for a in result.artifacts],
         }
+        if planned.reproducible:
+            _require_reproducible(settings, options, state, planned, outcome)
     outcome.detail = f"{len(state.results)} build(s), {reused} reused from their records"
+
+
+def _require_reproducible(
+    settings: Settings, options: ReleaseOptions, state: _State, planned: PlannedPackage, outcome: StepOutcome
+) -> None:
+    """The plan requires this package to build identically twice (SOURCE_DATE_EPOCH from its changelog)."""
+    found = reproducible.check(
+        settings,
+        state.resolved[planned.name],
+        builds.BuildOptions(
+            stage=planned.stage, upstream=options.upstreams.get(planned.name), timeout=options.build_timeout
+        ),
+    )
+    outcome.data[planned.name]["reproducible"] = {f.name: f.identical for f in found.files}
+    if not found.identical:
+        names = ", ".join(f.name for f in found.files if not f.identical)
+        raise VerifyError(
+            f"{planned.name} is not reproducible: {names} differ", hint=f"see {found.folders[0]}/reproducible/"
+        )
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, outcome: StepOutcome, run_dir: Path) -> None:

@@ -40,6 +40,7 @@ class BuildView:
     folder: str
     reused: bool
     record: dict[str, Any] | None  # build-record.json, None when the folder has none
+    reproducible: dict[str, bool] | None = None  # file -> identical in two builds, when the plan asked
 
 
 @dataclass
@@ -91,7 +92,12 @@ def _builds(summary: Mapping[str, Any]) -> list[BuildView]:
         if not isinstance(data, Mapping) or "folder" not in data:
             continue
         kept = record.load(Path(data["folder"]))
-        views.append(BuildView(name, str(data["folder"]), bool(data.get("reused")), kept.to_json() if kept else None))
+        views.append(
+            BuildView(
+                name, str(data["folder"]), bool(data.get("reused")), kept.to_json() if kept else None,
+                data.get("reproducible"),
+            )
+        )  # fmt: skip
     return views
 
 
