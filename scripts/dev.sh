@@ -16,25 +16,32 @@ VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # podman + catatonit (its --init): CI runs the container tests against Podman's Docker API too.
 # The koji hub fixture (tests/integration/koji_hub) runs the hub under Debian's python3 with these
 # python3-* modules and its own PostgreSQL 15 cluster; libkrb5-dev lets pip build gssapi for PyPI's koji.
-DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit chromium
     postgresql python3-psycopg2 python3-rpm python3-defusedxml python3-dateutil python3-requests python3-six libkrb5-dev)
+# Installed without their recommends (diffoscope's would pull in hundreds of MiB of format tools);
+# python3-rpm and rpm2cpio are the ones it needs to compare RPMs.
+LEAN_PACKAGES=(diffoscope-minimal python3-rpm rpm2cpio)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
 install_host_tools() {
-    local missing=()
+    local missing=() lean=()
     for pkg in "${DEBIAN_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
+    for pkg in "${LEAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || lean+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        say "missing host packages: ${missing[*]} (install them, then rerun)"
+        say "missing host packages: ${missing[*]} ${lean[*]} (install them, then rerun)"
         return 0
     fi
-    say "installing Debian packages: ${missing[*]}"
+    say "installing Debian packages: ${missing[*]} ${lean[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q "${missing[@]}" >/dev/null
+    [ ${#missing[@]} -eq 0 ] || apt-get install -y -q "${missing[@]}" >/dev/null
+    [ ${#lean[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${lean[@]}" >/dev/null
 }
 
 make_venv() {

@@ -31,7 +31,9 @@ from typing import Any, NamedTuple
 import pytest
 
 from tests.conftest import PROJECT_ROOT, need, need_tool
+from tests.fixtures import browser
 from tests.fixtures.vhd_tool_standin import EAGAIN_LINE, make_standin
+from tests.integration.test_report_browser import screenshots
 from xcpbuild.adapters.engine import Engine
 from xcpbuild.errors import SourceError, VerifyError
 from xcpbuild.model.package import read_series
@@ -81,6 +83,10 @@ def _release(setup: Setup, *args: str, upstream: bool = True, as_json: bool = Tr
     assert found, stdout[-2000:] + stderr[-2000:]
     report = json.loads((Path(found[1]) / "summary.json").read_text())
     return Run(proc.returncode, report, stdout + stderr, proc.pid)
+
+
+_PAGE_CHECKS = ("document.querySelectorAll('figure.trial svg').length", "document.body.innerText")
+PROJECT_SHOTS = screenshots()
 
 
 def _agents_for(home: Path) -> list[int]:
@@ -164,6 +170,8 @@ def test_first_run_does_the_whole_loop(setup: Setup, first_run: Run) -> None:
     for name, data in steps["build"]["data"].items():
         assert not data["reused"], name
         assert (Path(data["folder"]) / "build-record.json").is_file()
+        # the plan requires both of our packages to build identically twice
+        assert data["reproducible"] and all(data["reproducible"].values()), (name, data["reproducible"])
     # verify: the installed server survived the stall, the legacy policy failed like in 2018
     trials = steps["verify"]["data"]["xcp-export-server"]["trials"]
     by_policy = {(t["policy"], t["fmt"]): t for t in trials}
@@ -207,7 +215,30 @@ def test_first_run_does_the_whole_loop(setup: Setup, first_run: Run) -> None:
     )
     assert len(srpms) == 1 and srpms[0].name.startswith("vhd-tool-0.20.0-4.4.")
     assert set(setup.patches) <= set(_srpm_files(srpms[0]))
+    # provenance: signed beside both channels; the published RPM checks out against this checkout
+    testing = Path(report["repo_root"]) / "8" / "8.3" / "testing"
+    assert (testing / "provenance" / "index.json").is_file()
+    (published,) = (testing / "x86_64" / "Packages").glob("xcp-export-server-*.noarch.rpm")
+    checked = subprocess.run(
+        [sys.executable, "-m", "xcpbuild", "verify", "provenance", str(published), "--key",
+         str(setup.work / "release-key.asc"), "--checkout", str(PROJECT_ROOT)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "specs/xcp-export-server.toml" in checked.stdout
     assert Path(report["run_dir"], "summary.json").is_file()
+    # report.html: the four trials charted, builds with their outputs, in a real Chromium
+    page = Path(report["run_dir"], "report.html")
+    assert f"report: {page}" in stderr  # --json keeps stdout for the JSON
+    need(browser.chromium() is not None, "`chromium` (Debian's package)")
+    shown = browser.open_page(page, work / "screenshots" / "release.png", _PAGE_CHECKS)
+    PROJECT_SHOTS.mkdir(parents=True, exist_ok=True)
+    (PROJECT_SHOTS / "release-run.png").write_bytes((work / "screenshots" / "release.png").read_bytes())
+    assert shown.errors == [] and shown.requests == []
+    assert shown.values[_PAGE_CHECKS[0]] == 4
+    assert all(
+        n in shown.values[_PAGE_CHECKS[1]] for n in (a for d in steps["build"]["data"].values() for a in d["artifacts"])
+    )
     assert _agents_for(work / "release-key") == [], "the run left its gpg-agent running"
 
 

@@ -10,6 +10,7 @@ every package signature, exactly as an XCP-ng host configured with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,46 @@ class InstallResult:
     output: str
 
 
+def failure_detail(output: str) -> str:
+    """dnf's reason, from its first ``Error``/``Problem`` line on."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
+    # dnf often prints "Error:" alone, with the reason on the following lines.
+    return " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
+
+
+def base_argv(tmp: Path, releasever: str, repos: Sequence[Repo], public_key: Path | None) -> list[str]:
+    """dnf's command line with everything under ``tmp`` (installroot ``tmp/root``) and only ``repos``."""
+    dnf = require_tool("dnf")
+    root = tmp / "root"
+    for sub in ("root", "cache", "log", "persist"):
+        (tmp / sub).mkdir(exist_ok=True)
+    argv: list[str] = [
+        dnf,
+        "-y",
+        f"--installroot={root}",
+        f"--releasever={releasever}",
+        "--setopt=reposdir=/dev/null",
+        f"--setopt=cachedir={tmp}/cache",
+        f"--setopt=logdir={tmp}/log",
+        f"--setopt=persistdir={tmp}/persist",
+        "--setopt=install_weak_deps=0",
+        "--setopt=tsflags=nodocs",
+        "--noplugins",
+    ]
+    for repo in repos:
+        argv += [f"--repofrompath={repo.repo_id},{repo.path.resolve().as_uri()}", f"--repo={repo.repo_id}"]
+        if public_key is not None:
+            argv += [
+                f"--setopt={repo.repo_id}.gpgcheck=1",
+                f"--setopt={repo.repo_id}.repo_gpgcheck=1",
+                f"--setopt={repo.repo_id}.gpgkey={public_key.resolve().as_uri()}",
+            ]
+        else:
+            argv += [f"--setopt={repo.repo_id}.gpgcheck=0", f"--setopt={repo.repo_id}.repo_gpgcheck=0"]
+    return argv
+
+
 def install(
     repos: Sequence[Repo],
     packages: Sequence[str],
@@ -48,44 +89,77 @@ def install(
     Raises VerifyError with dnf's last message when resolution or installation
     fails (including a bad package or repomd signature).
     """
-    dnf = require_tool("dnf")
     rpm = require_tool("rpm")
     # Owned: removing it also stops the gpg-agent dnf starts for the keyring it stages per repo.
     with owned.tempdir("dnf") as tmp:
         root = tmp / "root"
-        for sub in ("root", "cache", "log", "persist"):
-            (tmp / sub).mkdir()
-        argv: list[str] = [
-            dnf,
-            "-y",
-            f"--installroot={root}",
-            f"--releasever={releasever}",
-            "--setopt=reposdir=/dev/null",
-            f"--setopt=cachedir={tmp}/cache",
-            f"--setopt=logdir={tmp}/log",
-            f"--setopt=persistdir={tmp}/persist",
-            "--setopt=install_weak_deps=0",
-            "--setopt=tsflags=nodocs",
-            "--noplugins",
-        ]
-        for repo in repos:
-            argv += [f"--repofrompath={repo.repo_id},{repo.path.resolve().as_uri()}", f"--repo={repo.repo_id}"]
-            if public_key is not None:
-                argv += [
-                    f"--setopt={repo.repo_id}.gpgcheck=1",
-                    f"--setopt={repo.repo_id}.repo_gpgcheck=1",
-                    f"--setopt={repo.repo_id}.gpgkey={public_key.resolve().as_uri()}",
-                ]
-            else:
-                argv += [f"--setopt={repo.repo_id}.gpgcheck=0", f"--setopt={repo.repo_id}.repo_gpgcheck=0"]
+        argv = base_argv(tmp, releasever, repos, public_key)
         argv += ["install", *packages]
         done = run(argv, timeout=timeout, check=False)
         if not done.ok:
-            lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
-            # dnf often prints "Error:" alone, with the reason on the following lines.
-            detail = " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
-            raise VerifyError(f"dnf could not install {' '.join(packages)}: {detail}")
+            raise VerifyError(
+                f"dnf could not install {' '.join(packages)}: {failure_detail(done.stderr + done.stdout)}"
+            )
         listed = run([rpm, "--root", root, "-qa", "--qf", "%{NAME}-%{EVR}.%{ARCH}\\n"], check=False)
         installed = sorted(line for line in listed.stdout.splitlines() if line and not line.startswith("gpg-pubkey"))
     return InstallResult(installed, done.stdout)
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    package: str  # NEVRA
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpgradeCheckResult:
+    problem: str  # "" | live-install | upgrade | closure
+    detail: str  # dnf's own words for the first two
+    before: list[str]  # NEVRAs the live packages resolved to
+    after: list[str]  # NEVRAs once upgraded to the staged ones
+    unresolved: list[Unresolved]
+
+
+def _system_python(dnf_path: str) -> str:
+    """The interpreter dnf itself runs on (its shebang): the one that can import dnf."""
+    with open(dnf_path, "rb") as handle:
+        first = handle.readline().decode("utf-8", "replace").strip()
+    return first[2:].split()[0] if first.startswith("#!") else "python3"
+
+
+def upgrade_check(
+    live: Sequence[Repo],
+    staged: Sequence[Repo],
+    check: str,
+    packages: Sequence[str],
+    releasever: str,
+    *,
+    timeout: float = 300,
+) -> UpgradeCheckResult:
+    """Resolve ``packages`` from ``live``, an upgrade of them to ``staged``, and repoclosure of ``check``.
+
+    One run of ``dnf_upgrade_helper.py`` under dnf's own Python (see there); VerifyError only when
+    the helper itself fails, the findings are in the result.
+    """
+    python = _system_python(require_tool("dnf"))
+    request = {
+        "releasever": releasever,
+        "live": [[r.repo_id, r.path.resolve().as_uri()] for r in live],
+        "staged": [[r.repo_id, r.path.resolve().as_uri()] for r in staged],
+        "check": check,
+        "packages": list(packages),
+    }
+    helper = Path(__file__).with_name("dnf_upgrade_helper.py")
+    # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
+    done = run([python, "-I", helper], input_text=json.dumps(request), timeout=timeout, check=False)
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise VerifyError(f"the dnf upgrade check failed: {failure_detail(done.stderr + done.stdout)}") from None
+    return UpgradeCheckResult(
+        problem=answer["stage"],
+        detail=" ".join(answer["detail"].split()),
+        before=answer["before"],
+        after=answer["after"],
+        unresolved=[Unresolved(p, tuple(reqs)) for p, reqs in answer["unresolved"]],
+    )

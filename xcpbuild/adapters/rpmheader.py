@@ -162,3 +162,35 @@ def read(path: Path) -> RpmHeader:
         patches=tuple(_texts(headers.get("patch"))),
         source_rpm=source_rpm,
     )
+
+
+def _headers(path: Path) -> dict[Any, Any]:
+    try:
+        with rpmfile.open(str(path)) as package:
+            return dict(package.headers)
+    except (OSError, rpmfile.errors.RPMError, AssertionError, ValueError, IndexError, KeyError) as exc:
+        raise RpmError(f"{path} has an unreadable RPM header: {exc}") from exc
+
+
+def reproducibility_fields(path: Path) -> dict[str, object]:
+    """What two builds of the same inputs should agree on: header fields, the payload digest, and per file
+    its digest, mode, owner, group and time (``files``: path -> those)."""
+    headers = _headers(path)
+    fields: dict[str, object] = {
+        name: _text(headers.get(name)) for name in ("buildhost", "sourcerpm", "payloadcompressor", "optflags")
+    }
+    fields["buildtime"] = ",".join(str(t) for t in _ints(headers.get("buildtime")))
+    fields["payloaddigest"] = ",".join(_texts(headers.get("payloaddigest")))
+    users, groups = _texts(headers.get("fileusername")), _texts(headers.get("filegroupname"))
+    times = _ints(headers.get("filemtimes"))
+    files: dict[str, dict[str, object]] = {}
+    for index, entry in enumerate(_files(headers)):
+        files[entry.path] = {
+            "digest": entry.digest,
+            "mode": entry.mode,
+            "owner": f"{users[index] if index < len(users) else '?'}:{groups[index] if index < len(groups) else '?'}",
+            "mtime": times[index] if index < len(times) else None,
+            "size": entry.size,
+        }
+    fields["files"] = files
+    return fields

@@ -10,9 +10,11 @@ from pathlib import Path
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.errors import UsageError
+from xcpbuild.config import Settings
+from xcpbuild.errors import UsageError, VerifyError
 from xcpbuild.model.stage import STAGES, parse_rpmbuild_stage, parse_stage
-from xcpbuild.pipeline.build import build
+from xcpbuild.pipeline.build import build, reproducible
+from xcpbuild.pipeline.sources.package import Package
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--upstream", help="fetch upstream from this URL or path instead of the definition's")
     parser.add_argument("--ref", help="build this upstream ref instead of the target's pinned one")
     parser.add_argument("--stage", choices=STAGES, default="rpm", help="stop after the SRPM (+%%prep) or not")
+    parser.add_argument(
+        "--check-reproducible",
+        action="store_true",
+        help="build twice in fresh containers (SOURCE_DATE_EPOCH from the changelog), compare; exit 14 if they differ",
+    )
     parser.add_argument(
         "-o", "--output-dir", "--out", dest="out", type=Path, help="also copy the SRPM and RPMs into this directory"
     )
@@ -160,6 +167,8 @@ def run(ctx: Context) -> int:
     args = ctx.args
     settings = ctx.settings
     options = options_from(args)  # bad options fail before any package is read
+    if getattr(args, "check_reproducible", False):
+        return _check_reproducible(settings, resolve_package(settings, args), options, args.json)
     result = build.build(settings, resolve_package(settings, args), options)
     if args.json:
         emit_json(
@@ -179,4 +188,24 @@ def run(ctx: Context) -> int:
     )
     for path in result.copied:
         print(f"copied {path}")
+    return 0
+
+
+def _check_reproducible(settings: Settings, package: Package, options: build.BuildOptions, as_json: bool) -> int:
+    found = reproducible.check(settings, package, options)
+    if as_json:
+        emit_json(found)
+    else:
+        print(f"SOURCE_DATE_EPOCH={found.source_date_epoch}; builds in {found.folders[0]} and {found.folders[1]}")
+        print_table(("file", "result"), [(f.name, "identical" if f.identical else "DIFFERS") for f in found.files])
+        for item in found.files:
+            for line in item.differences:
+                print(f"  {item.name}: {line}")
+            if item.diffoscope:
+                print(f"  {item.name}: diffoscope: {item.diffoscope}")
+    if not found.identical:
+        names = ", ".join(f.name for f in found.files if not f.identical)
+        raise VerifyError(
+            f"{package.name} is not reproducible: {names} differ", hint=f"see {found.folders[0]}/reproducible/"
+        )
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.model.repo import CHANNELS
-from xcpbuild.pipeline.publish import publish
+from xcpbuild.pipeline.publish import attest, publish
 
 EPILOG = """\
 examples:
@@ -86,8 +86,11 @@ def run(ctx: Context) -> int:
             dnf_check=not args.no_dnf_check,
             sqlite=args.sqlite,
         )
+        shipped = attest.ship(args.rpms, args.repo, args.release, args.channel, key) if key else None
     if args.json:
         emit_json(report)
     else:
         show(report)
+        if shipped is not None and shipped.written:
+            print(f"signed provenance: {', '.join(shipped.written)} (in {args.channel}/{attest.DIR}/)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
 from xcpbuild.pipeline.release import release
+from xcpbuild.pipeline.release import report as report_page
 
 EPILOG = """\
 steps (each stops the run when it fails; nothing is published before verify passes):
@@ -92,6 +94,9 @@ def run(ctx: Context) -> int:
         emit_json(report.to_json())
     else:
         _show(report)
+    page = report.run_dir / report_page.REPORT
+    if page.is_file():
+        print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     if not report.ok:
         error = XcpbuildError(
             f"release stopped at step `{report.failed_step}`: {report.error}",

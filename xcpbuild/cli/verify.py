@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
 from pathlib import Path
 
 from xcpbuild import verifier as verify
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError, VerifyError
+from xcpbuild.pipeline.publish import attest
+from xcpbuild.pipeline.release import report as report_page
 
 BACKPRESSURE_EPILOG = """examples:
   # the 2018 case: pause 10 s at 30%, expect every byte of the disk back
@@ -157,8 +164,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bp.add_argument("--output", type=Path, metavar="PATH", help="also save the body (as received) here")
     bp.add_argument("--insecure", action="store_true", help="https: do not verify the server's certificate")
     bp.add_argument("--cafile", type=Path, help="https: CA bundle to verify the server with")
+    where = bp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="write summary.json and report.html (a chart of bytes over time) here (default WORK/runs/verify-TIME)",
+    )
+    where.add_argument("--no-report", action="store_true", help="write no summary.json or report.html")
     add_json_flag(bp)
     bp.set_defaults(func=run_backpressure)
+    pv = actions.add_parser(
+        "provenance",
+        help="check a published RPM against its signed build provenance (and a checkout's inputs)",
+        description="Check RPM_OR_URL against the signed in-toto statement shipped beside its repository: the "
+        "index and statement signatures, the RPM's sha256 and, with --checkout, that the package definition, "
+        "spec template and patches there hash to what the build used. Exits 14 naming the first difference.",
+    )
+    pv.add_argument("rpm", metavar="RPM_OR_URL", help="a published package: its path in the tree, or http(s) URL")
+    pv.add_argument("--key", type=Path, required=True, metavar="PUBKEY", help="the repository's public key (armoured)")
+    pv.add_argument("--checkout", type=Path, metavar="DIR", help="a checkout of the project to compare inputs with")
+    pv.add_argument(
+        "--index", metavar="PATH_OR_URL", help="the provenance index (default: CHANNEL/provenance/index.json)"
+    )
+    add_json_flag(pv)
+    pv.set_defaults(func=run_provenance)
 
 
 def plan_from_args(args: argparse.Namespace) -> verify.ClientPlan:
@@ -221,6 +251,29 @@ def run_backpressure(ctx: Context) -> int:
             ("detail", report.detail),
         ]
         print_table(("check", "value"), rows)
+    if not args.no_report:
+        page = _write_report(args.report_dir, dataclasses.asdict(report))
+        print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     if not report.ok:
         raise VerifyError(f"export {report.outcome}: {report.detail}")
+    return 0
+
+
+def _write_report(folder: Path | None, payload: dict[str, object]) -> Path:
+    if folder is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder = load_settings().work_dir / "runs" / f"verify-{stamp}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return report_page.write_backpressure(folder, payload)
+
+
+def run_provenance(args: argparse.Namespace) -> int:
+    check = attest.verify(args.rpm, args.key, checkout=args.checkout, index=args.index)
+    if args.json:
+        emit_json(check)
+    else:
+        print_table(("check", "value"), [("rpm", check.rpm), ("nevra", check.nevra), ("signed by", check.signer)])
+        for item in check.checked:
+            print(f"  ok  {item}")
     return 0

@@ -13,7 +13,7 @@ from xcpbuild.model.repo import Channel, check_channel, parse_release
 from xcpbuild.model.stage import STAGES, Stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
-_PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable"}
+_PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable", "reproducible"}
 # export-server: install the RPM and stall-test the installed server; probe: the package's
 # probe twice on its upstream code, which must fail without the series and survive with it.
 Verification = Literal["none", "export-server", "probe"]
@@ -35,6 +35,7 @@ class PlannedPackage:
     upstream: str | None = None  # the git URL to fetch (None: the definition's); --upstream wins
     ref: str | None = None  # the ref the plan expects; must be the target's pin (sha256-checked)
     if_unreachable: Unreachable = "fail"
+    reproducible: bool = False  # built twice and compared: the run stops unless they are identical
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def parse_plan(text: str, source: str) -> Plan:
                 upstream=_text(raw, "upstream", where) if "upstream" in raw else None,
                 ref=_text(raw, "ref", where) if "ref" in raw else None,
                 if_unreachable=unreachable,
+                reproducible=bool(raw.get("reproducible", False)),
             )
         )
     promote_to = _channel(data, "promote_to", f"plan {source}") if "promote_to" in data else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from xcpbuild import vhd
 from xcpbuild.verifier.delta import DeltaApplier, RawDeltaExpectation
 from xcpbuild.verifier.schedule import Deadline
+from xcpbuild.verifier.timeline import Timeline
 
 GiB = 1024**3
 DEFAULT_MAX_SIZE = 64 * GiB
@@ -69,6 +70,7 @@ class ContentChecker:
         self.body_bytes = 0
         self.mismatch: str | None = None
         self._holes = True  # the expected disk can say where its holes are (SEEK_DATA)
+        self.timeline = Timeline()  # bytes as they came off the wire, for the report's charts
 
     def close(self) -> None:
         for extra in (self.applier, self.raw_delta):
@@ -93,6 +95,7 @@ class ContentChecker:
             raise SizeRefused(f"the VHD stream is {length} bytes long, more than a disk of {self._cap_text()} can take")
 
     def feed(self, data: memoryview) -> None:
+        self.timeline.add(len(data))
         self.body_bytes += len(data)
         if self.body_bytes > self.body_cap:
             raise SizeRefused(f"the body grew past {self.body_cap} bytes, more than a disk of {self._cap_text()}")

@@ -106,6 +106,7 @@ class Report:
     match: bool | None = None  # None: nothing to compare with
     detail: str = ""
     events: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes received so far)
 
     @property
     def ok(self) -> bool:
@@ -241,6 +242,7 @@ def backpressure(
             report.events.append(f"differencing VHD of parent {parent.name!r}, unique id {parent.unique_id.hex()}")
     finally:
         checker.close()
+        report.timeline = checker.timeline.samples()
         report.duration_s = round(deadline.seconds - deadline.remaining(), 3)
     return report
 

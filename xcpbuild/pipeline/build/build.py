@@ -55,7 +55,7 @@ from xcpbuild.errors import (
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.buildenv import ENV_SCRIPT
 from xcpbuild.model.stage import STAGES, Stage, is_stage, makes_binaries
-from xcpbuild.pipeline.build import givenrepos, image, spec
+from xcpbuild.pipeline.build import givenrepos, image, provenance, spec
 from xcpbuild.pipeline.build.record import RECORD, Artifact, BuildRecord, Input, SourceInfo, StepRun
 from xcpbuild.pipeline.build.record import load as load_record
 from xcpbuild.pipeline.build.record import write as write_record
@@ -675,6 +675,18 @@ def build(
     client: container.Client | None = None,
 ) -> BuildResult:
     """Build the resolved ``package`` for its target, or reuse the recorded result of the same inputs."""
+    result = _build_or_reuse(settings, package, options, client=client)
+    provenance.ensure(settings, package, result.folder, result.record)
+    return result
+
+
+def _build_or_reuse(
+    settings: Settings,
+    package: Package,
+    options: BuildOptions | None = None,
+    *,
+    client: container.Client | None = None,
+) -> BuildResult:
     options = options or BuildOptions()
     options.check()
     builds = settings.work_dir / "builds"

@@ -2,8 +2,9 @@
 
 Public modules: ``publish`` (publish and promote), ``repo`` (trees, generations, the lock, the
 swap), ``history`` (rollback and diff between generations), ``evr`` (version order and package-list
-diffs), ``crashpoints`` (named points where tests kill a publisher), ``space`` (a full disk
+diffs), ``attest`` (signed provenance beside a channel, and its verification),
+``crashpoints`` (named points where tests kill a publisher), ``space`` (a full disk
 becomes one DiskFullError).
 """
 
-__all__ = ["crashpoints", "evr", "history", "publish", "repo"]
+__all__ = ["attest", "crashpoints", "evr", "history", "publish", "repo"]

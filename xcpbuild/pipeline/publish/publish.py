@@ -41,7 +41,7 @@ from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.repo import check_channel, parse_release
-from xcpbuild.pipeline.publish import crashpoints, evr, space
+from xcpbuild.pipeline.publish import crashpoints, evr, space, upgrade_check
 from xcpbuild.pipeline.publish import repo as repolib
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -65,6 +65,7 @@ class RepoDirReport:
     packages_read: int = 0
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
+    upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
 
 
 @dataclass
@@ -291,7 +292,13 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
 
 
 def _check_staged(
-    plan: _Plan, staging: Path, public_key: Path | None, release: str, extra: Sequence[dnf.Repo] | None
+    plan: _Plan,
+    staging: Path,
+    public_key: Path | None,
+    release: str,
+    extra: Sequence[dnf.Repo] | None,
+    *,
+    upgrade_from: Sequence[str] | None = None,
 ) -> None:
     problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
@@ -312,6 +319,10 @@ def _check_staged(
             ) from exc
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
+    started = time.monotonic()
+    upgrade = upgrade_check.check(plan.repo, release, staging, upgrade_from=upgrade_from)
+    plan.report.upgrade_checked = upgrade.upgraded
+    plan.report.check_seconds += time.monotonic() - started
     crashpoints.reach("dnf-checked")
 
 
@@ -373,6 +384,7 @@ def publish(
     dnf_check: bool = True,
     sqlite: bool = False,
     keep: int = repolib.KEEP_GENERATIONS,
+    upgrade_from: Sequence[str] | None = None,
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
@@ -406,7 +418,10 @@ def publish(
         report.repos += [plan.report for plan in plans]
         plans = [plan for plan in plans if plan.inputs or plan.readd]
         extra = _extra_repos(repo_root, release, channel) if dnf_check else None
-        _apply(plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite, needed=needed)
+        _apply(
+            plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite, needed=needed,
+            upgrade_from=upgrade_from,
+        )  # fmt: skip
         for plan in plans:
             repolib.prune(plan.repo, keep)
         crashpoints.reach("pruned")
@@ -424,6 +439,7 @@ def _apply(
     extra: list[dnf.Repo] | None,
     sqlite: bool,
     needed: int,
+    upgrade_from: Sequence[str] | None = None,
 ) -> None:
     """Prepare every repo dir, then swap them in one after the other; on failure undo what is not live."""
     prepared: list[_Prepared] = []
@@ -435,7 +451,16 @@ def _apply(
             for plan in plans:
                 staging = stagings.enter_context(_staging_dir(plan.repo))
                 prepared.append(
-                    _prepare(plan, staging, key, resign=resign, release=release, extra=extra, sqlite=sqlite)
+                    _prepare(
+                        plan,
+                        staging,
+                        key,
+                        resign=resign,
+                        release=release,
+                        extra=extra,
+                        sqlite=sqlite,
+                        upgrade_from=upgrade_from,
+                    )
                 )
             for item in prepared:
                 with step(f"swap in the new generation of {item.plan.repo.path}"):
@@ -465,6 +490,7 @@ def _prepare(
     release: str,
     extra: list[dnf.Repo] | None,
     sqlite: bool,
+    upgrade_from: Sequence[str] | None = None,
 ) -> _Prepared:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
@@ -487,7 +513,7 @@ def _prepare(
     created = _place(plan, staging, staged)
     try:
         generation = _build_metadata(plan, staging, key, sqlite)
-        _check_staged(plan, staging, key.public_key if key else None, release, extra)
+        _check_staged(plan, staging, key.public_key if key else None, release, extra, upgrade_from=upgrade_from)
     except BaseException:
         _unplace(plan.repo, created)
         raise

@@ -2,7 +2,8 @@
 
 Public modules: ``release`` (run a plan, the step outcomes and the summary), ``upstreams`` (the
 sources step: upstream per package, left out when unreachable, patch health), ``verify_step`` (every
-package's check at once, each with one line of proof).
+package's check at once, each with one line of proof), ``report`` (the run's self-contained
+``report.html``), ``charts`` (the trials' charts of bytes over time).
 """
 
-__all__ = ["release", "upstreams", "verify_step"]
+__all__ = ["charts", "release", "report", "upstreams", "verify_step"]

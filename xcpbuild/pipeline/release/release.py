@@ -25,12 +25,14 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError, UsageError, XcpbuildError
+from xcpbuild.errors import ConfigError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.model.repo import Channel
 from xcpbuild.pipeline.build import build as builds
-from xcpbuild.pipeline.publish import publish, repo
+from xcpbuild.pipeline.build import reproducible
+from xcpbuild.pipeline.publish import attest, publish, repo
+from xcpbuild.pipeline.release import report as report_page
 from xcpbuild.pipeline.release import upstreams, verify_step
 from xcpbuild.pipeline.release.upstreams import PatchRow
 from xcpbuild.pipeline.sources.package import Package, resolve
@@ -305,8 +307,26 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, data: Bui
             )
         )
         state.built[planned.name] = data.packages[planned.name] = built
+        if planned.reproducible:
+            _require_reproducible(settings, options, state, planned)
     reused = sum(built.reused for built in state.built.values())
     return f"{len(state.built)} build(s), {reused} reused from their records"
+
+
+def _require_reproducible(settings: Settings, options: ReleaseOptions, state: _State, planned: PlannedPackage) -> None:
+    """The plan requires this package to build identically twice (SOURCE_DATE_EPOCH from its changelog)."""
+    found = reproducible.check(
+        settings,
+        state.resolved[planned.name],
+        builds.BuildOptions(
+            stage=planned.stage, upstream=options.upstreams.get(planned.name), timeout=options.build_timeout
+        ),
+    )
+    if not found.identical:
+        names = ", ".join(f.name for f in found.files if not f.identical)
+        raise VerifyError(
+            f"{planned.name} is not reproducible: {names} differ", hint=f"see {found.folders[0]}/reproducible/"
+        )
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: VerifyData, run_dir: Path) -> str:
@@ -359,6 +379,9 @@ def _publish(options: ReleaseOptions, state: _State, data: PublishData, root: Pa
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         data.channels[channel] = ChannelPublish(names, [r.generation for r in report.repos])
+        shipped = attest.ship(files, root, plan.release, channel, key).written
+        if shipped:
+            log.info("signed provenance beside %s: %s", channel, ", ".join(shipped))
     data.key = key.fingerprint
     return f"{added} new package file(s) published" if added else "nothing new to publish"
 
@@ -376,6 +399,8 @@ def _install(options: ReleaseOptions, state: _State, data: InstallData, root: Pa
         report = publish.promote(root, plan.release, plan.channel, plan.promote_to, names, key=key)
         data.promoted = report.promoted
         data.promote_added = [n for r in report.publish.repos for n in r.added]
+        moved = [p for n in names for p in state.built[n].files if p.name.removesuffix(".rpm") in report.promoted]
+        attest.ship(moved, root, plan.release, plan.promote_to, key)
     target = f"promoted {len(data.promoted or [])} to {plan.promote_to}" if plan.promote_to else "no promotion planned"
     return f"dnf installed {', '.join(wanted) or 'nothing'}; {target}"
 
@@ -405,7 +430,7 @@ def run(
     except XcpbuildError as exc:
         report.failed_step, report.error, report.hint = "plan", exc.message, exc.hint
         report.exit_code = exc.exit_code
-        _save(report)
+        _save(report, plan.release)
         return report
     for outcome, body in bodies:
         if report.failed_step is not None:
@@ -425,9 +450,14 @@ def run(
             outcome.seconds = round(time.monotonic() - start, 2)
             if on_step is not None:
                 on_step(outcome)
-    _save(report)
+    _save(report, plan.release)
     return report
 
 
-def _save(report: ReleaseReport) -> None:
-    (report.run_dir / "summary.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+def _save(report: ReleaseReport, release: str) -> None:
+    summary = report.to_json()
+    (report.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    try:
+        report_page.write_release(report.run_dir, json.loads(json.dumps(summary, default=str)), release=release)
+    except Exception as exc:  # the run's outcome stands without its page; say why it is missing
+        log.warning("no %s for this run: %s: %s", report_page.REPORT, type(exc).__name__, exc)

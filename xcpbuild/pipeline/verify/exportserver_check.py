@@ -63,6 +63,10 @@ class Trial:
     content_length: int | None
     passed: bool
     detail: str
+    stall: float = 0.0  # seconds the client stopped reading
+    seconds: float = 0.0
+    events: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # the verifier's (seconds, bytes)
 
 
 @dataclass
@@ -133,7 +137,9 @@ def _start_servers(box: container.BuildContainer, token: str) -> dict[Policy, st
     return pids
 
 
-def _judge(policy: Policy, fmt: ExportFormat, expected: Expectation, report: dict[str, Any]) -> Trial:
+def _judge(
+    policy: Policy, fmt: ExportFormat, expected: Expectation, report: dict[str, Any], stall: float = 0.0
+) -> Trial:
     outcome = one_of(report.get("outcome"), verifier.OUTCOMES) or "error"
     survived = outcome == "complete" and report.get("match") is True
     passed = survived if expected == "survive" else (outcome == "truncated" and not survived)
@@ -147,6 +153,10 @@ def _judge(policy: Policy, fmt: ExportFormat, expected: Expectation, report: dic
         content_length=report.get("content_length"),
         passed=passed,
         detail=str(report.get("detail", "")),
+        stall=stall,
+        seconds=float(report.get("duration_s") or 0.0),
+        events=[str(e) for e in report.get("events", [])],
+        timeline=[(float(t), int(n)) for t, n in report.get("timeline", [])],
     )
 
 
@@ -173,7 +183,7 @@ def _all_trials(box: container.BuildContainer, disk: Path, token: str, stall: fl
         except json.JSONDecodeError as exc:
             raise VerifyError(f"the verifier printed no report: {(done.stderr or done.stdout).strip()[-300:]}") from exc
         trials = [
-            _judge(policy, fmt, expected, report)
+            _judge(policy, fmt, expected, report, stall)
             for (policy, expected, fmt), report in zip(plans, reports, strict=True)
         ]
         for trial in trials:

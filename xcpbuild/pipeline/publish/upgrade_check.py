@@ -1,0 +1,104 @@
+"""The upgrade check before a swap: do hosts that run the live packages survive the staged update?
+
+Installing the new packages into an empty root (``publish._check_staged``)
+proves they install; it does not prove an existing host can upgrade. So, before
+anything goes live:
+
+1. the live packages of the channels a host uses (the published channel by
+   default, or those named, e.g. base + updates) are resolved from the live
+   repositories into a fresh root, and upgraded by dnf's resolver to the staged
+   metadata (``best``: the newest staged version of each, or a reason);
+2. repoclosure, as ``dnf repoclosure --newest --check staged`` does it: every
+   newest package of the staged metadata has its dependencies within the
+   newest packages of the staged and other live repositories.
+
+Both run in one dnf process (``adapters/dnf_upgrade_helper.py``): dnf's
+start-up, not the solving, is what costs.
+
+Either failing raises VerifyError naming the package and the unresolved
+dependency as dnf said it; the caller has not swapped anything yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xcpbuild.adapters import dnf
+from xcpbuild.adapters.createrepo import PackageRecord
+from xcpbuild.errors import VerifyError
+from xcpbuild.log import get_logger, step
+from xcpbuild.pipeline.publish import evr
+from xcpbuild.pipeline.publish import repo as repolib
+
+log = get_logger("upgrade")
+
+HINT = "nothing was published; the live repository is unchanged"
+
+
+@dataclass
+class UpgradeCheck:
+    installed: list[str] = field(default_factory=list)  # what the live packages installed as
+    upgraded: list[str] = field(default_factory=list)  # what they became
+    note: str = ""  # why the upgrade part did not run
+
+
+def _live_names(repo: repolib.RepoDir) -> list[str]:
+    """The newest binary package of each name the repo dir serves now."""
+    generation = repolib.current_generation(repo)
+    newest: dict[tuple[str, str], PackageRecord] = {}
+    for package in generation.packages if generation else []:
+        key = (package.name, package.arch)
+        if key[1] != "src" and (key not in newest or evr.evr_compare(package, newest[key]) > 0):
+            newest[key] = package
+    return sorted(f"{p.name}-{p.version}-{p.release}.{p.arch}" for p in newest.values())
+
+
+def _root_and_channel(binary: repolib.RepoDir, release: str) -> tuple[Path, str]:
+    """The tree root and channel of ``ROOT/<major>/<X.Y>/<channel>/x86_64``."""
+    channel_dir = binary.path.parent
+    root = channel_dir.parent.parent.parent
+    if repolib.repo_dirs(root, release, channel_dir.name)[0].path != binary.path:
+        raise VerifyError(f"{binary.path} is not a binary repo dir of release {release}")
+    return root, channel_dir.name
+
+
+def check(
+    binary: repolib.RepoDir,
+    release: str,
+    staged: Path,
+    *,
+    upgrade_from: Sequence[str] | None = None,
+) -> UpgradeCheck:
+    """Check the staged metadata of the binary repo dir ``binary`` (in ``staged``) against the live packages."""
+    repo_root, channel = _root_and_channel(binary, release)
+    result = UpgradeCheck()
+    channels = list(dict.fromkeys(upgrade_from or [channel]))
+    live: dict[str, repolib.RepoDir] = {}
+    for name in dict.fromkeys([channel, *channels, "base", "updates"]):
+        binary, _ = repolib.repo_dirs(repo_root, release, name)
+        if repolib.current_number(binary) is not None:
+            live[name] = binary
+    others = [dnf.Repo(f"live-{name}", d.path) for name, d in live.items() if name != channel]
+    names = [n for name in channels if name in live for n in _live_names(live[name])]
+    live_repos = [dnf.Repo(f"live-{name}", d.path) for name, d in live.items()]
+    what = f"{len(names)} live package(s) of {', '.join(channels)} upgraded to the staged; repoclosure"
+    with step(f"dnf resolves {what}"):
+        found = dnf.upgrade_check(live_repos, [dnf.Repo("staged", staged), *others], "staged", names, release)
+    if not names:
+        result.note = f"nothing live in {', '.join(channels)} to upgrade from"
+    elif found.problem == "live-install":
+        # A live repository already broken must not block the publish that repairs it.
+        result.note = f"the live packages do not resolve: {found.detail}"
+        log.warning("upgrade check skipped: %s", result.note)
+    elif found.problem == "upgrade":
+        raise VerifyError(f"dnf cannot upgrade the live packages to the staged ones: {found.detail}", hint=HINT)
+    result.installed, result.upgraded = found.before, found.after
+    if found.unresolved:
+        first = found.unresolved[0]
+        more = f" (and {len(found.unresolved) - 1} more package(s))" if len(found.unresolved) > 1 else ""
+        raise VerifyError(
+            f"repoclosure: {first.package} has unresolved dependencies: {', '.join(first.requires)}{more}", hint=HINT
+        )
+    return result
