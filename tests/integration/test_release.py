@@ -171,7 +171,8 @@ def test_first_run_does_the_whole_loop(setup: Setup, first_run: Run) -> None:
         assert not data["reused"], name
         assert (Path(data["folder"]) / "build-record.json").is_file()
         # the plan requires both of our packages to build identically twice
-        assert data["reproducible"] and all(data["reproducible"].values()), (name, data["reproducible"])
+        if name in ("xcp-export-server", "xcpbuild-local-platform"):
+            assert data["reproducible"] and all(data["reproducible"].values()), (name, data["reproducible"])
     # verify: the installed server survived the stall, the legacy policy failed like in 2018
     trials = steps["verify"]["data"]["xcp-export-server"]["trials"]
     by_policy = {(t["policy"], t["fmt"]): t for t in trials}

@@ -268,7 +268,8 @@ def _write_report(folder: Path | None, payload: dict[str, object]) -> Path:
     return report_page.write_backpressure(folder, payload)
 
 
-def run_provenance(args: argparse.Namespace) -> int:
+def run_provenance(ctx: Context) -> int:
+    args = ctx.args
     check = attest.verify(args.rpm, args.key, checkout=args.checkout, index=args.index)
     if args.json:
         emit_json(check)

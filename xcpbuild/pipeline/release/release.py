@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
@@ -72,9 +72,13 @@ class BuiltPackage:
     reused: bool
     artifacts: tuple[str, ...]  # NEVRAs
     files: tuple[Path, ...]
+    reproducible: dict[str, bool] | None = None  # file -> identical, when the plan required two builds
 
     def to_json(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "reused": self.reused, "artifacts": list(self.artifacts)}
+        found: dict[str, Any] = {"folder": str(self.folder), "reused": self.reused, "artifacts": list(self.artifacts)}
+        if self.reproducible is not None:
+            found["reproducible"] = dict(self.reproducible)
+        return found
 
 
 @dataclass
@@ -306,14 +310,16 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, data: Bui
                 ),
             )
         )
-        state.built[planned.name] = data.packages[planned.name] = built
         if planned.reproducible:
-            _require_reproducible(settings, options, state, planned)
+            built = replace(built, reproducible=_require_reproducible(settings, options, state, planned))
+        state.built[planned.name] = data.packages[planned.name] = built
     reused = sum(built.reused for built in state.built.values())
     return f"{len(state.built)} build(s), {reused} reused from their records"
 
 
-def _require_reproducible(settings: Settings, options: ReleaseOptions, state: _State, planned: PlannedPackage) -> None:
+def _require_reproducible(
+    settings: Settings, options: ReleaseOptions, state: _State, planned: PlannedPackage
+) -> dict[str, bool]:
     """The plan requires this package to build identically twice (SOURCE_DATE_EPOCH from its changelog)."""
     found = reproducible.check(
         settings,
@@ -327,6 +333,7 @@ def _require_reproducible(settings: Settings, options: ReleaseOptions, state: _S
         raise VerifyError(
             f"{planned.name} is not reproducible: {names} differ", hint=f"see {found.folders[0]}/reproducible/"
         )
+    return {f.name: f.identical for f in found.files}
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: VerifyData, run_dir: Path) -> str:
