@@ -1,4 +1,4 @@
-"""dnf as a real client of a yum repository, installing into a throwaway root.
+"""dnf as a real client of a yum repository, against a throwaway root.
 
 Nothing on the host is read or changed: ``reposdir=/dev/null`` hides the
 host's repo files, cache and logs go under the temporary root, and the repo is
@@ -6,20 +6,31 @@ given with ``--repofrompath``. With a public key, ``gpgcheck`` and
 ``repo_gpgcheck`` are both on, so dnf itself checks ``repomd.xml.asc`` and
 every package signature, exactly as an XCP-ng host configured with
 ``gpgcheck=1 repo_gpgcheck=1`` would.
+
+``install`` really installs into the root. ``check_install`` runs the same
+transaction in rpm's test mode (``tsflags=test``): dnf resolves it, fetches the
+packages, checks every package signature against the key (and the repomd
+signature), and rpm then checks the whole transaction (dependencies, file
+conflicts, disk space, package digests) without unpacking anything or running
+scriptlets. For thousands of packages that is a fraction of a real install.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcpbuild.adapters.process import require_tool, run
+from xcpbuild.adapters.process import Completed, require_tool, run
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger
 
 log = get_logger("dnf")
+
+# What dnf's depsolve prints at debuglevel 6 for each package the transaction installs.
+_WILL_INSTALL = re.compile(r"^---> Package (\S+)\.([^.\s]+) (\S+) will be installed$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class Repo:
 
 @dataclass(frozen=True)
 class InstallResult:
-    installed: list[str]  # NEVRAs as the installroot's rpm database lists them
+    installed: list[str]  # NEVRAs (NAME-EVR.ARCH), as installed or as the test transaction would install them
     output: str
 
 
@@ -48,43 +59,87 @@ def install(
     Raises VerifyError with dnf's last message when resolution or installation
     fails (including a bad package or repomd signature).
     """
-    dnf = require_tool("dnf")
     rpm = require_tool("rpm")
     with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
+        done = _transaction(Path(tmp), repos, packages, public_key, releasever, timeout=timeout, test=False)
         root = Path(tmp) / "root"
-        for sub in ("root", "cache", "log", "persist"):
-            (Path(tmp) / sub).mkdir()
-        argv: list[str] = [
-            dnf,
-            "-y",
-            f"--installroot={root}",
-            f"--releasever={releasever}",
-            "--setopt=reposdir=/dev/null",
-            f"--setopt=cachedir={tmp}/cache",
-            f"--setopt=logdir={tmp}/log",
-            f"--setopt=persistdir={tmp}/persist",
-            "--setopt=install_weak_deps=0",
-            "--setopt=tsflags=nodocs",
-            "--noplugins",
-        ]
-        for repo in repos:
-            argv += [f"--repofrompath={repo.repo_id},{repo.path.resolve().as_uri()}", f"--repo={repo.repo_id}"]
-            if public_key is not None:
-                argv += [
-                    f"--setopt={repo.repo_id}.gpgcheck=1",
-                    f"--setopt={repo.repo_id}.repo_gpgcheck=1",
-                    f"--setopt={repo.repo_id}.gpgkey={public_key.resolve().as_uri()}",
-                ]
-            else:
-                argv += [f"--setopt={repo.repo_id}.gpgcheck=0", f"--setopt={repo.repo_id}.repo_gpgcheck=0"]
-        argv += ["install", *packages]
-        done = run(argv, timeout=timeout, check=False)
-        if not done.ok:
-            lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
-            # dnf often prints "Error:" alone, with the reason on the following lines.
-            detail = " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
-            raise VerifyError(f"dnf could not install {' '.join(packages)}: {detail}")
         listed = run([rpm, "--root", root, "-qa", "--qf", "%{NAME}-%{EVR}.%{ARCH}\\n"], check=False)
         installed = sorted(line for line in listed.stdout.splitlines() if line and not line.startswith("gpg-pubkey"))
     return InstallResult(installed, done.stdout)
+
+
+def check_install(
+    repos: Sequence[Repo],
+    packages: Sequence[str],
+    public_key: Path | None,
+    releasever: str,
+    timeout: float = 600,
+) -> InstallResult:
+    """Prove ``packages`` installable from ``repos`` with one test transaction (see the module docstring).
+
+    The result lists what the transaction would install (the packages and their
+    dependencies). Raises VerifyError as ``install`` does.
+    """
+    with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
+        done = _transaction(Path(tmp), repos, packages, public_key, releasever, timeout=timeout, test=True)
+    installed = sorted(
+        f"{m[1]}-{m[3]}.{m[2]}" for m in map(_WILL_INSTALL.match, done.stdout.splitlines()) if m is not None
+    )
+    if not installed:
+        raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
+    return InstallResult(installed, done.stdout)
+
+
+def _transaction(
+    tmp: Path,
+    repos: Sequence[Repo],
+    packages: Sequence[str],
+    public_key: Path | None,
+    releasever: str,
+    *,
+    timeout: float,
+    test: bool,
+) -> Completed:
+    dnf = require_tool("dnf")
+    root = tmp / "root"
+    for sub in ("root", "cache", "log", "persist"):
+        (tmp / sub).mkdir()
+    argv: list[str] = [
+        dnf,
+        "-y",
+        f"--installroot={root}",
+        f"--releasever={releasever}",
+        "--setopt=reposdir=/dev/null",
+        f"--setopt=cachedir={tmp}/cache",
+        f"--setopt=logdir={tmp}/log",
+        f"--setopt=persistdir={tmp}/persist",
+        "--setopt=install_weak_deps=0",
+        "--setopt=tsflags=nodocs,test" if test else "--setopt=tsflags=nodocs",
+        "--noplugins",
+    ]
+    if test:
+        argv.append("--setopt=debuglevel=6")  # prints each package the depsolve adds (see _WILL_INSTALL)
+    for repo in repos:
+        argv += [f"--repofrompath={repo.repo_id},{repo.path.resolve().as_uri()}", f"--repo={repo.repo_id}"]
+        if public_key is not None:
+            argv += [
+                f"--setopt={repo.repo_id}.gpgcheck=1",
+                f"--setopt={repo.repo_id}.repo_gpgcheck=1",
+                f"--setopt={repo.repo_id}.gpgkey={public_key.resolve().as_uri()}",
+            ]
+        else:
+            argv += [f"--setopt={repo.repo_id}.gpgcheck=0", f"--setopt={repo.repo_id}.repo_gpgcheck=0"]
+    argv += ["install", *packages]
+    done = run(argv, timeout=timeout, check=False)
+    if not done.ok:
+        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
+        # dnf often prints "Error:" alone, with the reason on the following lines.
+        detail = " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
+        raise VerifyError(f"dnf could not install {_names(packages)}: {detail}")
+    return done
+
+
+def _names(packages: Sequence[str]) -> str:
+    """The packages for a message: all of a few, a count of many."""
+    return " ".join(packages) if len(packages) <= 5 else f"{len(packages)} packages ({', '.join(packages[:3])}, ...)"
