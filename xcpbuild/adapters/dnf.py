@@ -82,12 +82,15 @@ def check_install(
     """
     with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
         done = _transaction(Path(tmp), repos, packages, public_key, releasever, timeout=timeout, test=True)
-    installed = sorted(
-        f"{m[1]}-{m[3]}.{m[2]}" for m in map(_WILL_INSTALL.match, done.stdout.splitlines()) if m is not None
-    )
+    installed = _would_install(done.stdout)
     if not installed:
         raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
     return InstallResult(installed, done.stdout)
+
+
+def _would_install(output: str) -> list[str]:
+    """NAME-EVR.ARCH of each package dnf's depsolve says it will install."""
+    return sorted(f"{m[1]}-{m[3]}.{m[2]}" for m in map(_WILL_INSTALL.match, output.splitlines()) if m is not None)
 
 
 def _transaction(
