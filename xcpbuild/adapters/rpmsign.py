@@ -160,18 +160,22 @@ def header_digest(paths: Sequence[Path]) -> dict[Path, str]:
 
     Packages built before rpm 4.14 have only the SHA-1 header digest; that is used then.
     """
-    result: dict[Path, str] = {}
-    for start in range(0, len(paths), _BATCH):
-        batch = list(paths[start : start + _BATCH])
+
+    def query_batch(batch: list[Path]) -> dict[Path, str]:
         values = _query_digests(batch)
-        if values is None:  # some file is unreadable: find which, one by one
-            for path in batch:
-                single = _query_digests([path])
-                if single is None:
-                    raise RpmError(f"{path} is not a readable RPM package")
-                result[path] = single[0]
-        else:
-            result.update(zip(batch, values, strict=True))
+        if values is not None:
+            return dict(zip(batch, values, strict=True))
+        found = {}  # some file is unreadable: find which, one by one
+        for path in batch:
+            single = _query_digests([path])
+            if single is None:
+                raise RpmError(f"{path} is not a readable RPM package")
+            found[path] = single[0]
+        return found
+
+    result: dict[Path, str] = {}
+    for found in _each_batch(paths, query_batch):
+        result.update(found)
     return result
 
 
