@@ -287,16 +287,16 @@ def check_repo(repo_dir: Path, verify_packages: Iterable[str] = ()) -> list[str]
     base = str(repo_dir)
     for pkg in packages:
         href = pkg.location_href
-        path = os.path.join(base, href)  # noqa: PTH118 (plain strings: this loop runs once per package)
+        location = os.path.join(base, href)  # noqa: PTH118 (plain strings: this loop runs once per package)
         try:
-            st = os.stat(path)  # noqa: PTH116
+            st = os.stat(location)  # noqa: PTH116
         except OSError:
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
             problems.append(f"{href} named by primary.xml is missing")
         elif st.st_size != pkg.size_package:
             problems.append(f"{href} does not have the size primary.xml gives")
-        elif href in wanted and file_checksum(Path(path), pkg.checksum_type) != pkg.pkgId:
+        elif href in wanted and file_checksum(Path(location), pkg.checksum_type) != pkg.pkgId:
             problems.append(f"{href} does not match its checksum in primary.xml")
     return problems
 
