@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall", type=float, required=True)
     parser.add_argument("--throttle-kib-s", type=int, default=4096)
     parser.add_argument("--stderr-file", default="driver.stderr")
+    parser.add_argument("--runs", default="raw,throttle,stall", help="which runs, in this order (comma-separated)")
     parser.add_argument("driver", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     sys.path.insert(0, args.kit)
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             verify.ClientPlan(stalls=(verify.Stall(at=STALL_AT, seconds=args.stall),), read_timeout=READ_TIMEOUT),
         ),
     )
+    wanted = [name for name in args.runs.split(",") if name]
+    unknown = set(wanted) - {name for name, _, _ in plans}
+    if unknown or not wanted:
+        parser.error(f"--runs takes raw, throttle and stall (got {args.runs})")
+    plans = tuple(sorted((p for p in plans if p[0] in wanted), key=lambda p: wanted.index(p[0])))
     driver = [a for a in args.driver if a != "--"]
     report: dict[str, Any] = {"ready": False, "runs": [], "driver_exit": None, "driver_stdout": "", "driver_stderr": ""}
     with open(args.stderr_file, "wb") as err:

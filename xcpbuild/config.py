@@ -23,6 +23,12 @@ class Settings:
     project_root: Path
     cache_dir: Path
     work_dir: Path
+    # Every XCPBUILD_* variable as it was when the settings were made: mirror URLs, the XCP-ng
+    # key, local base images. Verbs read them here, never from the environment.
+    variables: tuple[tuple[str, str], ...] = ()
+
+    def variable(self, name: str) -> str:
+        return dict(self.variables).get(name, "")
 
     @property
     def specs_dir(self) -> Path:
@@ -60,6 +66,18 @@ def find_project_root(start: Path | None = None) -> Path:
     )
 
 
+def default_cache_dir() -> Path:
+    """The cache folder when none is given: ``XCPBUILD_CACHE``, else the XDG cache's ``xcpbuild/``.
+
+    Needs no project, so verbs that work without one still have a place for their temporary files.
+    """
+    env_cache = os.environ.get("XCPBUILD_CACHE")
+    if env_cache:
+        return Path(env_cache).resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return ((Path(xdg) if xdg else Path.home() / ".cache") / "xcpbuild").resolve()
+
+
 def load_settings(
     project: Path | None = None,
     cache_dir: Path | None = None,
@@ -81,13 +99,9 @@ def load_settings(
         root = find_project_root()
 
     if cache_dir is None:
-        env_cache = os.environ.get("XCPBUILD_CACHE")
-        if env_cache:
-            cache_dir = Path(env_cache)
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME")
-            cache_dir = (Path(xdg) if xdg else Path.home() / ".cache") / "xcpbuild"
+        cache_dir = default_cache_dir()
     if work_dir is None:
         env_work = os.environ.get("XCPBUILD_WORK")
         work_dir = Path(env_work) if env_work else root / "_work"
-    return Settings(project_root=root, cache_dir=cache_dir.resolve(), work_dir=work_dir.resolve())
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("XCPBUILD_")))
+    return Settings(project_root=root, cache_dir=cache_dir.resolve(), work_dir=work_dir.resolve(), variables=variables)

@@ -20,6 +20,7 @@ Python 3.6 compatible: the export server ships this module to XCP-ng dom0, so
 records are NamedTuples and annotations use ``typing``'s names.
 """
 
+import enum
 import struct
 import sys
 from array import array
@@ -316,6 +317,17 @@ def _runs(bitmap: bytes, block_size: int) -> List[Tuple[int, int, bool]]:
     return runs
 
 
+class _Part(enum.Enum):
+    """What the decoder reads next; the value is how error messages name it."""
+
+    FOOTER_COPY = "footer-copy"
+    HEADER = "header"
+    BAT = "bat"
+    BITMAP = "bitmap"
+    FOOTER = "footer"
+    SKIP = "skip"  # bytes between structures, read over
+
+
 class StreamDecoder:
     """Decode a dynamic VHD stream, read strictly forwards, into raw disk pieces.
 
@@ -329,7 +341,7 @@ class StreamDecoder:
         self._buf = bytearray()
         self._pos = 0  # stream bytes consumed
         self._disk_pos = 0  # disk bytes emitted
-        self._need: Tuple[str, int] = ("footer-copy", FOOTER_SIZE)
+        self._need: Tuple[_Part, int] = (_Part.FOOTER_COPY, FOOTER_SIZE)
         self._footer: Optional[Footer] = None
         self._footer_raw = b""
         self._header: Optional[Header] = None
@@ -338,7 +350,7 @@ class StreamDecoder:
         self._bat = array("I")
         self._next_index = 0
         self._index = 0  # the block being read
-        self._then: Tuple[str, int] = ("", 0)  # what to read once a skip ends
+        self._then: Tuple[_Part, int] = (_Part.HEADER, HEADER_SIZE)  # what to read once a skip ends
         self._block: Optional[Tuple[int, List[Tuple[int, int, bool]], int]] = None  # index, runs, bytes consumed
         self._run_ends: List[int] = []  # end of each run of the current block, to find a chunk's first run
         self._done = False
@@ -363,7 +375,7 @@ class StreamDecoder:
         if self._block is not None:
             return f"block {self._block[0]}"
         what = self._need[0]
-        return f"gap before the {self._then[0]}" if what == "skip" else what
+        return f"gap before the {self._then[0].value}" if what is _Part.SKIP else what.value
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Piece]:
         out: List[Piece] = []
@@ -375,7 +387,7 @@ class StreamDecoder:
                 view = self._feed_block(view, out)
                 continue
             what, target = self._need
-            if what == "skip":
+            if what is _Part.SKIP:
                 take = min(len(view), target - self._pos)
                 self._pos += take
                 view = view[take:]
@@ -394,23 +406,24 @@ class StreamDecoder:
 
     def finish(self) -> List[Piece]:
         if not self._done:
-            raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {self._need[0]})")
+            reading = self._need[0].value
+            raise VhdFormatError(f"the stream ended early, after {self._pos} bytes (while reading the {reading})")
         return []
 
-    def _skip_to(self, offset: int, then: str, length: int) -> None:
+    def _skip_to(self, offset: int, then: _Part, length: int) -> None:
         if offset < self._pos:
             raise VhdFormatError(f"the {then} at stream offset {offset} lies behind the read position {self._pos}")
         self._then = (then, length)
-        self._need = ("skip", offset) if offset > self._pos else (then, length)
+        self._need = (_Part.SKIP, offset) if offset > self._pos else (then, length)
 
-    def _structure(self, what: str, raw: bytes, out: List[Piece]) -> None:
-        if what == "footer-copy":
+    def _structure(self, what: _Part, raw: bytes, out: List[Piece]) -> None:
+        if what is _Part.FOOTER_COPY:
             self._footer = Footer.decode(raw)
             self._footer_raw = raw
             if self._footer.disk_type not in (DISK_DYNAMIC, DISK_DIFFERENCING):
                 raise VhdFormatError(f"disk type {self._footer.disk_type} is not dynamic (3) or differencing (4)")
-            self._skip_to(self._footer.data_offset, "header", HEADER_SIZE)
-        elif what == "header":
+            self._skip_to(self._footer.data_offset, _Part.HEADER, HEADER_SIZE)
+        elif what is _Part.HEADER:
             self._header = Header.decode(raw)
             assert self._footer is not None
             if self._footer.disk_type == DISK_DIFFERENCING:
@@ -420,8 +433,8 @@ class StreamDecoder:
                 raise VhdFormatError(f"the BAT has {self._header.max_table_entries} entries, the size needs {expected}")
             if self._footer.current_size > MAX_VIRTUAL_SIZE or self._header.max_table_entries > MAX_BAT_ENTRIES:
                 raise VhdFormatError("the disk is larger than a VHD export may be (2040 GiB)")
-            self._skip_to(self._header.table_offset, "bat", roundup(4 * self._header.max_table_entries))
-        elif what == "bat":
+            self._skip_to(self._header.table_offset, _Part.BAT, roundup(4 * self._header.max_table_entries))
+        elif what is _Part.BAT:
             assert self._header is not None
             assert self._footer is not None
             bat = array("I", raw[: 4 * self._header.max_table_entries])  # "I" is 4 bytes wherever Linux runs
@@ -441,12 +454,12 @@ class StreamDecoder:
                     previous = entry
             self._bat = bat
             self._next_block()
-        elif what == "bitmap":
+        elif what is _Part.BITMAP:
             assert self._header is not None
             runs = _runs(raw, self._header.block_size)
             self._run_ends = [end for _, end, _ in runs]
             self._block = (self._index, runs, 0)
-        elif what == "footer":
+        elif what is _Part.FOOTER:
             if raw != self._footer_raw:
                 raise VhdFormatError("the final footer differs from the footer copy at the start")
             assert self._footer is not None
@@ -459,9 +472,9 @@ class StreamDecoder:
         if self._next_index < len(self._bat):
             self._index = self._next_index
             self._next_index += 1
-            self._skip_to(self._bat[self._index] * SECTOR, "bitmap", self._bitmap_size())
+            self._skip_to(self._bat[self._index] * SECTOR, _Part.BITMAP, self._bitmap_size())
         else:
-            self._need = ("footer", FOOTER_SIZE)
+            self._need = (_Part.FOOTER, FOOTER_SIZE)
 
     def _bitmap_size(self) -> int:
         assert self._header is not None

@@ -11,8 +11,11 @@ import pytest
 from tests.conftest import need
 
 BUSYBOX = Path("/bin/busybox")
-TINY_IMAGE = "xcpbuild-test-tiny:1"
-_APPLETS = ("sh", "sleep", "id", "cat", "ls", "mkdir", "echo", "sha256sum", "wc", "true", "false", "head", "dd", "kill")
+TINY_IMAGE = "xcpbuild-test-tiny:2"  # 2: with find (the glob of the adapter)
+_APPLETS = (
+    *("sh", "sleep", "id", "cat", "ls", "mkdir", "echo", "sha256sum", "wc", "true", "false", "head", "dd", "kill"),
+    "find",
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +23,7 @@ def tiny_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str: 
     """A few-MB image holding only a static busybox: fast to make, enough to test the adapter."""
     need(BUSYBOX.exists(), "a static busybox (apt-get install busybox-static)")
     try:
-        docker_client.images.get(TINY_IMAGE)
+        docker_client.sdk.images.get(TINY_IMAGE)
         return TINY_IMAGE
     except Exception:
         pass
@@ -51,7 +54,8 @@ def tiny_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str: 
         tar.addfile(info, io.BytesIO(passwd))
     from xcpbuild.adapters.container import import_rootfs
 
-    import_rootfs(docker_client, rootfs, "xcpbuild-test-tiny", "1", changes=["ENV PATH=/bin"])
+    repository, tag = TINY_IMAGE.split(":")
+    import_rootfs(docker_client, rootfs, repository, tag, changes=["ENV PATH=/bin"])
     return TINY_IMAGE
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -66,7 +66,7 @@ def test_export_server_rpm_is_built_installed_and_serves(docker_client, project:
     # Installed into a clean container of the local image, then started and fetched from.
     options = ctr.ContainerOptions(image=record["image"]["tag"], role="test")
     with ctr.BuildContainer(docker_client, options) as box:
-        box.put([rpm], "/tmp/rpms")
+        box.put([rpm], PurePosixPath("/tmp/rpms"))
         # --nodeps: Debian's rpm database does not know the python3 and /bin/sh dpkg installed.
         box.exec(["rpm", "-ivh", "--nodeps", f"/tmp/rpms/{rpm.name}"], user="0", timeout=120)
         assert "xcp-export-server-0.1.0-1.xcpng8.3.noarch" in box.exec(["rpm", "-qa"]).output
@@ -108,7 +108,7 @@ def test_vhd_tool_srpm_holds_the_patches_and_spec_and_prep_applies_them(project:
     (srpm,) = result.paths()
     header = rpmheader.read(srpm)
     assert header.is_source and header.name == "vhd-tool"
-    assert header.release == "4.2.xcpng8.3"
+    assert header.release == "4.4.xcpng8.3"
     assert header.patches == (VHD_PATCH.name,)
     names = {f.path for f in header.files}
     assert {VHD_PATCH.name, "vhd-tool.spec", "vhd-tool-sparse_dd-conf"} <= names
@@ -168,42 +168,4 @@ def test_a_build_over_its_time_limit_is_killed_and_its_container_removed(docker_
     with pytest.raises(StepTimeoutError) as info:
         build_package(project, "slow", "local", stage="rpm", timeout=8)
     assert "exceeded its 8s time limit" in info.value.message and "removed" in info.value.message
-    assert set(ctr.list_containers(docker_client, "build")) == before
-
-
-def test_sigterm_to_the_cli_removes_its_build_container(docker_client, project: Settings) -> None:  # type: ignore[no-untyped-def]
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    (project.specs_dir / "slow.toml").write_text(
-        'name = "slow"\nsummary = "sleeps"\nlicense = "MIT"\nurl = "https://example.invalid"\n'
-        'source_kind = "project"\nproject_paths = ["xcpbuild/__init__.py"]\ntemplate = "slow.spec.j2"\n'
-        '[targets.default]\nversion = "1"\nref = "project"\n'
-    )
-    (project.specs_dir / "slow.spec.j2").write_text(SLOW_SPEC)
-    before = set(ctr.list_containers(docker_client, "build"))
-    env = dict(os.environ, XCPBUILD_PROJECT=str(project.project_root), XCPBUILD_WORK=str(project.work_dir))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xcpbuild", "build", "slow", "--target", "local", "--stage", "rpm"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and set(ctr.list_containers(docker_client, "build")) == before:
-            time.sleep(0.2)
-        assert set(ctr.list_containers(docker_client, "build")) != before, "the build never started a container"
-        time.sleep(1)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM
     assert set(ctr.list_containers(docker_client, "build")) == before

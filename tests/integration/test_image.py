@@ -11,7 +11,7 @@ from xcpbuild.pipeline.build import image
 
 def test_local_image_has_rpm_tools_el_macros_and_a_non_root_builder(docker_client, local_image) -> None:  # type: ignore[no-untyped-def]
     assert local_image.tag.startswith("xcpbuild-local:")
-    assert docker_client.images.get(local_image.tag).labels[image.TARGET_LABEL] == "local"
+    assert docker_client.sdk.images.get(local_image.tag).labels[image.TARGET_LABEL] == "local"
     probe = (
         "id -u; rpm --eval '%{_unitdir} %{python3_sitelib} %{__python3} %{dist}'; "
         "command -v rpmbuild rpmspec patch python3 >/dev/null && echo tools; ls /sys/class/net"
@@ -43,4 +43,4 @@ def test_image_is_reused_until_its_context_changes(docker_client, local_image, t
         listed = {row.tag: row.current for row in image.list_images(settings, client=docker_client)}
         assert listed[changed.tag] is True and listed[local_image.tag] is False
     finally:
-        docker_client.images.remove(changed.tag, force=True)
+        docker_client.sdk.images.remove(changed.tag, force=True)

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.conftest import need, need_tool
 from tests.fixtures.probe_upstream import ProbeFixture, make_probe_fixture
+from xcpbuild.adapters.engine import Engine
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings, load_settings
 from xcpbuild.errors import BuildError
@@ -78,7 +78,7 @@ def test_patched_fixture_survives_the_stall_byte_exact(good: ProbeFixture, tmp_p
 
 def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     tmp_path_factory: pytest.TempPathFactory,
-    docker_client: docker.DockerClient,
+    docker_client: Engine,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

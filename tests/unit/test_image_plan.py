@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,28 @@ def test_base_key_changes_with_the_mirror(tmp_path: Path, monkeypatch: pytest.Mo
     assert a.base.key != b.base.key and a.tag != b.tag
 
 
-def test_registry_targets_need_their_mirror_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_family_targets_need_their_mirror_settings(tmp_path: Path) -> None:
     settings = _project(tmp_path)
-    monkeypatch.delenv("XCPBUILD_XCPNG_REPO", raising=False)
-    monkeypatch.setenv("XCPBUILD_CENTOS_VAULT", "http://vault.example.invalid")
     with pytest.raises(ConfigError) as info:
         image.plan(settings, "xcp-ng-8.3")
-    assert "XCPBUILD_XCPNG_REPO" in info.value.message
-    monkeypatch.setenv("XCPBUILD_XCPNG_REPO", "http://repo.example.invalid")
-    planned = image.plan(settings, "xcp-ng-8.3")
-    assert dict(planned.build_args)["BASE"] == "centos:7.5.1804" and planned.base is None
-    assert dict(image.plan(settings, "xcp-ng-7.5").build_args)["DIST"] == ""
+    assert "XCPBUILD_XCPNG_MIRROR" in info.value.message and "8/8.3/base/x86_64/" in info.value.message
+    mirrors = {
+        "XCPBUILD_XCPNG_MIRROR": "https://xcpng.example.invalid/mirror",
+        "XCPBUILD_CENTOS_VAULT": "https://vault.example.invalid/centos",
+        "XCPBUILD_EPEL_MIRROR": "https://epel.example.invalid/epel",
+    }
+    settings = replace(settings, variables=tuple(mirrors.items()))
+    with pytest.raises(ConfigError) as info:
+        image.plan(settings, "xcp-ng-8.3")  # gpgcheck on: the XCP-ng key is a setting too
+    assert "XCPBUILD_XCPNG_KEY" in info.value.message
+    planned = image.plan(settings, "xcp-ng-7.5")  # 7.x checked no signatures: no key needed
+    assert dict(planned.build_args)["BASE"] == "centos:7.2.1511" and planned.base is None
+    assert dict(planned.build_args)["DIST"] == ".el7.centos" and not planned.local_base
+    assert planned.target.context_dir == settings.containers_dir / "el7"
+    # A local base image replaces the registry one; it changes the tag and is never pulled.
+    local = replace(settings, variables=(*settings.variables, ("XCPBUILD_BASE_IMAGES", "centos:7.2.1511=mine:7.2")))
+    again = image.plan(local, "xcp-ng-7.5")
+    assert dict(again.build_args)["BASE"] == "mine:7.2" and again.local_base and again.tag != planned.tag
+    # A different mirror is a different image.
+    moved = dict(mirrors, XCPBUILD_XCPNG_MIRROR="https://other.example.invalid/m")
+    assert image.plan(replace(settings, variables=tuple(moved.items())), "xcp-ng-7.5").tag != planned.tag

@@ -18,7 +18,10 @@ def test_embedded_default_is_the_offline_local_loop() -> None:
     by_name = {p.name: p for p in plan.packages}
     assert by_name["xcp-export-server"].verify == "export-server"
     assert by_name["xcp-export-server"].install
-    assert by_name["vhd-tool"].needs_upstream and by_name["vhd-tool"].stage == "srpm"
+    vhd_tool = by_name["vhd-tool"]
+    assert (vhd_tool.stage, vhd_tool.verify, vhd_tool.ref) == ("srpm", "probe", "v0.20.0")
+    assert vhd_tool.upstream == "https://github.com/xapi-project/vhd-tool.git"
+    assert vhd_tool.if_unreachable == "leave-out"
     assert by_name["xcpbuild-local-platform"].channel == "base"
 
 
@@ -40,6 +43,10 @@ def test_unknown_keys_and_bad_values_are_rejected() -> None:
         parse_plan(BASE.replace('"8.3"', '"eight"'), "p.toml")
     with pytest.raises(ConfigError, match="stage"):
         parse_plan(BASE + 'stage = "deb"\n', "p.toml")
+    with pytest.raises(ConfigError, match="leave-out"):
+        parse_plan(BASE + 'if_unreachable = "skip"\n', "p.toml")
+    with pytest.raises(ConfigError, match="needs_upstream"):
+        parse_plan(BASE + "needs_upstream = true\n", "p.toml")
     with pytest.raises(ConfigError, match="no packages"):
         parse_plan('target = "local"\nrelease = "8.3"\nchannel = "testing"\n', "p.toml")
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +60,118 @@ def _alive(pid: int) -> bool:
 def test_signal_is_described_in_words() -> None:
     assert process.describe_status(-9) == "was killed by SIGKILL"
     assert process.describe_status(2) == "exited with status 2"
+
+
+# -- interrupts: nothing the runner started outlives the Python waiting for it -----------------
+def _interrupt_after(seconds: float, exc: type[BaseException]) -> None:
+    def handler(_signum: int, _frame: object) -> None:
+        raise exc(143) if exc is SystemExit else exc()
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+@pytest.fixture
+def _restore_alarm() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGALRM)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.usefixtures("_restore_alarm")
+def test_ctrl_c_is_forwarded_as_sigint_and_the_child_reaped(tmp_path: Path) -> None:
+    marker = tmp_path / "got"
+    pidfile = tmp_path / "pid"
+    script = f'echo $$ > {pidfile}; trap "echo INT > {marker}; exit 3" INT; sleep 30 & wait'
+    _interrupt_after(0.5, KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        process.run(["sh", "-c", script])
+    assert marker.read_text().strip() == "INT", "the child did not see the SIGINT"
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists(), "the child was not reaped (a zombie is left)"
+
+
+@pytest.mark.usefixtures("_restore_alarm")
+def test_any_other_exception_terminates_the_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    _interrupt_after(0.5, SystemExit)
+    start = time.monotonic()
+    with pytest.raises(SystemExit):
+        process.run(["sh", "-c", f"sleep 30 & echo $$ $! > {pidfile}; wait"])
+    assert time.monotonic() - start < 5, "SIGTERM should have ended the group at once"
+    leader, grandchild = (int(p) for p in pidfile.read_text().split())
+    assert not Path(f"/proc/{leader}").exists()
+    assert not _alive(grandchild), "the grandchild outlived the interrupted step"
+
+
+def test_stop_group_escalates_to_sigkill_after_the_grace(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        ["sh", "-c", f'trap "" TERM INT; echo ok > {ready}; while :; do sleep 0.1; done'], start_new_session=True
+    )
+    _wait_for(ready)
+    start = time.monotonic()
+    process.stop_group(proc, first=signal.SIGINT, grace=0.5)
+    took = time.monotonic() - start
+    assert proc.returncode == -signal.SIGKILL
+    assert 1.0 <= took < 5, f"INT and TERM should each get the 0.5 s grace before KILL (took {took:.2f}s)"
+
+
+def test_stop_group_stops_at_the_first_signal_that_works(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    start = time.monotonic()
+    process.stop_group(proc, grace=5)
+    assert proc.returncode == -signal.SIGTERM
+    assert time.monotonic() - start < 2
+
+
+CLI_LIKE = """
+import signal, sys
+from xcpbuild.adapters import process
+def terminate(signum, frame):
+    raise SystemExit(128 + signum)
+signal.signal(signal.SIGTERM, terminate)
+process.run(["sh", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 30"])
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_python_leaves_no_child(tmp_path: Path, sig: signal.Signals) -> None:
+    """The issue's reproduction: SIGTERM (or SIGINT) to the Python waiting in ``run``."""
+    pidfile = tmp_path / "pid"
+    python = subprocess.Popen([sys.executable, "-c", CLI_LIKE, str(pidfile)], stderr=subprocess.DEVNULL)
+    _wait_for(pidfile)
+    child = int(pidfile.read_text())
+    python.send_signal(sig)
+    code = python.wait(timeout=15)
+    # SystemExit(143) from the handler; an uncaught KeyboardInterrupt ends Python by SIGINT itself.
+    assert code == (143 if sig == signal.SIGTERM else -signal.SIGINT)
+    assert not _alive(child), "the child outlived the Python that started it"
+
+
+def _wait_for(path: Path, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not (path.exists() and path.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+def test_signals_during_the_start_are_held_then_acted_on() -> None:
+    seen: list[str] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(SystemExit) as info, process.signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            seen.append("the block ran to its end")
+        assert info.value.code == 143
+        assert seen == ["the block ran to its end"]
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

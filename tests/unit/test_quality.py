@@ -83,3 +83,14 @@ def test_what_the_export_server_ships_runs_on_python_3_6() -> None:
     argv = [str(BIN / "vermin"), "--no-tips", "--violations", "--eval-annotations", "-t=3.6-", *shipped]
     done = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_only_adapters_reach_into_the_docker_sdk() -> None:
+    """The engine handle is opaque above the adapters: no `.sdk` outside them."""
+    offenders = []
+    for layer in ("cli", "pipeline", "model"):
+        for path in (PROJECT_ROOT / "xcpbuild" / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr == "sdk":
+                    offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from xcpbuild.cli.release import _show
-from xcpbuild.pipeline.release.release import BuiltPackage, ChannelPublish, PatchRow, ReleaseReport
+from xcpbuild.pipeline.release.release import BuiltPackage, ChannelPublish, ReleaseReport
+from xcpbuild.pipeline.release.upstreams import PatchRow
+from xcpbuild.pipeline.release.verify_step import Checked
 from xcpbuild.pipeline.verify.exportserver_check import ExportCheckResult, Trial
+
+
+def _checked(name: str, result: ExportCheckResult) -> Checked:
+    data = {**result.to_json(), "kind": "export-server", "proof": "p"}
+    return Checked(name, result.ok, "p", result.problem, data)
 
 
 def _report(tmp_path: Path) -> ReleaseReport:
@@ -30,8 +37,8 @@ def _report(tmp_path: Path) -> ReleaseReport:
         Trial("legacy-retry", "vhd", "fail", "truncated", False, 20, None, True, "cut"),
     ]
     report.verify.status = "failed"
-    report.verify.data.checks["xcp-export-server"] = check
-    report.verify.data.checks["other"] = ExportCheckResult()  # no trials: no table
+    report.verify.data.checks["xcp-export-server"] = _checked("xcp-export-server", check)
+    report.verify.data.checks["other"] = _checked("other", ExportCheckResult())  # no trials: no table
     report.publish.status = report.install.status = "skipped"
     report.failed_step = "verify"
     return report
@@ -45,8 +52,8 @@ def test_show_prints_every_step_the_health_table_the_trials_and_the_build_folder
     out = capsys.readouterr().out.splitlines()
     assert "release of plan (embedded local) on target local" in out
     health = out.index("patch health")
-    assert out[health + 3].split() == ["xcp-export-server", "(this", "project)", "-", "no", "patches"]
-    assert out[health + 4].split() == ["vhd-tool", "v0.20.0", "0001-wait.patch", "applies", "with", "offset"]
+    assert out[health + 3].split() == ["xcp-export-server", "(this", "project)", "-", "no", "patches", "pin"]
+    assert out[health + 4].split() == ["vhd-tool", "v0.20.0", "0001-wait.patch", "applies", "with", "offset", "pin"]
     steps = [line.split()[:3] for line in out[4:9]]
     assert steps == [
         ["sources", "ok", "1.2s"],
@@ -75,6 +82,7 @@ def test_the_summary_keeps_its_json_shape(tmp_path: Path) -> None:
         "ref": "v0.20.0",
         "patch": "0001-wait.patch",
         "status": "applies with offset",
+        "kind": "pin",
     }
     assert steps["build"]["data"]["xcp-export-server"] == {
         "folder": str(tmp_path / "builds" / "xes-1"),

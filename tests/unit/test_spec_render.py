@@ -34,8 +34,8 @@ def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
     rendered = spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-7.5"))
     text = rendered.text
     assert _field(text, "Name") == ["vhd-tool"] and _field(text, "Version") == ["0.20.0"]
-    # 7.5 wrote the dist literally: 0.20.0-4.2.xcp, the release that shipped.
-    assert _field(text, "Release") == ["4.2.xcp%{?dist}"]
+    # 7.x wrote .xcp literally before CentOS's dist: 4.4.xcp.el7.centos, above the 4.3.xcp that shipped.
+    assert _field(text, "Release") == ["4.4.xcp%{?dist}"]
     assert _field(text, "License") == ["LGPL+linking exception"]
     assert _field(text, "Source0") == ["vhd-tool-0.20.0.tar.gz"]
     assert _field(text, "Source1") == ["vhd-tool-sparse_dd-conf"]
@@ -50,18 +50,19 @@ def test_vhd_tool_follows_the_7_5_spec(settings: Settings) -> None:
     assert "%autosetup -p1" in text and "eval $(opam config env --root=/usr/lib/opamroot)" in text
     assert "%{buildroot}%{_libexecdir}/xapi/get_vhd_vsize" in text and "cli/sparse_dd.conf" in text
     changelog = text.split("%changelog\n", 1)[1]
-    assert changelog.startswith(
-        "* Thu Aug 16 2018 XCP-ng release engineering <release@xcp-ng.invalid> - 0.20.0-4.2\n- "
-    )
-    assert "* Mon Jul 30 2018" in changelog and "{{" not in text
+    # Only what is true of our build: one entry, ours, for this upstream version.
+    assert changelog.startswith("* Tue Dec 01 2026 xcpbuild team <xcpbuild@xcp-ng.invalid> - 0.20.0-4.4\n- Wait ")
+    assert changelog.count("\n* ") == 0 and "0.43.0" not in changelog and "{{" not in text
 
 
 def test_8x_targets_use_the_dist_macro_and_their_own_pin(settings: Settings) -> None:
     local = spec.render(settings, resolve(settings, "vhd-tool", "local"))
-    assert _field(local.text, "Release") == ["4.2%{?dist}"]
+    assert _field(local.text, "Release") == ["4.4%{?dist}"]
     newer = spec.render(settings, resolve(settings, "vhd-tool", "xcp-ng-8.2"))
-    assert (newer.version, newer.release, newer.patches) == ("0.43.0", "1", ())
-    assert _field(newer.text, "Release") == ["1%{?dist}"] and not _field(newer.text, "Patch1000")
+    assert (newer.version, newer.release, newer.patches) == ("0.43.0", "11.2", ())
+    assert _field(newer.text, "Release") == ["11.2%{?dist}"] and not _field(newer.text, "Patch1000")
+    changelog = newer.text.split("%changelog\n", 1)[1]
+    assert "- 0.43.0-11.2\n" in changelog and "0.20.0" not in changelog
 
 
 def test_patches_are_numbered_from_1000_in_series_order(settings: Settings) -> None:
@@ -102,3 +103,28 @@ def test_cli_prints_or_writes_the_spec(
     out = tmp_path / "vhd-tool.spec"
     assert main(["spec", "render", "vhd-tool", "--target", "local", "-o", str(out)]) == 0
     assert "Patch1000: " in out.read_text() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["xcp-ng-7.5", "xcp-ng-8.2", "xcp-ng-8.3"])
+def test_export_server_spec_on_xcp_ng_targets_is_right_for_centos_7(settings: Settings, target: str) -> None:
+    text = spec.render(settings, resolve(settings, "xcp-export-server", target)).text
+    # CentOS 7 defines %{python3_sitelib} (python3.6) and %{__python3} through python3-devel's macros,
+    # %{_unitdir} and the %systemd_* scriptlets through systemd's.
+    assert _field(text, "BuildRequires") == ["python3-devel", "systemd"]
+    assert _field(text, "Requires") == ["python3"] and "%{?systemd_requires}" in text
+    assert "%{python3_sitelib}/xcpbuild\n" in text and "cp -a xcpbuild %{buildroot}%{python3_sitelib}/" in text
+    assert "exec %{__python3} -m xcpbuild.exportserver" in text
+    assert "install -m 644 %{SOURCE1} %{buildroot}%{_unitdir}/xcp-export-server.service" in text
+    assert "%{_unitdir}/xcp-export-server.service\n" in text.split("%files", 1)[1]
+    # systemd 219 has no DynamicUser=: the unit runs as a system user made in %pre.
+    assert "s/^DynamicUser=yes$/User=xcp-export/" in text
+    assert _field(text, "Requires\\(pre\\)") == ["shadow-utils"]
+    pre = text.split("%pre\n", 1)[1].split("\n%post", 1)[0]
+    assert "useradd -r -g xcp-export" in pre and pre.rstrip().endswith("exit 0")
+    unit = (settings.specs_dir / "xcp-export-server" / "xcp-export-server.service").read_text()
+    assert "DynamicUser=yes\n" in unit  # what the sed rewrites
+
+
+def test_export_server_spec_on_local_asks_nothing_debian_cannot_give(settings: Settings) -> None:
+    text = spec.render(settings, resolve(settings, "xcp-export-server", "local")).text
+    assert not _field(text, "BuildRequires") and "%pre\n" not in text and "DynamicUser" not in text

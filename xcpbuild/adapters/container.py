@@ -29,18 +29,23 @@ import docker.models.containers
 import docker.types
 import requests.exceptions
 
-from xcpbuild.adapters import engine, process
+from xcpbuild.adapters import engine, owned, process
 from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
 from xcpbuild.log import get_logger
 
 log = get_logger("docker")
 
 LABEL = "org.xcpbuild.role"
+# Who made a container (``host/PID-START``), so the next run can remove what a killed one left.
+OWNER_LABEL = "org.xcpbuild.owner"
+# Kept for inspection (--keep-container): never swept.
+KEEP_LABEL = "org.xcpbuild.keep"
 DEFAULT_USER = "1000:1000"
+DEFAULT_WORKDIR = PurePosixPath("/tmp")
 _counter = itertools.count()
 
-# The engine client type, for layers that may not import docker themselves.
-Client = docker.DockerClient
+# The engine connection, for layers that may not import docker themselves (an opaque handle).
+Client = engine.Engine
 
 _DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -61,7 +66,7 @@ class ContainerOptions:
 
     image: str
     user: str = DEFAULT_USER
-    workdir: str = "/tmp"
+    workdir: PurePosixPath = DEFAULT_WORKDIR
     environment: Mapping[str, str] = field(default_factory=dict)
     keep: bool = False
     role: str = "build"
@@ -72,15 +77,22 @@ class ContainerOptions:
     network: str | None = None
 
 
-def get_client() -> docker.DockerClient:
-    """A live client (EngineError with a hint when no engine answers)."""
-    return engine.client()
+def get_client() -> engine.Engine:
+    """A live client (EngineError with a hint when no engine answers); the first one sweeps orphans."""
+    client = engine.client()
+    _sweep_once(client)
+    return client
+
+
+def _sweep_once(client: engine.Engine) -> None:
+    if owned.first_time(("containers", id(client))):
+        sweep_orphans(client)
 
 
 class BuildContainer:
     """A container for one job; use as ``with BuildContainer(client, opts) as box:``."""
 
-    def __init__(self, client: docker.DockerClient, options: ContainerOptions) -> None:
+    def __init__(self, client: engine.Engine, options: ContainerOptions) -> None:
         self._client = client
         self.options = options
         self.name = f"xcpbuild-{options.role}-{os.getpid()}-{next(_counter)}-{int(time.time())}"
@@ -89,17 +101,21 @@ class BuildContainer:
     # -- lifecycle -----------------------------------------------------------------
     def __enter__(self) -> BuildContainer:
         opts = self.options
+        _sweep_once(self._client)
+        labels = {LABEL: opts.role, OWNER_LABEL: owned.me().label}
+        if opts.keep:
+            labels[KEEP_LABEL] = "1"
         try:
-            self._container = self._client.containers.create(
+            self._container = self._client.sdk.containers.create(
                 opts.image,
                 command=["sleep", "2147483647"],
                 name=self.name,
                 user=opts.user,
-                working_dir=opts.workdir,
+                working_dir=str(opts.workdir),
                 environment=dict(opts.environment),
                 network_mode=opts.network or "none",
                 volumes={host: {"bind": inside, "mode": "rw"} for host, inside in opts.mounts},
-                labels={LABEL: opts.role},
+                labels=labels,
                 mem_limit=opts.mem_limit,
                 ulimits=_process_limits(),
                 init=True,
@@ -152,7 +168,7 @@ class BuildContainer:
         return str(self.container.id)
 
     # -- files -------------------------------------------------------------------------
-    def put(self, sources: Iterable[Path], dest: str, *, mode: int | None = None) -> None:
+    def put(self, sources: Iterable[Path], dest: PurePosixPath, *, mode: int | None = None) -> None:
         """Copy host files/directories into directory ``dest`` (created, owned by the build user)."""
         buffer = io.BytesIO()
         uid, gid = _ids(self.options.user)
@@ -161,7 +177,7 @@ class BuildContainer:
                 tar.add(str(source), arcname=source.name, filter=lambda info: _own(info, uid, gid, mode))
         self._put_archive(dest, buffer.getvalue())
 
-    def put_bytes(self, files: Mapping[str, bytes], dest: str, *, mode: int = 0o644) -> None:
+    def put_bytes(self, files: Mapping[str, bytes], dest: PurePosixPath, *, mode: int = 0o644) -> None:
         """Write in-memory files (name -> content) into directory ``dest``."""
         buffer = io.BytesIO()
         uid, gid = _ids(self.options.user)
@@ -175,20 +191,20 @@ class BuildContainer:
                 tar.addfile(info, io.BytesIO(data))
         self._put_archive(dest, buffer.getvalue())
 
-    def _put_archive(self, dest: str, data: bytes) -> None:
-        self.exec(["mkdir", "-p", dest], timeout=60)
+    def _put_archive(self, dest: PurePosixPath, data: bytes) -> None:
+        self.exec(["mkdir", "-p", str(dest)], timeout=60)
         try:
-            ok = self.container.put_archive(dest, data)
+            ok = self.container.put_archive(str(dest), data)
         except _DockerFailure as exc:
             raise EngineError(f"could not copy files into {self.name}:{dest}: {exc}") from exc
         if not ok:
             raise EngineError(f"the engine refused the copy into {self.name}:{dest}")
 
-    def get(self, path: str, dest: Path) -> list[Path]:
+    def get(self, path: PurePosixPath, dest: Path) -> list[Path]:
         """Copy ``path`` (a file or directory) out of the container into host directory ``dest``."""
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            stream, _stat = self.container.get_archive(path)
+            stream, _stat = self.container.get_archive(str(path))
             data = b"".join(stream)
         except docker.errors.NotFound as exc:
             raise ContainerStepError(
@@ -201,13 +217,22 @@ class BuildContainer:
             tar.extractall(dest, filter="data")
         return [dest / m.name for m in members if m.isfile()]
 
+    def glob(self, directory: PurePosixPath, pattern: str) -> list[PurePosixPath]:
+        """The entries of ``directory`` whose names match the shell ``pattern``, sorted (no shell involved)."""
+        listing = self.exec(
+            ["find", str(directory), "-mindepth", "1", "-maxdepth", "1", "-name", pattern], timeout=60, check=False
+        )
+        if listing.exit_code != 0:
+            raise ContainerStepError(f"cannot list {directory} in the container: {listing.output.strip()}")
+        return sorted(PurePosixPath(line) for line in listing.output.splitlines() if line)
+
     # -- steps -------------------------------------------------------------------------
     def exec(
         self,
         argv: Sequence[str],
         *,
         timeout: float | None = None,
-        workdir: str | None = None,
+        workdir: PurePosixPath | None = None,
         environment: Mapping[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
         check: bool = True,
@@ -220,14 +245,14 @@ class BuildContainer:
         """
         args = tuple(argv)
         log.debug("+ [%s] %s", self.name, shlex.join(args))
-        api = self._client.api
+        api = self._client.sdk.api
         start = time.monotonic()
         try:
             exec_id = api.exec_create(
                 self.id,
                 list(args),
                 user=user or self.options.user,
-                workdir=workdir,
+                workdir=None if workdir is None else str(workdir),
                 environment=dict(environment or {}),
                 stdout=True,
                 stderr=True,
@@ -277,21 +302,49 @@ class BuildContainer:
             raise StepTimeoutError(
                 f"`{shlex.join(args)}` exceeded its {timeout:.0f}s time limit; its container was killed"
             )
-        try:
-            exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
-        except _DockerFailure as exc:
-            raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
+        exit_code = self._await_exit_code(exec_id)
+        if exit_code is None:
+            # Never success by default: a step whose end nobody saw did not pass.
+            raise EngineError(
+                f"the engine reported no exit code for `{shlex.join(args)}` in {self.name}",
+                hint="the container may have been killed or removed while the step ran; run it again",
+            )
         result = ExecResult(args, exit_code, "\n".join(output), seconds)
         if check and exit_code != 0:
             tail = " | ".join(output[-3:])
             raise ContainerStepError(f"`{shlex.join(args)}` exited with status {exit_code} in the container: {tail}")
         return result
 
-    def attach(self, argv: Sequence[str], *, workdir: str) -> int:
+    # How long the engine may go on reporting a step running after its output ended.
+    exit_code_patience = 5.0
+
+    def _await_exit_code(self, exec_id: str) -> int | None:
+        """The step's exit code (None: the engine cannot say); it may report the step running for a moment."""
+        deadline = time.monotonic() + self.exit_code_patience
+        while True:
+            try:
+                code = _exit_code(self._client.sdk.api.exec_inspect(exec_id))
+            except _DockerFailure as exc:
+                raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
+            if code is not None or time.monotonic() > deadline:
+                return code
+            time.sleep(0.05)
+
+    def attach(self, argv: Sequence[str], *, workdir: PurePosixPath) -> int:
         """Run ``argv`` in the container on this terminal (``docker exec -it``); return its exit status."""
         tty = ["-it"] if os.isatty(0) and os.isatty(1) else ["-i"]
         docker_cli = process.require_tool("docker")
-        return process.interactive([docker_cli, "exec", *tty, "-w", workdir, self.name, *argv])
+        return process.interactive([docker_cli, "exec", *tty, "-w", str(workdir), self.name, *argv])
+
+
+def _exit_code(inspected: Mapping[str, Any]) -> int | None:
+    """The exit code of a finished exec, or None when the engine cannot say (still running, or unknown)."""
+    if inspected.get("Running"):
+        return None
+    code = inspected.get("ExitCode")
+    if isinstance(code, bool) or not isinstance(code, int):
+        return None
+    return code
 
 
 def _ids(user: str) -> tuple[int, int]:
@@ -331,10 +384,10 @@ def _process_limits() -> list[docker.types.Ulimit]:
     return limits
 
 
-def image_id(client: docker.DockerClient, tag: str) -> str | None:
+def image_id(client: engine.Engine, tag: str) -> str | None:
     """The id of image ``tag``, or None if the engine does not have it."""
     try:
-        return str(client.images.get(tag).id)
+        return str(client.sdk.images.get(tag).id)
     except docker.errors.ImageNotFound:
         return None
     except _DockerFailure as exc:
@@ -342,7 +395,7 @@ def image_id(client: docker.DockerClient, tag: str) -> str | None:
 
 
 def import_rootfs(
-    client: docker.DockerClient,
+    client: engine.Engine,
     rootfs_tar: Path,
     repository: str,
     tag: str,
@@ -354,7 +407,7 @@ def import_rootfs(
     """
     try:
         # A file path, not a stream: the SDK's streaming import sends a body the engine refuses.
-        result = client.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
+        result = client.sdk.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
     except _DockerFailure as exc:
         raise EngineError(f"could not import {rootfs_tar} as {repository}:{tag}: {exc}") from exc
     log.debug("import result: %s", result)
@@ -363,7 +416,7 @@ def import_rootfs(
     if found is None and imported:
         # Podman's Docker-compatible API imports the image but ignores repository and tag.
         try:
-            client.api.tag(imported.group(0), repository, tag)
+            client.sdk.api.tag(imported.group(0), repository, tag)
         except _DockerFailure as exc:
             raise EngineError(f"could not tag imported image {imported.group(0)} as {repository}:{tag}: {exc}") from exc
         found = image_id(client, f"{repository}:{tag}")
@@ -373,7 +426,7 @@ def import_rootfs(
 
 
 def build_image(
-    client: docker.DockerClient,
+    client: engine.Engine,
     context_dir: Path,
     tag: str,
     *,
@@ -383,14 +436,17 @@ def build_image(
     timeout: int = 1800,
     labels: Mapping[str, str] | None = None,
     pull: bool = False,
+    platform: str | None = None,
 ) -> str:
     """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
 
     ``host_network`` gives RUN steps the host's network, only for installing
-    packages from the machine's own mirror.
+    packages from the machine's own mirror. ``platform`` (``linux/amd64/v2``)
+    chooses the base image's variant.
     """
-    api = client.api
+    api = client.sdk.api
     image: str | None = None
+    extra: dict[str, Any] = {"platform": platform} if platform else {}
     try:
         stream: Iterator[dict[str, Any]] = api.build(
             path=str(context_dir),
@@ -403,6 +459,7 @@ def build_image(
             timeout=timeout,
             labels=dict(labels or {}),
             pull=pull,
+            **extra,
         )
         for item in stream:
             if "stream" in item:
@@ -444,10 +501,10 @@ def _short_tag(tag: str) -> str:
     return tag
 
 
-def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
+def list_images(client: engine.Engine, label: str) -> list[ImageInfo]:
     """Images carrying ``label`` (``key`` or ``key=value``)."""
     try:
-        images = client.images.list(filters={"label": label})
+        images = client.sdk.images.list(filters={"label": label})
     except _DockerFailure as exc:
         raise EngineError(f"could not list images: {exc}") from exc
     return [
@@ -462,27 +519,48 @@ def list_images(client: docker.DockerClient, label: str) -> list[ImageInfo]:
     ]
 
 
-def list_containers(client: docker.DockerClient, role: str | None = None) -> list[str]:
+def list_containers(client: engine.Engine, role: str | None = None) -> list[str]:
     """Names of xcpbuild's containers (all, or those of one role), running or not."""
     label = f"{LABEL}={role}" if role else LABEL
     try:
-        return [str(c.name) for c in client.containers.list(all=True, filters={"label": label})]
+        return [str(c.name) for c in client.sdk.containers.list(all=True, filters={"label": label})]
     except _DockerFailure as exc:
         raise EngineError(f"could not list containers: {exc}") from exc
 
 
-def container_exists(client: docker.DockerClient, name: str) -> bool:
+def sweep_orphans(client: engine.Engine) -> list[str]:
+    """Remove the containers whose owner on this host is gone (not those kept for inspection); their names."""
     try:
-        client.containers.get(name)
+        found = client.sdk.containers.list(all=True, filters={"label": OWNER_LABEL})
+    except _DockerFailure as exc:
+        log.warning("could not list containers to sweep: %s", exc)
+        return []
+    removed = []
+    for box in found:
+        labels = box.labels or {}
+        owner = owned.Owner.from_label(str(labels.get(OWNER_LABEL, "")))
+        if owner is None or KEEP_LABEL in labels or not owner.is_gone():
+            continue
+        try:
+            box.remove(force=True)
+        except docker.errors.NotFound:
+            continue
+        except _DockerFailure as exc:
+            log.warning("could not remove container %s, left by process %d that is gone: %s", box.name, owner.pid, exc)
+            continue
+        log.info("removed container %s, left by process %d that is gone", box.name, owner.pid)
+        removed.append(str(box.name))
+    return removed
+
+
+def container_exists(client: engine.Engine, name: str) -> bool:
+    try:
+        client.sdk.containers.get(name)
         return True
     except docker.errors.NotFound:
         return False
     except _DockerFailure as exc:
         raise EngineError(f"could not look up container {name}: {exc}") from exc
-
-
-def posix(path: str | PurePosixPath) -> str:
-    return str(PurePosixPath(path))
 
 
 def run_in_netns(box: BuildContainer, argv: Sequence[str], *, timeout: float) -> process.Completed:

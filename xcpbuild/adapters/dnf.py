@@ -18,11 +18,11 @@ scriptlets. For thousands of packages that is a fraction of a real install.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xcpbuild.adapters import owned
 from xcpbuild.adapters.process import Completed, require_tool, run
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger
@@ -60,9 +60,10 @@ def install(
     fails (including a bad package or repomd signature).
     """
     rpm = require_tool("rpm")
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
-        done = _transaction(Path(tmp), repos, packages, public_key, releasever, timeout=timeout, test=False)
-        root = Path(tmp) / "root"
+    # Owned: removing it also stops the gpg-agent dnf starts for the keyring it stages per repo.
+    with owned.tempdir("dnf") as tmp:
+        done = _transaction(tmp, repos, packages, public_key, releasever, timeout=timeout, test=False)
+        root = tmp / "root"
         listed = run([rpm, "--root", root, "-qa", "--qf", "%{NAME}-%{EVR}.%{ARCH}\\n"], check=False)
         installed = sorted(line for line in listed.stdout.splitlines() if line and not line.startswith("gpg-pubkey"))
     return InstallResult(installed, done.stdout)
@@ -80,8 +81,8 @@ def check_install(
     The result lists what the transaction would install (the packages and their
     dependencies). Raises VerifyError as ``install`` does.
     """
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as tmp:
-        done = _transaction(Path(tmp), repos, packages, public_key, releasever, timeout=timeout, test=True)
+    with owned.tempdir("dnf") as tmp:  # owned, as in install
+        done = _transaction(tmp, repos, packages, public_key, releasever, timeout=timeout, test=True)
     installed = _would_install(done.stdout)
     if not installed:
         raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")

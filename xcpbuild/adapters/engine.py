@@ -39,18 +39,33 @@ class EngineInfo:
     storage_driver: str
 
 
-def client(timeout: int = 600) -> docker.DockerClient:
-    """A client for the engine DOCKER_HOST (or the default socket) names, checked with a ping."""
+class Engine:
+    """A live connection to a Docker engine.
+
+    Layers above the adapters hold it and hand it back to adapter functions; only
+    adapters reach the Docker SDK client inside (``sdk``), so SDK types and
+    exceptions never leak upwards.
+    """
+
+    __slots__ = ("sdk",)
+
+    def __init__(self, sdk: docker.DockerClient) -> None:
+        self.sdk = sdk
+
+
+def client(timeout: int = 600) -> Engine:
+    """A connection to the engine DOCKER_HOST (or the default socket) names, checked with a ping."""
     try:
         cli = docker.from_env(timeout=timeout)
         cli.ping()
-        return cli
+        return Engine(cli)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         where = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
         raise EngineError(f"no Docker engine answers at {where}") from exc
 
 
-def info(cli: docker.DockerClient) -> EngineInfo:
+def info(engine: Engine) -> EngineInfo:
+    cli = engine.sdk
     try:
         version = cli.version()
         details = cli.info()

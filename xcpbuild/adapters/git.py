@@ -13,14 +13,14 @@ import difflib
 import hashlib
 import io
 import re
-import shutil
-import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import git
 
+from xcpbuild.adapters import owned
 from xcpbuild.errors import SourceError
 from xcpbuild.log import get_logger
 
@@ -70,14 +70,30 @@ def _first_line(exc: git.GitCommandError) -> str:
     return cleaned[0] if cleaned else "git failed"
 
 
+_MIRROR_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _mirror_lock(path: Path) -> threading.Lock:
+    """One lock per mirror: two probes of one package run at once, and git refs must not race."""
+    with _LOCKS_GUARD:
+        return _MIRROR_LOCKS.setdefault(path, threading.Lock())
+
+
 def mirror(cache_dir: Path, url: str) -> Path:
+    """Clone or update the cached mirror of ``url`` (one thread at a time per mirror)."""
+    url = normalize_url(url)
+    with _mirror_lock(mirror_path(cache_dir, url)):
+        return _mirror(cache_dir, url)
+
+
+def _mirror(cache_dir: Path, url: str) -> Path:
     """Clone ``url`` as a bare mirror in the cache, or bring an existing mirror up to date.
 
     A new clone is made in a temporary directory and renamed into place, so a
     failed clone leaves nothing behind. If updating an existing mirror fails
     (offline), the cached copy is used and a warning logged.
     """
-    url = normalize_url(url)
     _warn_if_uncommitted(url)
     path = mirror_path(cache_dir, url)
     if (path / "HEAD").exists():
@@ -87,7 +103,12 @@ def mirror(cache_dir: Path, url: str) -> Path:
             log.warning("could not update the mirror of %s (%s); using the cached copy", url, _first_line(exc))
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with owned.tempdir(f".{path.name}", parent=path.parent) as scratch:
+        _clone(url, scratch, path)
+    return path
+
+
+def _clone(url: str, scratch: Path, path: Path) -> None:
     try:
         git.Repo.clone_from(url, scratch / "repo.git", mirror=True, env=_NO_PROMPT)
         try:
@@ -100,9 +121,6 @@ def mirror(cache_dir: Path, url: str) -> Path:
             f"cannot clone {url}: {_first_line(exc)}",
             hint="check the URL and that it is reachable; --upstream PATH or file:// works offline",
         ) from exc
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return path
 
 
 def _warn_if_uncommitted(url: str) -> None:

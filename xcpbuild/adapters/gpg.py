@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xcpbuild.adapters import owned
 from xcpbuild.adapters.process import CommandFailed, require_tool, run, which
 from xcpbuild.errors import SigningError
 from xcpbuild.log import get_logger
@@ -87,8 +87,8 @@ def resolve_key(key_id: str, home: Path | None, public_key: Path) -> SigningKey:
 @contextlib.contextmanager
 def named_key(key_id: str, home: Path | None = None) -> Iterator[SigningKey]:
     """The key the user named (``--sign-key``/``--gnupg-home``), its public key in a temporary file."""
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-key-") as tmp:
-        yield resolve_key(key_id, home, Path(tmp) / "signing-key.asc")
+    with owned.tempdir("key") as tmp:
+        yield resolve_key(key_id, home, tmp / "signing-key.asc")
 
 
 def detach_sign(key: SigningKey, path: Path, signature: Path) -> Path:
@@ -113,8 +113,7 @@ def detach_sign(key: SigningKey, path: Path, signature: Path) -> Path:
 
 def verify_detached(public_key: Path, path: Path, signature: Path) -> str:
     """Check ``signature`` over ``path`` against ``public_key`` only; return the signer's fingerprint."""
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-gpgv-") as tmp:
-        home = Path(tmp)
+    with owned.tempdir("gpgv") as home:
         home.chmod(0o700)
         _gpg(home, ["--import", public_key])
         gpg = require_tool("gpg")

@@ -15,9 +15,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xcpbuild.errors import StepTimeoutError, ToolMissingError, XcpbuildError
 from xcpbuild.log import get_logger
@@ -121,7 +123,8 @@ def run(
     ``env`` entries are added to the current environment (LC_ALL=C is forced so
     tools' messages are parseable). ``on_line`` receives each stdout/stderr line
     as it arrives, for live logs. On timeout the process group is terminated,
-    then killed, and StepTimeoutError raised.
+    then killed, and StepTimeoutError raised; on an interrupt it is stopped the
+    same way (``Supervised``) before the interrupt goes on.
     """
     args = tuple(str(a) for a in argv)
     full_env = dict(os.environ)
@@ -129,25 +132,6 @@ def run(
     if env:
         full_env.update(env)
     log.debug("+ %s", shlex.join(args))
-    try:
-        proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        tool = Path(args[0]).name
-        raise ToolMissingError(
-            f"`{args[0]}` is not installed",
-            hint=f"install it (on Debian: apt-get install -y {TOOL_PACKAGES.get(tool, tool)})",
-        ) from exc
-
     out_lines: list[str] = []
     err_lines: list[str] = []
 
@@ -158,46 +142,157 @@ def run(
             if on_line is not None:
                 on_line(line.rstrip("\n"))
 
-    threads = [
-        threading.Thread(target=pump, args=(proc.stdout, out_lines), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, err_lines), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    if input_text is not None and proc.stdin is not None:
+    with Supervised() as guard:
         try:
-            proc.stdin.write(input_text)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _terminate_group(proc)
+            with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
+                guard.proc = proc = subprocess.Popen(
+                    args,
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,
+                )
+        except FileNotFoundError as exc:
+            tool = Path(args[0]).name
+            raise ToolMissingError(
+                f"`{args[0]}` is not installed",
+                hint=f"install it (on Debian: apt-get install -y {TOOL_PACKAGES.get(tool, tool)})",
+            ) from exc
+        threads = [
+            threading.Thread(target=pump, args=(proc.stdout, out_lines), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, err_lines), daemon=True),
+        ]
         for thread in threads:
-            thread.join(timeout=5)
-        raise StepTimeoutError(f"`{shlex.join(args)}` exceeded its {timeout:.0f}s time limit and was killed") from None
-    for thread in threads:
-        thread.join()
+            thread.start()
+        if input_text is not None and proc.stdin is not None:
+            try:
+                proc.stdin.write(input_text)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            timed_out = True
+        # A daemon the command left behind (gpg-agent, say) may hold our pipes open: do not wait for it forever.
+        _join(threads, PIPE_GRACE)
+    if timed_out:
+        raise StepTimeoutError(f"`{shlex.join(args)}` exceeded its {timeout:.0f}s time limit and was killed")
     completed = Completed(args, proc.returncode, "".join(out_lines), "".join(err_lines))
     if check and not completed.ok:
         raise CommandFailed(completed)
     return completed
 
 
-def _terminate_group(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
-    """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+# How long a stopped group gets between SIGTERM and SIGKILL, and readers to drain the pipes.
+GRACE = 5.0
+PIPE_GRACE = 5.0
+
+
+def _join(threads: Sequence[threading.Thread], grace: float) -> None:
+    deadline = time.monotonic() + grace
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs, then act on them as their handlers would.
+
+    Python runs signal handlers only in the main thread, so elsewhere there is nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in _INTERRUPTS}
+    # An ignored signal stays ignored (children inherit that); None: not set from Python, left alone.
+    held = {sig: handler for sig, handler in previous.items() if handler not in (None, signal.SIG_IGN)}
+    for sig in held:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            handler = held[signal.Signals(signum)]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+class Supervised:
+    """Never leave a child's process group behind when the waiting Python is interrupted.
+
+    Ctrl-C (KeyboardInterrupt) is forwarded to the group as SIGINT, so the tool
+    can clean up as it would at a terminal; any other exception (SystemExit from
+    the CLI's SIGTERM handler, an error in our own code) terminates the group.
+    Either way the group is escalated to SIGKILL after a grace period and the
+    child is reaped before the exception goes on. Set ``proc`` in the same
+    statement that starts the child.
+    """
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def __enter__(self) -> Supervised:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None or self.proc is None:
             return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return
-            time.sleep(0.05)
-    proc.wait()
+        if issubclass(exc_type, KeyboardInterrupt):
+            stop_group(self.proc, first=signal.SIGINT)
+        else:
+            stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen[Any], *, first: signal.Signals = signal.SIGTERM, grace: float = GRACE) -> None:
+    """Stop ``proc``'s process group: ``first`` signal, SIGTERM, then SIGKILL, ``grace`` seconds apart; reap it.
+
+    The only TERM -> KILL routine: timeouts, interrupts and daemons all end here.
+    A second interrupt while waiting goes straight to SIGKILL; the routine still
+    reaps the child, then lets that interrupt go on.
+    """
+    ladder = [first, *(s for s in (signal.SIGTERM, signal.SIGKILL) if s != first)]
+    pending: BaseException | None = None
+    while ladder:
+        sig = ladder.pop(0)
+        try:
+            _signal_group(proc, sig)
+            if sig == signal.SIGKILL:
+                proc.wait()
+                break
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except BaseException as exc:  # interrupted again while stopping: hurry
+            pending = pending or exc
+            ladder = [signal.SIGKILL]
+    # The leader is reaped; members of its group that outlived it get the last word too.
+    _signal_group(proc, signal.SIGKILL)
+    if pending is not None:
+        raise pending
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        # PermissionError: the group is gone and its id was reused by someone else's process.
+        pass
 
 
 def spawn(
@@ -232,29 +327,18 @@ def spawn(
             raise ToolMissingError(f"`{args[0]}` is not installed") from exc
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Stop a process started with ``spawn``: SIGTERM, then SIGKILL after ``grace``."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+def stop(proc: subprocess.Popen[bytes], grace: float = GRACE) -> None:
+    """Stop a process started with ``spawn`` (its whole group): SIGTERM, then SIGKILL after ``grace``."""
+    if proc.poll() is None:
+        stop_group(proc, grace=grace)
 
 
 def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
     """Run ``argv`` on this terminal (stdin, stdout and stderr inherited) and return its exit status.
 
     For an interactive shell only: it stays in our process group so the terminal's
-    Ctrl-C reaches it, and it is waited for whatever happens.
+    Ctrl-C reaches it, and it is waited for whatever happens. Anything else that
+    ends the wait (SIGTERM's SystemExit) ends the shell too, before going on.
     """
     args = [str(a) for a in argv]
     log.debug("+ %s (interactive)", shlex.join(args))
@@ -267,3 +351,12 @@ def interactive(argv: Sequence[str | os.PathLike[str]]) -> int:
             return proc.wait()
         except KeyboardInterrupt:
             continue  # the shell got the Ctrl-C too; it decides whether to end
+        except BaseException:
+            # Our own group: signal the process alone, never the group (that is us too).
+            proc.terminate()
+            try:
+                proc.wait(timeout=GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise

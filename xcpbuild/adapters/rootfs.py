@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
-from xcpbuild.adapters import process
+from xcpbuild.adapters import owned, process
 from xcpbuild.errors import BuildError, ConfigError, ToolMissingError
 from xcpbuild.log import get_logger
 
@@ -88,8 +87,9 @@ def debootstrap(suite: str, mirror: str, include: tuple[str, ...], out_tar: Path
             hint="run this once as root (or with sudo); the base is cached and reused afterwards",
         )
     out_tar.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-rootfs-", dir=out_tar.parent) as tmp:
-        root = Path(tmp) / "root"
+    # Owned: a killed debootstrap's tree (and the /proc it mounted there) goes with the next run.
+    with owned.tempdir(".rootfs", parent=out_tar.parent) as tmp:
+        root = tmp / "root"
         argv = [tool, "--variant=minbase"]
         if include:
             argv.append("--include=" + ",".join(include))
@@ -105,7 +105,7 @@ def debootstrap(suite: str, mirror: str, include: tuple[str, ...], out_tar: Path
                 for child in target.iterdir():
                     if child.is_file():
                         child.unlink()
-        partial = Path(tmp) / "rootfs.tar"
+        partial = tmp / "rootfs.tar"
         try:
             process.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."], timeout=600)
         except process.CommandFailed as exc:

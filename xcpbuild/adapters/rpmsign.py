@@ -15,13 +15,13 @@ signature or a signature by another key all fail here.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from xcpbuild.adapters import owned
 from xcpbuild.adapters.gpg import SigningKey
 from xcpbuild.adapters.process import CommandFailed, require_tool, run
 from xcpbuild.errors import RpmError, SigningError
@@ -107,7 +107,7 @@ def check(paths: Sequence[Path], public_key: Path | None, key_short_id: str | No
         return []
     rpmkeys = require_tool("rpmkeys")
     problems: list[SignatureProblem] = []
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-rpmdb-") as dbpath:
+    with owned.tempdir("rpmdb") as dbpath:
         if public_key is not None:
             try:
                 run([rpmkeys, "--dbpath", dbpath, "--import", public_key])

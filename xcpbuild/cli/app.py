@@ -1,53 +1,55 @@
 """Entry point: parse arguments, dispatch to a verb, turn errors into exit codes.
 
 ``main`` is the only place in xcpbuild that decides what a failure looks like to
-the user: one line, the hint, and a traceback only with ``--debug``.
+the user: one line, the hint, and a traceback only with ``--debug``. Only the
+verb that runs is imported (its module and, through it, its pipeline), so
+``xcpbuild --help`` starts in a fraction of the time a pipeline import takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Protocol
 
 from xcpbuild import __version__
-from xcpbuild.errors import XcpbuildError
-from xcpbuild.log import configure
 
-# Verb modules, in the order --help lists them. Each exposes
-# ``register(subparsers) -> None``; the parser it adds sets ``func``.
-VERB_MODULES: tuple[str, ...] = (
-    "xcpbuild.cli.release",
-    "xcpbuild.cli.doctor",
-    "xcpbuild.cli.engine",
-    "xcpbuild.cli.source",
-    "xcpbuild.cli.patch",
-    "xcpbuild.cli.image",
-    "xcpbuild.cli.spec",
-    "xcpbuild.cli.build",
-    "xcpbuild.cli.shell",
-    "xcpbuild.cli.inspect",
-    "xcpbuild.cli.serve",
-    "xcpbuild.cli.verify",
-    "xcpbuild.cli.probe",
-    "xcpbuild.cli.publish",
-    "xcpbuild.cli.promote",
-    "xcpbuild.cli.rollback",
-    "xcpbuild.cli.repo",
-    "xcpbuild.cli.koji",
-)
+# Verbs in the order --help lists them, with their one-line help. Verb NAME lives
+# in ``xcpbuild.cli.NAME``, whose ``register(subparsers)`` adds its parser (setting
+# ``func``, which takes the Context).
+VERBS: dict[str, str] = {
+    "release": "run the whole loop: patch -> build -> verify -> publish -> install (the main job)",
+    "doctor": "check the Docker engine, rpm tools, dnf, gpg, qemu-img and free disk",
+    "engine": "start a Docker engine on a fresh Debian machine, or show the one in use",
+    "source": "fetch a package's upstream at its pinned ref and write the release tarball",
+    "patch": "apply a package's patch series exactly, report its health against upstream refs, or refresh it",
+    "image": "build a target's build environment image (once; reused while its inputs are unchanged)",
+    "spec": "render a package's RPM spec from its jinja2 template for a target",
+    "build": "build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
+    "shell": "a shell in the target's build environment with the package's sources staged",
+    "inspect": "show what an RPM or SRPM holds; --against OLD lists what changed",
+    "serve": "serve disks on an XAPI-shaped /export_raw_vdi (raw or VHD) with correct backpressure",
+    "verify": "prove exports behave: download like a slow backup remote and check every byte",
+    "probe": "build the code a patch changes in a container and make it face a stalled client",
+    "publish": "sign RPMs and publish them into a yum repository (checked by dnf, swapped atomically)",
+    "promote": "publish the newest build of packages from one channel into another",
+    "rollback": "serve a channel's previous metadata generation again",
+    "repo": "inspect published repositories (repo diff)",
+    "koji": "drive a koji hub: submit and watch builds, import, promote through tags, publish a tag",
+}
+# Global options that take a value (so the verb is not mistaken for it).
+_VALUED_OPTIONS = ("--project",)
 
 
 class VerbModule(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full parsers of ``verbs`` (default: all) and a listing entry for the others."""
     parser = argparse.ArgumentParser(
         prog="xcpbuild",
         description=(
@@ -66,10 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="the xcpbuild checkout holding specs/, patches/ and containers/ (default: found from the cwd)",
     )
     subparsers = parser.add_subparsers(title="verbs", metavar="VERB")
-    for name in VERB_MODULES:
-        module: VerbModule = importlib.import_module(name)
-        module.register(subparsers)
+    wanted = VERBS.keys() if verbs is None else set(verbs)
+    for name, summary in VERBS.items():
+        if name in wanted:
+            load_verb(name).register(subparsers)
+            # The listing's line comes from the table, the one place it is written.
+            subparsers._choices_actions.append(subparsers._ChoicesPseudoAction(name, (), summary))
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def load_verb(name: str) -> VerbModule:
+    """Import verb ``name``'s module (and so its pipeline): only for the verb that runs, or for a full parser."""
+    module: VerbModule = importlib.import_module(f"xcpbuild.cli.{name}")
+    return module
+
+
+def chosen_verb(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` names (the first word that is not a global option or its value)."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif word == "--":
+            return next(words, None)
+        elif not word.startswith("-"):
+            return word if word in VERBS else None
+    return None
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -80,18 +106,33 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    parser = build_parser()
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        # Also while a verb's modules are still being imported: no traceback, the shell's code for Ctrl-C.
+        print("xcpbuild: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    verb = chosen_verb(argv)
+    parser = build_parser([verb] if verb else [])
     args = parser.parse_args(argv)
+    # Imported only now: `xcpbuild --help` has already exited, without paying for them.
+    import traceback
+    from pathlib import Path
+
+    from xcpbuild.cli.context import Context
+    from xcpbuild.errors import XcpbuildError
+    from xcpbuild.log import configure
+
     configure(verbosity=args.verbose + (1 if args.debug else 0), quiet=args.quiet)
-    if args.project:
-        # Every verb resolves its settings from the environment; this makes the flag win for all of them.
-        os.environ["XCPBUILD_PROJECT"] = args.project
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
     try:
-        result = func(args)
+        result = func(Context(args, project=Path(args.project) if args.project else None))
         return int(result or 0)
     except XcpbuildError as exc:
         if args.debug:
@@ -100,6 +141,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("xcpbuild: interrupted", file=sys.stderr)
-        return 130

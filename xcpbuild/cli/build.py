@@ -7,9 +7,9 @@ import shlex
 import textwrap
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError
 from xcpbuild.model.stage import STAGES, parse_rpmbuild_stage, parse_stage
 from xcpbuild.pipeline.build import build
@@ -18,7 +18,6 @@ from xcpbuild.pipeline.build import build
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "build",
-        help="build a package's SRPM (and RPMs) in the target's container; reuse identical builds",
         description=textwrap.fill(
             "Fetch and check the sources, stage the patch series, render the spec, then in a container "
             "of the target's image (network none, uid 1000, --timeout for the whole build) run "
@@ -32,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "examples:\n"
             "  xcpbuild build xcp-export-server --target local\n"
             "  xcpbuild build vhd-tool --target local --stage srpm --upstream /srv/git/vhd-tool\n"
-            "  xcpbuild build vhd-tool --target xcp-ng-8.2 --out dist/ --json"
+            "  xcpbuild build vhd-tool --target xcp-ng-8.2 --out dist/ --json\n"
+            "  xcpbuild build ./mypkg --repo-url file://$PWD/_work/repo/8/8.3/testing/x86_64 --repo-key key.asc"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,6 +67,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--disablerepo", action="append", default=[], metavar="REPO", help="disable this repository for BuildRequires"
+    )
+    parser.add_argument(
+        "--repo-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a signed repository for BuildRequires: file:///ROOT/8/8.3/CHANNEL/x86_64 (or http(s) on xcp-ng-* "
+        "targets); repeatable",
+    )
+    parser.add_argument(
+        "--local-repo",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="a channel of WORK/repo for the target's release as such a repository; repeatable",
+    )
+    parser.add_argument(
+        "--repo-key",
+        type=Path,
+        metavar="FILE",
+        help="the armored public key --repo-url/--local-repo repositories are signed with (gpgcheck is always on)",
     )
     parser.add_argument(
         "--no-update", action="store_true", help="use the images already built; never build or refresh one"
@@ -112,6 +133,9 @@ def options_from(args: argparse.Namespace) -> build.BuildOptions:
         disablerepo=tuple(getattr(args, "disablerepo", ())),
         no_update=getattr(args, "no_update", False),
         sources_dir=args.sources.resolve() if args.sources else None,
+        repo_urls=tuple(getattr(args, "repo_url", ())),
+        local_repos=tuple(getattr(args, "local_repo", ())),
+        repo_key=args.repo_key.resolve() if getattr(args, "repo_key", None) else None,
     )
 
 
@@ -132,8 +156,9 @@ def parse_mount(value: str) -> tuple[str, str]:
     return str(path), inside.split(":", 1)[0]
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     options = options_from(args)  # bad options fail before any package is read
     result = build.build(settings, resolve_package(settings, args), options)
     if args.json:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.errors import ConfigError
 from xcpbuild.pipeline import doctor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check the Docker engine, rpm tools, dnf, gpg, qemu-img and free disk",
         description=(
             "Check that this machine has what xcpbuild needs. Prints a table; exits 1 when "
             "something the main job needs is missing, with a hint for each."
@@ -24,8 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    work = Path(os.environ.get("XCPBUILD_WORK", Path.cwd()))
+def run(ctx: Context) -> int:
+    args = ctx.args
+    try:
+        work = ctx.settings.work_dir
+    except ConfigError:  # no project here: the disk of the working directory is the one that matters
+        work = Path.cwd()
     checks = doctor.run_checks(work)
     failed = [c for c in checks if c.required and not c.ok]
     if args.json:

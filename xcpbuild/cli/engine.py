@@ -6,13 +6,13 @@ import argparse
 import dataclasses
 
 from xcpbuild.adapters import engine
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "engine",
-        help="start a Docker engine on a fresh Debian machine, or show the one in use",
         description=(
             "`engine up` returns at once when an engine answers (DOCKER_HOST or the default socket). "
             "Otherwise, as root on Debian, it installs docker.io and starts dockerd without a bridge "
@@ -40,11 +40,13 @@ def _show(details: engine.EngineInfo, as_json: bool) -> None:
         print(f"  at {details.url}")
 
 
-def run_up(args: argparse.Namespace) -> int:
+def run_up(ctx: Context) -> int:
+    args = ctx.args
     _show(engine.bring_up(install=not args.no_install, wait_seconds=args.wait), args.json)
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
+def run_status(ctx: Context) -> int:
+    args = ctx.args
     _show(engine.info(engine.client(timeout=10)), args.json)
     return 0

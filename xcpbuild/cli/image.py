@@ -6,15 +6,14 @@ import argparse
 import dataclasses
 import textwrap
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.pipeline.build import image
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "image",
-        help="build a target's build environment image (once; reused while its inputs are unchanged)",
         description=textwrap.fill(
             "Each target in containers/TARGET/ has a Dockerfile and a target.toml. `image build` builds "
             "its image under a tag that hashes every input (the folder's files, build arguments, the "
@@ -25,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=(
             "examples:\n"
             "  xcpbuild image build local\n"
-            "  XCPBUILD_XCPNG_REPO=URL XCPBUILD_CENTOS_VAULT=URL xcpbuild image build xcp-ng-8.3\n"
+            "  XCPBUILD_XCPNG_MIRROR=URL XCPBUILD_CENTOS_VAULT=URL XCPBUILD_EPEL_MIRROR=URL \\\n"
+            "    XCPBUILD_XCPNG_KEY=FILE xcpbuild image build xcp-ng-8.3\n"
             "  xcpbuild image list --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.set_defaults(func=run_list)
 
 
-def run_build(args: argparse.Namespace) -> int:
-    result = image.build(load_settings(), args.target, force=args.force)
+def run_build(ctx: Context) -> int:
+    args = ctx.args
+    result = image.build(ctx.settings, args.target, force=args.force)
     if args.json:
         emit_json(dataclasses.asdict(result))
     else:
@@ -51,8 +52,9 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
-    rows = image.list_images(load_settings())
+def run_list(ctx: Context) -> int:
+    args = ctx.args
+    rows = image.list_images(ctx.settings)
     if args.json:
         emit_json([dataclasses.asdict(r) for r in rows])
     else:

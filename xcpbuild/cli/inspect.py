@@ -7,6 +7,7 @@ import dataclasses
 import textwrap
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.errors import UsageError
 from xcpbuild.pipeline.build import inspect
@@ -15,7 +16,6 @@ from xcpbuild.pipeline.build import inspect
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="show what an RPM or SRPM holds; --against OLD lists what changed",
         description=textwrap.fill(
             "Read RPM headers (no rpm tool needed): NEVRA, summary, requires/provides, each file with "
             "its mode, size and digest, and for an SRPM its sources and the patches inside. With "
@@ -74,7 +74,8 @@ def _show_changes(changes: inspect.Changes) -> None:
             print(f"  {mark} {title} {item}")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
+    args = ctx.args
     headers = inspect.read(args.rpms)
     if args.against is not None:
         if args.against in args.rpms:

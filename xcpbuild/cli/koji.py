@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TextIO
 
 from xcpbuild.adapters import koji as kojilib
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, show
-from xcpbuild.config import load_settings
 from xcpbuild.errors import UsageError
 from xcpbuild.model.repo import PROMOTION_ORDER
 from xcpbuild.pipeline.koji import channel, importer, submit, tags, watch
@@ -162,8 +162,8 @@ def _watch_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _out_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else load_settings().work_dir / "koji-builds"
+def _out_dir(ctx: Context) -> Path:
+    return Path(ctx.args.out) if ctx.args.out else ctx.settings.work_dir / "koji-builds"
 
 
 def _show_outcome(report: submit.SubmitReport, as_json: bool) -> None:
@@ -177,7 +177,8 @@ def _show_outcome(report: submit.SubmitReport, as_json: bool) -> None:
     print(f"{len(report.files)} file(s) and build-record.json in {report.folder}")
 
 
-def run_build(args: argparse.Namespace) -> int:
+def run_build(ctx: Context) -> int:
+    args = ctx.args
     if args.scm:
         source = submit.scm_source(args.scm)
     elif args.checkout:
@@ -192,7 +193,7 @@ def run_build(args: argparse.Namespace) -> int:
             args.target,
             scratch=args.scratch,
             nowait=args.nowait,
-            out_dir=_out_dir(args),
+            out_dir=_out_dir(ctx),
             show=display,
             excerpt=display.excerpt,
             interval=args.interval,
@@ -202,14 +203,15 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_watch(args: argparse.Namespace) -> int:
+def run_watch(ctx: Context) -> int:
+    args = ctx.args
     display = LiveDisplay(quiet=args.json)
     with session(args) as hub:
         report = submit.report_for_task(hub, args.task_id)
         report = submit.watch_task(
             hub,
             report,
-            out_dir=_out_dir(args),
+            out_dir=_out_dir(ctx),
             show=display,
             excerpt=display.excerpt,
             interval=args.interval,
@@ -219,7 +221,8 @@ def run_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
+def run_import(ctx: Context) -> int:
+    args = ctx.args
     with session(args) as hub:
         report = importer.import_build(hub, args.paths, args.tag)
     if args.json:
@@ -232,7 +235,8 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_promote(args: argparse.Namespace) -> int:
+def run_promote(ctx: Context) -> int:
+    args = ctx.args
     reports = []
     with session(args) as hub:
         for nvr in args.nvrs:
@@ -252,7 +256,8 @@ def run_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_publish(args: argparse.Namespace) -> int:
+def run_publish(ctx: Context) -> int:
+    args = ctx.args
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.keep_signatures and not args.sign_key:
@@ -264,7 +269,7 @@ def run_publish(args: argparse.Namespace) -> int:
             args.repo,
             args.release,
             args.channel,
-            cache_dir=load_settings().cache_dir / "koji",
+            cache_dir=ctx.settings.cache_dir / "koji",
             key=key,
             sigkeys=args.koji_key,
             keep_signatures=args.keep_signatures,

@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import load_settings
 from xcpbuild.errors import PatchError, UsageError
 from xcpbuild.pipeline.sources import patch
 from xcpbuild.pipeline.sources.hunks import is_healthy
@@ -22,7 +22,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "patch",
-        help="apply a package's patch series exactly, report its health against upstream refs, or refresh it",
         description=(
             "Work with the series in patches/PKG/series (one patch file name a line, in order), or with a "
             "package repository's own PatchNNNN lines (spec order, %if blocks resolved by --define)."
@@ -101,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     refresh.set_defaults(func=run_refresh)
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_apply(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = resolve_package(settings, args)
     applied = patch.apply_series(settings, pkg, args.source)
     if args.json:
@@ -114,8 +114,9 @@ def run_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_check(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_check(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = resolve_package(settings, args)
     pinned = pkg.pinned_ref
     if not args.refs and pinned is None:
@@ -135,8 +136,9 @@ def run_check(args: argparse.Namespace) -> int:
     return PatchError.exit_code if broken else 0
 
 
-def run_refresh(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_refresh(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = resolve_package(settings, args)
     if not isinstance(pkg, DefinedPackage):
         raise UsageError(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.errors import VerifyError
 from xcpbuild.pipeline.verify import probe
 
@@ -13,7 +13,6 @@ from xcpbuild.pipeline.verify import probe
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "probe",
-        help="build the code a patch changes in a container and make it face a stalled client",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Test a patch locally before building the RPM. Fetch the upstream ref, apply the\n"
@@ -54,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     report = probe.probe(
         settings,
         args.package,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, show
 from xcpbuild.model.repo import PROMOTION_ORDER
@@ -21,7 +22,6 @@ against --sign-key); the target's metadata is rebuilt, signed, checked with dnf 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "promote",
-        help="publish the newest build of packages from one channel into another",
         description="Publish the newest build of each named package from one channel into another.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
+    args = ctx.args
     with publish.signing_key(args.sign_key, args.gnupg_home) as key:
         report = publish.promote(args.repo, args.release, args.from_channel, args.to_channel, args.names, key=key)
     if args.json:

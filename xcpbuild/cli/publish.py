@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.model.repo import CHANNELS
 from xcpbuild.pipeline.publish import publish
@@ -25,7 +26,6 @@ and refused if it differs. Publishers on one repo wait for each other (lock in R
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "publish",
-        help="sign RPMs and publish them into a yum repository (checked by dnf, swapped atomically)",
         description="Sign RPMs and publish them into an XCP-ng-layout yum repository, safely.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,7 +73,8 @@ def show(report: publish.PublishReport) -> None:
         print("nothing new: the repository is unchanged")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
+    args = ctx.args
     with publish.signing_key(args.sign_key, args.gnupg_home) as key:
         report = publish.publish(
             args.rpms,

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.config import load_settings
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
 from xcpbuild.pipeline.release import release
 
 EPILOG = """\
 steps (each stops the run when it fails; nothing is published before verify passes):
-  sources  fetch each upstream at its pin and show the patch health table
+  sources  fetch each upstream at its pin (sha256-checked), show the patch health there and where
+           upstream reworked the code; an unreachable upstream the plan allows is left out, said so
   build    SRPMs/RPMs in containers (network none, non-root); unchanged inputs reuse the record
-  verify   install the export-server RPM in a clean container, stall-test the installed server:
-           the default policy must survive, --eagain-policy legacy-retry must fail as in 2018
+  verify   all at once: install the export-server RPM in a clean container and stall-test it (the
+           default policy must survive, --eagain-policy legacy-retry must fail as in 2018); probe
+           vhd-tool's upstream code without its series (must fail with the 2018 EAGAIN) and with it
+           (must survive byte-exact)
   publish  sign and publish to the plan's channel (a key is generated once in WORK/release-key)
   install  dnf installs from the published repo (gpgcheck on), then promote to the next channel
 
 examples:
   xcpbuild release                                   # the embedded default plan, target local, offline
-  xcpbuild release --upstream vhd-tool=/src/vhd-tool # also build vhd-tool's SRPM with the fix
+  xcpbuild release --upstream vhd-tool=/src/vhd-tool # vhd-tool from a clone, a bare mirror or a URL
   xcpbuild release --json > summary.json             # for CI: every step, its time and outcome
 
 Logs and a summary.json for every run are kept in WORK/runs/<time>/ (WORK: XCPBUILD_WORK,
@@ -33,7 +37,6 @@ default <project>/_work); the published tree is WORK/repo unless --repo says oth
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "release",
-        help="run the whole loop: patch -> build -> verify -> publish -> install (the main job)",
         description=(
             "Run the main job from a plan: fetch and check sources, build in containers, verify the "
             "export server under a stalled client, publish signed to a local yum tree, install it with "
@@ -49,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="PKG=PATH_OR_URL",
-        help="where a package's upstream git lives (repeatable); needed for vhd-tool offline",
+        help="where a package's upstream git lives: a path, a bare mirror or a URL (repeatable)",
     )
     parser.add_argument("--repo", type=Path, help="published repository root (default WORK/repo)")
     parser.add_argument("--sign-key", help="sign with this existing key instead of the run's own key")
@@ -63,13 +66,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     plan = load_plan(args.plan)
-    if args.target:
+    if args.target and args.target != plan.target:
         from dataclasses import replace
 
-        plan = replace(plan, target=args.target)
+        # The plan's refs name its own target's pins; another target builds at its own pins.
+        packages = tuple(replace(p, ref=None) for p in plan.packages)
+        plan = replace(plan, target=args.target, packages=packages)
     upstreams = release.parse_upstreams(args.upstream)
     with release.signing_key(settings, args.sign_key, args.gnupg_home) as key:
         options = release.ReleaseOptions(
@@ -103,22 +109,26 @@ def _show(report: release.ReleaseReport) -> None:
         ("step", "outcome", "time", "detail"),
         [(s.name, s.status, f"{s.seconds:.1f}s", s.detail) for s in report.steps],
     )
+    if report.left_out:
+        print()
+        print("left out of this run")
+        for name, reason in sorted(report.left_out.items()):
+            print(f"  {name}: {reason}")
     health = report.sources.data.health
     if health:
         print()
         print("patch health")
-        print_table(("package", "ref", "patch", "status"), [(h.package, h.ref, h.patch, h.status) for h in health])
+        print_table(
+            ("package", "ref", "patch", "status", "ref is"),
+            [(h.package, h.ref, h.patch, h.status, h.kind) for h in health],
+        )
+    if report.proofs:
+        print()
+        print("what verify proved")
+        for name, proof in sorted(report.proofs.items()):
+            print(f"  {name}: {proof}")
     for name, check in report.verify.data.checks.items():
-        if check.trials:
-            print()
-            print(f"verification of {name} (installed RPM, stalled client)")
-            print_table(
-                ("policy", "format", "expected", "outcome", "bytes", "passed"),
-                [
-                    (t.policy, t.fmt, t.expected, t.outcome, f"{t.bytes_received}/{t.content_length}", t.passed)
-                    for t in check.trials
-                ],
-            )
+        _show_check(name, check.data)
     if report.build.data.packages:
         print()
         print("build folders")
@@ -127,3 +137,43 @@ def _show(report: release.ReleaseReport) -> None:
     print()
     print(f"logs and summary.json: {report.run_dir}")
     print(f"published repository:  {report.repo_root}")
+
+
+def _show_check(name: str, data: dict[str, Any]) -> None:
+    """A check's own table: the export server's four trials, or the probe's two sides."""
+    trials = data.get("trials") or []
+    if trials:
+        print()
+        print(f"verification of {name} (installed RPM, stalled client)")
+        print_table(
+            ("policy", "format", "expected", "outcome", "bytes", "passed"),
+            [
+                (
+                    t["policy"],
+                    t["fmt"],
+                    t["expected"],
+                    t["outcome"],
+                    f"{t['bytes_received']}/{t['content_length']}",
+                    t["passed"],
+                )
+                for t in trials
+            ],
+        )
+    sides = data.get("sides") or []
+    if sides:
+        print()
+        print(f"probe of {name} at {data['ref']} ({data['stall']:g} s stall, upstream code)")
+        print_table(
+            ("series", "expected", "verdict", "stalled client got", "passed", "driver said"),
+            [
+                (
+                    f"{len(side['patches'])} patch(es)" if side["patched"] else "none",
+                    side["expected"],
+                    side["verdict"],
+                    f"{side['stall_bytes']}/{side['file_bytes']}",
+                    side["passed"],
+                    side["error_line"] or "-",
+                )
+                for side in sides
+            ],
+        )

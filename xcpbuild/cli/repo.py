@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_repo_arguments
 from xcpbuild.pipeline.publish import history
@@ -23,7 +24,6 @@ With --koji-tag: what publishing the tag's latest builds would change in the liv
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "repo",
-        help="inspect published repositories (repo diff)",
         description="Inspect published repositories.",
     )
     verbs = parser.add_subparsers(title="repo verbs", metavar="VERB")
@@ -46,9 +46,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     diff.set_defaults(func=run_diff)
 
 
-def run_diff(args: argparse.Namespace) -> int:
+def run_diff(ctx: Context) -> int:
+    args = ctx.args
     if args.koji_tag:
-        return _run_tag_diff(args)
+        return _run_tag_diff(ctx)
     report = history.diff(args.repo, args.release, args.channel, args.arch, old=args.old, new=args.new)
     if args.json:
         emit_json(report)
@@ -59,7 +60,8 @@ def run_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_tag_diff(args: argparse.Namespace) -> int:
+def _run_tag_diff(ctx: Context) -> int:
+    args = ctx.args
     from xcpbuild.cli.koji import session  # only this option needs a koji session
     from xcpbuild.pipeline.koji import channel
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_repo_arguments
 from xcpbuild.pipeline.publish import history
@@ -21,7 +22,6 @@ generation; packages are never deleted. Rolling back twice goes two publishes ba
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "rollback",
-        help="serve a channel's previous metadata generation again",
         description="Swap a channel's previous metadata generation back in, atomically.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
+    args = ctx.args
     report = history.rollback(args.repo, args.release, args.channel, args.arch)
     if args.json:
         emit_json(report)

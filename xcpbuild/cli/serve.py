@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from xcpbuild.cli.context import Context
 from xcpbuild.exportserver import __main__ as standalone
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve disks on an XAPI-shaped /export_raw_vdi (raw or VHD) with correct backpressure",
         description=standalone.DESCRIPTION,
         epilog=standalone.EPILOG.replace("%(prog)s", "xcpbuild serve"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     standalone.add_arguments(parser)
-    parser.set_defaults(func=standalone.run)
+    parser.set_defaults(func=run)
+
+
+def run(ctx: Context) -> int:
+    return standalone.run(ctx.args)

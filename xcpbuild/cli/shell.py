@@ -8,15 +8,14 @@ import textwrap
 from pathlib import Path
 
 from xcpbuild.cli.build import options_from
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import load_settings
 from xcpbuild.pipeline.build import build, shell
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "shell",
-        help="a shell in the target's build environment with the package's sources staged",
         description=textwrap.fill(
             "Start a container of the target's image (uid 1000, network none unless --network), copy the "
             "package's sources to ~/rpmbuild/SOURCES and its spec to ~/rpmbuild/SPECS as a build would, "
@@ -39,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run, stage="rpm")
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     options = options_from(args)
     package = resolve_package(settings, args)
     with shell.environment(settings, package, options, network=args.network) as box:

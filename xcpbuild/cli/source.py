@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import Settings, load_settings
+from xcpbuild.config import Settings
 from xcpbuild.errors import UsageError
 from xcpbuild.pipeline.sources import repofiles, source
 from xcpbuild.pipeline.sources.package import RepoPackage
@@ -17,7 +18,6 @@ from xcpbuild.pipeline.sources.package import RepoPackage
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "source",
-        help="fetch a package's upstream at its pinned ref and write the release tarball",
         description="Work with upstream sources of the packages defined in specs/NAME.toml.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -57,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fetch.set_defaults(func=run_fetch)
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_fetch(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     pkg = resolve_package(settings, args)
     if isinstance(pkg, RepoPackage):
         return _repository_sources(settings, pkg, args)

@@ -6,16 +6,15 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json
 from xcpbuild.cli.package_args import add_package_argument, resolve_package
-from xcpbuild.config import load_settings
 from xcpbuild.pipeline.build import image, spec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "spec",
-        help="render a package's RPM spec from its jinja2 template for a target",
         description=textwrap.fill(
             "Render specs/PKG.spec.j2 with the package definition (specs/PKG.toml), the target's dist "
             "and the patch series (patches/PKG/series -> Patch1000, Patch1001 ...). The release follows "
@@ -41,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     render.set_defaults(func=run_render)
 
 
-def run_render(args: argparse.Namespace) -> int:
-    settings = load_settings()
+def run_render(ctx: Context) -> int:
+    args = ctx.args
+    settings = ctx.settings
     package = resolve_package(settings, args)
     rendered = spec.render(settings, package, version=args.version)
     if args.check:

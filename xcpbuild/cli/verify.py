@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from xcpbuild import verifier as verify
+from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.errors import UsageError, VerifyError
 
@@ -84,13 +85,12 @@ def _seconds(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "verify",
-        help="prove exports behave: download like a slow backup remote and check every byte",
         description="Verification actions. `backpressure` stalls, throttles or disconnects while downloading "
         "an export, then checks it end to end.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION")
 
-    def usage(_args: argparse.Namespace) -> int:
+    def usage(_ctx: Context) -> int:
         parser.print_help()
         return 2
 
@@ -186,7 +186,8 @@ def plan_from_args(args: argparse.Namespace) -> verify.ClientPlan:
     )
 
 
-def run_backpressure(args: argparse.Namespace) -> int:
+def run_backpressure(ctx: Context) -> int:
+    args = ctx.args
     report = verify.backpressure(
         args.url,
         plan_from_args(args),

@@ -60,7 +60,7 @@ _TOP_KEYS = {
     "changelog",
     "probe",
 }
-_TARGET_KEYS = {"version", "ref", "base_release", "xcpng_release", "sha256", "series", "retired"}
+_TARGET_KEYS = {"version", "ref", "base_release", "xcpng_release", "sha256", "series", "retired", "health_refs"}
 _CHANGELOG_KEYS = {"version", "date", "author", "changes"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 DEFAULT_TARGET = "default"
@@ -82,6 +82,8 @@ class TargetPin:
     series: str = "series"
     # Non-empty: why this target has no package of its own (pin() refuses it with this reason).
     retired: str = ""
+    # Other upstream refs whose patch health the main job reports (where upstream reworked the code).
+    health_refs: tuple[str, ...] = ()
 
     @property
     def release(self) -> str:
@@ -174,6 +176,11 @@ def _parse_target(name: str, raw: Any, base: TargetPin | None, where: str) -> Ta
         if not isinstance(raw["xcpng_release"], int) or raw["xcpng_release"] < 0:
             raise ConfigError(f'`xcpng_release` in [targets."{name}"] of {where} must be a whole number >= 0')
         updates["xcpng_release"] = raw["xcpng_release"]
+    if "health_refs" in raw:
+        refs = raw["health_refs"]
+        if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+            raise ConfigError(f'`health_refs` in [targets."{name}"] of {where} must be an array of git refs')
+        updates["health_refs"] = tuple(refs)
     series = updates.get("series")
     if series and ("/" in series or series.startswith(".")):
         raise ConfigError(f'`series` in [targets."{name}"] of {where} must be a file name in patches/, or ""')

@@ -13,9 +13,15 @@ from xcpbuild.model.repo import Channel, check_channel, parse_release
 from xcpbuild.model.stage import STAGES, Stage
 
 _PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
-_PACKAGE_KEYS = {"name", "stage", "verify", "install", "needs_upstream", "channel"}
-Verification = Literal["none", "export-server"]
+_PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable"}
+# export-server: install the RPM and stall-test the installed server; probe: the package's
+# probe twice on its upstream code, which must fail without the series and survive with it.
+Verification = Literal["none", "export-server", "probe"]
 VERIFICATIONS: tuple[Verification, ...] = get_args(Verification)
+# What the sources step does when the plan's upstream cannot be reached: stop, or leave the
+# package out of the run (said in one line, and listed in the summary with the reason).
+Unreachable = Literal["fail", "leave-out"]
+UNREACHABLE: tuple[Unreachable, ...] = get_args(Unreachable)
 EMBEDDED_DEFAULT = "local"
 
 
@@ -25,8 +31,10 @@ class PlannedPackage:
     stage: Stage = "rpm"
     verify: Verification = "none"
     install: bool = False
-    needs_upstream: bool = False
     channel: Channel | None = None  # None: the plan's channel
+    upstream: str | None = None  # the git URL to fetch (None: the definition's); --upstream wins
+    ref: str | None = None  # the ref the plan expects; must be the target's pin (sha256-checked)
+    if_unreachable: Unreachable = "fail"
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,20 @@ def parse_plan(text: str, source: str) -> Plan:
             raise ConfigError(f"stage `{stage_text}` in {where} must be one of {', '.join(STAGES)}")
         if verify is None:
             raise ConfigError(f"verify `{verify_text}` in {where} must be one of {', '.join(VERIFICATIONS)}")
+        unreachable_text = _text(raw, "if_unreachable", where, "fail")
+        unreachable = one_of(unreachable_text, UNREACHABLE)
+        if unreachable is None:
+            raise ConfigError(f"if_unreachable `{unreachable_text}` in {where} must be one of {', '.join(UNREACHABLE)}")
         packages.append(
             PlannedPackage(
                 name=_text(raw, "name", where),
                 stage=stage,
                 verify=verify,
                 install=bool(raw.get("install", False)),
-                needs_upstream=bool(raw.get("needs_upstream", False)),
                 channel=_channel(raw, "channel", where) if "channel" in raw else None,
+                upstream=_text(raw, "upstream", where) if "upstream" in raw else None,
+                ref=_text(raw, "ref", where) if "ref" in raw else None,
+                if_unreachable=unreachable,
             )
         )
     promote_to = _channel(data, "promote_to", f"plan {source}") if "promote_to" in data else None

@@ -16,6 +16,7 @@ a package, so a new package gets a probe without new Python code::
     ready = "probe-ready"                      # the driver prints this once listening
     stall = 30                                 # default client stall, seconds
     file_mib = 64                              # size of the served file
+    unpatched_error = 'Unix.Unix_error(Unix.EAGAIN, "sendfile", "")'  # the bug's own words
 
 Every file lands flat in one build directory, so compile lines name them by
 their base name. Unknown keys are rejected, as in the rest of the definition.
@@ -44,6 +45,7 @@ _KEYS = {
     "file_mib",
     "throttle_kib_s",
     "timeout",
+    "unpatched_error",
 }
 _PLACEHOLDERS = {"port", "file", "requests"}
 _DEBIAN_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -65,6 +67,8 @@ class ProbeRecipe:
     file_mib: int = 16
     throttle_kib_s: int = 4096
     timeout: float = 600.0
+    # What the unpatched code prints when the stall kills it; the main job's verify requires it.
+    unpatched_error: str = ""
 
     def run_argv(self, port: int, file: str, requests: int) -> list[str]:
         """The driver's command line with its placeholders filled in (split on spaces, no shell)."""
@@ -134,6 +138,9 @@ def parse_probe(raw: Mapping[str, Any], source: str) -> ProbeRecipe:
     ready = raw.get("ready")
     if not isinstance(ready, str) or not ready:
         raise ConfigError(f"{where} is missing `ready`", hint="the line the driver prints once it listens")
+    unpatched_error = raw.get("unpatched_error", "")
+    if not isinstance(unpatched_error, str):
+        raise ConfigError(f"`unpatched_error` in {where} must be a string (the line the unpatched code prints)")
     recipe = ProbeRecipe(
         image=image,
         packages=packages,
@@ -146,6 +153,7 @@ def parse_probe(raw: Mapping[str, Any], source: str) -> ProbeRecipe:
         file_mib=int(_number(raw, "file_mib", where, 16, whole=True)),
         throttle_kib_s=int(_number(raw, "throttle_kib_s", where, 4096, whole=True)),
         timeout=_number(raw, "timeout", where, 600.0, whole=False),
+        unpatched_error=unpatched_error,
     )
     names = recipe.file_names()
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from xcpbuild import vhd
@@ -164,17 +165,7 @@ class ContentChecker:
     def _compare_expected_zeros(self, offset: int, end: int) -> None:
         """Like ``_compare_zeros`` for a raw delta, whose expected content is computed, not a file."""
         assert self.disk_fd is not None
-        at = offset
-        while at < end:
-            expected = self._expected(self.disk_fd, min(len(_ZEROS), end - at), at)
-            if not expected:
-                return  # the disk is shorter: the size check reports it
-            if expected != _ZEROS[: len(expected)]:
-                nonzero = len(expected) - len(expected.lstrip(b"\0"))
-                self.mismatch = f"the export has zeros where the disk has data near offset {at + nonzero}"
-                return
-            at += len(expected)
-            self.deadline.check()
+        self._read_zeros(self._expected, self.disk_fd, offset, end)
 
     def _compare_zeros(self, fd: int, offset: int, end: int) -> None:
         """Record a mismatch when the disk has data in [offset, end); its holes are skipped, not read."""
@@ -190,16 +181,23 @@ class ContentChecker:
                         return
                     self._holes = False  # a file system or device without SEEK_DATA: read everything
                     continue
-            while at < data_end:
-                expected = os.pread(fd, min(len(_ZEROS), data_end - at), at)
-                if not expected:
-                    return  # the disk is shorter: the size check reports it
-                if expected != _ZEROS[: len(expected)]:
-                    nonzero = len(expected) - len(expected.lstrip(b"\0"))
-                    self.mismatch = f"the export has zeros where the disk has data near offset {at + nonzero}"
-                    return
-                at += len(expected)
-                self.deadline.check()
+            if not self._read_zeros(os.pread, fd, at, data_end):
+                return
+            at = data_end
+
+    def _read_zeros(self, read: Callable[[int, int, int], bytes], fd: int, at: int, end: int) -> bool:
+        """Read [at, end) with ``read`` and record a mismatch at its first non-zero byte; False once done early."""
+        while at < end:
+            expected = read(fd, min(len(_ZEROS), end - at), at)
+            if not expected:
+                return False  # the disk is shorter: the size check reports it
+            if expected != _ZEROS[: len(expected)]:
+                nonzero = len(expected) - len(expected.lstrip(b"\0"))
+                self.mismatch = f"the export has zeros where the disk has data near offset {at + nonzero}"
+                return False
+            at += len(expected)
+            self.deadline.check()
+        return True
 
 
 def _first_diff(a: bytes, b: memoryview) -> int:

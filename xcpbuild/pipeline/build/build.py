@@ -13,10 +13,13 @@ A build runs in three parts:
 - ``run``: otherwise, in a container of the target's image (network none, uid
   1000, one time limit for the whole build), ``rpmbuild -bs`` makes the SRPM, then
   ``--stage srpm`` runs %prep from it (``rpmbuild -rp --nodeps``: rpmbuild applying
-  the patches itself) and ``--stage rpm`` rebuilds it (on yum-builddep targets in an
-  image that adds the SRPM's BuildRequires, installed with the host's network while
-  that image is built, never during the build); ``--rpmbuild-stage L`` runs
-  ``rpmbuild -rL`` on the SRPM instead.
+  the patches itself) and ``--stage rpm`` rebuilds it (on yum-builddep and
+  dnf-builddep targets in an image that adds the SRPM's BuildRequires, installed
+  while that image is built, never during the build: with the host's network on the
+  xcp-ng-* targets, with none on ``local``, whose BuildRequires come only from
+  repositories given with ``--repo-url``/``--local-repo``, see ``givenrepos``);
+  ``--rpmbuild-stage L`` runs ``rpmbuild -rL`` on the SRPM instead. Every rpmbuild
+  step first sources the image's ``/etc/xcpbuild/build-env.sh`` when it has one.
 
 The folder ``WORK/builds/NAME-VERSION-RELEASE-TARGET-KEY12/`` keeps
 ``build.log`` (all the container printed), ``build-record.json`` (a
@@ -31,15 +34,14 @@ import json
 import re
 import shlex
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
-from xcpbuild.adapters import container, rpmheader
+from xcpbuild.adapters import container, owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import (
     BuildError,
@@ -51,8 +53,9 @@ from xcpbuild.errors import (
     XcpbuildError,
 )
 from xcpbuild.log import get_logger, step
+from xcpbuild.model.buildenv import ENV_SCRIPT
 from xcpbuild.model.stage import STAGES, Stage, is_stage, makes_binaries
-from xcpbuild.pipeline.build import image, spec
+from xcpbuild.pipeline.build import givenrepos, image, spec
 from xcpbuild.pipeline.build.record import RECORD, Artifact, BuildRecord, Input, SourceInfo, StepRun
 from xcpbuild.pipeline.build.record import load as load_record
 from xcpbuild.pipeline.build.record import write as write_record
@@ -67,7 +70,7 @@ __all__ = ["RECORD", "STAGES", "Artifact", "BuildRecord", "Input", "load_record"
 LOG = "build.log"
 SCHEME = 1
 DEFAULT_TIMEOUT = 3600.0
-TOPDIR = "/home/builder/rpmbuild"
+TOPDIR = PurePosixPath("/home/builder/rpmbuild")
 TAIL_LINES = 15
 
 InputRole = Literal["source", "patch", "spec"]
@@ -92,6 +95,9 @@ class BuildOptions:
     disablerepo: tuple[str, ...] = ()
     no_update: bool = False  # use the images there are; never build or refresh one
     sources_dir: Path | None = None  # --sources DIR: files git-lfs pointers stand for
+    repo_urls: tuple[str, ...] = ()  # --repo-url: repositories for BuildRequires
+    local_repos: tuple[str, ...] = ()  # --local-repo CHANNEL: a channel of WORK/repo
+    repo_key: Path | None = None  # --repo-key: the public key those are signed with
 
     def check(self) -> None:
         if not is_stage(self.stage):
@@ -145,6 +151,25 @@ class BuildPlan:
     build_requires: tuple[str, ...]
     image_tag: str
     builds: Path
+    given: givenrepos.GivenRepos | None = None
+
+    @property
+    def needs_deps_image(self) -> bool:
+        """Whether the binary step runs in an image that adds the BuildRequires."""
+        target = self.package.target
+        if target.builddeps == "none":
+            return False
+        if target.builddeps_only_from_given:
+            # Without given repositories there is nothing to install from: steps that make no
+            # binaries run where the SRPM was made, as before (plan() refused the others).
+            return self.given is not None and bool(self.build_requires)
+        return True
+
+    def keyed(self) -> dict[str, Any]:
+        found = self.options.keyed(self.package)
+        if self.given is not None:
+            found["given_repos"] = self.given.keyed()
+        return found
 
     @property
     def target(self) -> str:
@@ -155,9 +180,7 @@ class BuildPlan:
         return f"{self.package.name} {self.spec.version}-{self.spec.release}"
 
     def key(self, image_id: str) -> str:
-        return cache_key(
-            self.inputs, self.image_tag, image_id, self.options.stage, self.target, self.options.keyed(self.package)
-        )
+        return cache_key(self.inputs, self.image_tag, image_id, self.options.stage, self.target, self.keyed())
 
     def folder(self, key: str) -> Path:
         return self.builds / folder_name(self.package.name, self.spec.version, self.spec.release, self.target, key)
@@ -323,18 +346,23 @@ def plan(settings: Settings, package: Package, options: BuildOptions, sources_di
             files, inputs, info, rendered = _stage_defined(settings, package, sources_dir, options)
             requires = tuple(build_requires(rendered.text))
     inputs.append(Input(rendered.filename, "spec", hashlib.sha256(rendered.text.encode()).hexdigest()))
+    given = givenrepos.resolve(
+        settings, target, urls=options.repo_urls, channels=options.local_repos, key=options.repo_key
+    )
     binary = options.stage == "rpm" and (options.rpmbuild_stage is None or makes_binaries(options.rpmbuild_stage))
-    if binary and target.builddeps == "none" and requires:
+    unmet = target.builddeps == "none" or (target.builddeps_only_from_given and given is None)
+    if binary and unmet and requires:
         raise UsageError(
             f"{package.name} needs EL build dependencies ({', '.join(requires[:5])}) that target {target.name} "
             "cannot install",
-            hint=f"build the SRPM here with --stage srpm, or the RPMs on an xcp-ng-* target "
-            f"(--target xcp-ng-{target.xcpng_release})",
+            hint=f"build the SRPM here with --stage srpm, the RPMs on an xcp-ng-* target "
+            f"(--target xcp-ng-{target.xcpng_release}), or give the repository that has them "
+            "(--repo-url file://… or --local-repo CHANNEL, with --repo-key)",
         )
-    if (options.enablerepo or options.disablerepo) and target.builddeps == "none":
+    if (options.enablerepo or options.disablerepo) and (target.builddeps == "none" or target.builddeps_only_from_given):
         raise UsageError(
-            f"target {target.name} installs no build dependencies: --enablerepo/--disablerepo change nothing",
-            hint="use them with an xcp-ng-* target",
+            f"target {target.name} has no repositories of its own: --enablerepo/--disablerepo change nothing",
+            hint="use them with an xcp-ng-* target; give this one its repositories with --repo-url/--local-repo",
         )
     return BuildPlan(
         package=package,
@@ -346,6 +374,7 @@ def plan(settings: Settings, package: Package, options: BuildOptions, sources_di
         build_requires=requires,
         image_tag=image.plan(settings, target.name).tag,
         builds=settings.work_dir / "builds",
+        given=given,
     )
 
 
@@ -420,8 +449,10 @@ class _Runner:
     def run(self, box: container.BuildContainer, argv: list[str]) -> container.ExecResult:
         self.log.write(f"+ {shlex.join(argv)}")
         start = time.monotonic()
-        # stderr joins stdout inside the container so build.log keeps rpmbuild's own order.
-        merged = ["sh", "-c", 'exec "$@" 2>&1', "sh", *argv]
+        # stderr joins stdout inside the container so build.log keeps rpmbuild's own order;
+        # a family image's environment (opam, the stack limit) is sourced first.
+        prelude = f"[ ! -r {ENV_SCRIPT} ] || . {ENV_SCRIPT}; "
+        merged = ["sh", "-c", prelude + 'exec "$@" 2>&1', "sh", *argv]
         result = box.exec(merged, timeout=self.remaining(), workdir=TOPDIR, on_line=self.log.write, check=False)
         self.log.steps.append(StepRun(tuple(argv), result.exit_code, round(time.monotonic() - start, 3)))
         if result.exit_code != 0:
@@ -447,12 +478,34 @@ class _Runner:
         return self.rpmbuild(f"-r{letter}", srpm), f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
 
 
+def builddep_command(planned: BuildPlan) -> str:
+    """The layer's RUN: the SRPM's BuildRequires installed by the target's tool, from its
+    repositories plus the given ones (or, on a target with none of its own, only those)."""
+    options, target, given = planned.options, planned.package.target, planned.given
+    flags = [f"--enablerepo={r}" for r in options.enablerepo] + [f"--disablerepo={r}" for r in options.disablerepo]
+    if given is not None:
+        own = "" if target.builddeps_only_from_given else "/etc/yum.repos.d,"
+        flags.append(f"--setopt=reposdir={own}{givenrepos.INSIDE}")
+    srpm = "/tmp/package.src.rpm"
+    if target.builddeps == "yum-builddep":
+        install, clean = f"yum-builddep -y {' '.join(flags)} {srpm}", "yum clean all"
+    else:
+        # Debian's dnf finds no release package to read $releasever from: it is the target's.
+        release = [f"--releasever={target.xcpng_release}"] if target.builddeps_only_from_given else []
+        install = f"dnf builddep -y {' '.join([*release, '--setopt=install_weak_deps=0', *flags])} {srpm}"
+        clean = "dnf clean all"
+    return f"{install} && {clean} && rm -rf {srpm} {givenrepos.INSIDE}"
+
+
 def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path) -> str:
-    """An image adding the SRPM's BuildRequires to the target image (yum-builddep with the host's network)."""
-    options = planned.options
+    """An image adding the SRPM's BuildRequires to the target image (see ``builddep_command``)."""
+    options, given = planned.options, planned.given
     repos = [f"--enablerepo={r}" for r in options.enablerepo] + [f"--disablerepo={r}" for r in options.disablerepo]
     wanted = sorted(planned.build_requires)
-    key = hashlib.sha256(json.dumps([image_id, wanted, sha256_file(srpm), repos]).encode()).hexdigest()[:16]
+    keyed: list[Any] = [image_id, wanted, sha256_file(srpm), repos]
+    if given is not None:
+        keyed.append(given.keyed())
+    key = hashlib.sha256(json.dumps(keyed).encode()).hexdigest()[:16]
     target = planned.package.target
     tag = f"{image.repository(target)}-deps:{key}"
     if container.image_id(client, tag) is not None:
@@ -462,14 +515,15 @@ def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, 
             f"--no-update: the build-dependency image {tag} for this SRPM does not exist yet",
             hint="run once without --no-update to install the BuildRequires",
         )
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-deps-") as tmp:
-        context = Path(tmp)
+    with owned.tempdir("deps") as context:
         shutil.copy2(srpm, context / "package.src.rpm")
+        copy_given = ""
+        if given is not None:
+            given.stage(context)
+            copy_given = f"COPY given/ {givenrepos.INSIDE}/\n"
         (context / "Dockerfile").write_text(
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
-            f"RUN yum-builddep -y {' '.join(repos)} /tmp/package.src.rpm && yum clean all "
-            "&& rm -f /tmp/package.src.rpm\n"
-            "USER builder\n"
+            f"{copy_given}RUN {builddep_command(planned)}\nUSER builder\n"
         )
         with step(f"install BuildRequires into {tag}"):
             container.build_image(
@@ -477,7 +531,8 @@ def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, 
                 context,
                 tag,
                 buildargs={"BASE": planned.image_tag},
-                host_network=True,
+                # Offline targets install only from the copied repositories, with no network.
+                host_network=target.build_network,
                 on_line=lambda line: log.debug("docker build: %s", line),
                 labels={image.TARGET_LABEL: target.name},
             )
@@ -491,16 +546,18 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
     letter = options.rpmbuild_stage
     second = options.stage == "rpm" and letter != "s"
     binaries = options.stage == "rpm" and (letter is None or makes_binaries(letter))
-    here = planned.package.target.builddeps == "none"
+    here = not planned.needs_deps_image
     prep_checked = False
     with runner.box(planned.image_tag) as box:
         runner.log.write(f"# container {box.name} from {planned.image_tag} ({image_id})")
-        box.put(planned.files, f"{TOPDIR}/SOURCES")
-        box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, f"{TOPDIR}/SPECS")
+        box.put(planned.files, TOPDIR / "SOURCES")
+        box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, TOPDIR / "SPECS")
         with step("rpmbuild -bs (SRPM)"):
             runner.run(box, runner.rpmbuild("-bs", "--nodeps", specfile))
-        srpm_glob = box.exec(["sh", "-c", f"ls {TOPDIR}/SRPMS/*.src.rpm"], timeout=60).output.split()
-        srpm_in = srpm_glob[0]
+        srpms = box.glob(TOPDIR / "SRPMS", "*.src.rpm")
+        if len(srpms) != 1:
+            raise ContainerStepError(f"rpmbuild -bs made {len(srpms)} source packages, not one: {srpms}")
+        srpm_in = str(srpms[0])
         if options.stage == "srpm":
             with step("rpmbuild -rp --nodeps (%prep from the SRPM: the patches apply)"):
                 runner.run(box, runner.rpmbuild("-rp", "--nodeps", srpm_in, extra=False))
@@ -510,20 +567,20 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
             with step(title):
                 runner.run(box, argv)
             prep_checked = letter in (None, "a", "b", "p", "c", "i")
-        produced = box.get(f"{TOPDIR}/SRPMS", folder)
+        produced = box.get(TOPDIR / "SRPMS", folder)
         if second and here and binaries:
-            produced += box.get(f"{TOPDIR}/RPMS", folder)
+            produced += box.get(TOPDIR / "RPMS", folder)
     if second and not here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
         deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm)
         with runner.box(deps_tag) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
-            box.put([srpm], f"{TOPDIR}/SRPMS")
-            argv, title = runner.binary_step(f"{TOPDIR}/SRPMS/{srpm.name}")
+            box.put([srpm], TOPDIR / "SRPMS")
+            argv, title = runner.binary_step(str(TOPDIR / "SRPMS" / srpm.name))
             with step(title):
                 runner.run(box, argv)
             if binaries:
-                produced += box.get(f"{TOPDIR}/RPMS", folder)
+                produced += box.get(TOPDIR / "RPMS", folder)
         prep_checked = letter in (None, "a", "b", "p", "c", "i")
     return [p for p in produced if p.name.endswith(".rpm")], prep_checked
 
@@ -584,7 +641,7 @@ def run(settings: Settings, planned: BuildPlan, image_id: str, client: container
         source=planned.source,
         inputs=planned.inputs,
         spec=planned.spec.text,
-        options=options.keyed(package),
+        options=planned.keyed(),
     )
     write_record(folder, record)
     with (folder / LOG).open("w") as handle:
@@ -622,8 +679,8 @@ def build(
     options.check()
     builds = settings.work_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=builds) as staging:
-        sources_dir = Path(staging) / "SOURCES"
+    with owned.tempdir(".staging", parent=builds) as staging:
+        sources_dir = staging / "SOURCES"
         sources_dir.mkdir()
         planned = plan(settings, package, options, sources_dir)
         # First with the image id remembered in the cache: a hit then needs no engine at all.

@@ -10,6 +10,12 @@ packed and imported as ``xcpbuild-base:KEY``; its tarball is kept in the cache s
 an engine that lost its images re-imports it instead of bootstrapping again.
 A small record per image (``CACHE/images/TAG.json``) remembers the image id, so
 a build whose result is cached never has to ask the engine.
+
+A family target (``family = "el7"``) is built from its family's folder plus the
+``rendered/`` files of :mod:`environment` (its repositories, macros and the
+environment sourced before rpmbuild), copied together into a temporary context;
+the tag hashes both. ``XCPBUILD_BASE_IMAGES`` maps a base image a target names
+to one already in the engine, which is then used as it is, never pulled.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +34,7 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.target import Target, find_target
+from xcpbuild.pipeline.build import environment
 
 log = get_logger("image")
 
@@ -64,6 +73,8 @@ class ImagePlan:
     tag: str
     build_args: tuple[tuple[str, str], ...]
     base: BaseSpec | None
+    rendered: environment.RenderedEnv | None = None  # a family target's rendered/ files
+    local_base: bool = False  # the base is an image of the engine (XCPBUILD_BASE_IMAGES): never pulled
 
 
 @dataclass(frozen=True)
@@ -90,10 +101,10 @@ def context_digest(context_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _user_build_args(target: Target) -> list[tuple[str, str]]:
+def _user_build_args(settings: Settings, target: Target) -> list[tuple[str, str]]:
     values = []
     for arg, variable in target.build_args:
-        value = os.environ.get(variable)
+        value = settings.variable(variable)
         if not value:
             raise ConfigError(
                 f"target {target.name} needs ${variable} (its {arg} build argument)",
@@ -108,20 +119,33 @@ def plan(settings: Settings, target_name: str) -> ImagePlan:
     target = find_target(settings.containers_dir, target_name)
     suite = target.debootstrap_suite
     base: BaseSpec | None = None
+    variables = dict(settings.variables)
+    local_images = environment.base_images(variables)
     if suite is not None:
         base = BaseSpec(suite=suite, mirror=rootfs.debian_mirror(suite), include=target.debootstrap_include)
         base_ref = base.tag
     else:
-        base_ref = target.base_image
-    args = [
-        ("BASE", base_ref),
-        ("DIST", target.dist_macro),
-        ("XCPNG_RELEASE", target.xcpng_release),
-        *_user_build_args(target),
-    ]
-    text = json.dumps({"scheme": SCHEME, "context": context_digest(target.context_dir), "args": args})
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return ImagePlan(target=target, key=key, tag=f"{repository(target)}:{key}", build_args=tuple(args), base=base)
+        base_ref = local_images.get(target.base_image, target.base_image)
+    rendered = None
+    if target.env is not None:
+        rendered = environment.render(target, variables, base_ref)
+        args = list(rendered.build_args)
+    else:
+        args = [("BASE", base_ref), ("DIST", target.dist_macro), ("XCPNG_RELEASE", target.xcpng_release)]
+    args += _user_build_args(settings, target)
+    found: dict[str, object] = {"scheme": SCHEME, "context": context_digest(target.context_dir), "args": args}
+    if rendered is not None:
+        found["rendered"] = [(name, hashlib.sha256(data).hexdigest()) for name, data in rendered.files]
+    key = hashlib.sha256(json.dumps(found).encode()).hexdigest()[:16]
+    return ImagePlan(
+        target=target,
+        key=key,
+        tag=f"{repository(target)}:{key}",
+        build_args=tuple(args),
+        base=base,
+        rendered=rendered,
+        local_base=target.base_image in local_images,
+    )
 
 
 def _record_path(settings: Settings, tag: str) -> Path:
@@ -177,18 +201,34 @@ def build(
         result = ImageResult(target_name, chosen.tag, existing, base_ref, True, time.monotonic() - start)
         _remember(settings, result)
         return result
-    with step(f"build image {chosen.tag} for target {target_name}"):
+    if chosen.local_base and container.image_id(engine_client, base_ref) is None:
+        raise ConfigError(
+            f"base image {base_ref} (given for {chosen.target.base_image} in ${environment.BASE_IMAGES}) "
+            "is not in the engine",
+            hint=f"load it first (docker load -i FILE, or docker tag IMAGE {base_ref})",
+        )
+    with (
+        step(f"build image {chosen.tag} for target {target_name}"),
+        tempfile.TemporaryDirectory(prefix="xcpbuild-context-") as tmp,
+    ):
+        context = chosen.target.context_dir
+        if chosen.rendered is not None:
+            # The family's files plus this target's rendered/ ones: one context per build.
+            context = Path(tmp) / "context"
+            shutil.copytree(chosen.target.context_dir, context)
+            chosen.rendered.write(context)
         if chosen.base is not None:
             ensure_base(settings, engine_client, chosen.base)
         image_id = container.build_image(
             engine_client,
-            chosen.target.context_dir,
+            context,
             chosen.tag,
             buildargs=dict(chosen.build_args),
             host_network=chosen.target.build_network,
             on_line=lambda line: log.debug("docker build: %s", line),
             labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
-            pull=chosen.base is None,
+            pull=chosen.base is None and not chosen.local_base,
+            platform=chosen.target.platform,
         )
     result = ImageResult(target_name, chosen.tag, image_id, base_ref, False, time.monotonic() - start)
     _remember(settings, result)

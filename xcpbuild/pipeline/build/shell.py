@@ -8,12 +8,10 @@ when the shell ends (``--keep-container`` keeps it).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from xcpbuild.adapters import container
+from xcpbuild.adapters import container, owned
 from xcpbuild.config import Settings
 from xcpbuild.log import step
 from xcpbuild.pipeline.build import build, image
@@ -33,8 +31,8 @@ def environment(
     options.check()
     builds = settings.work_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".shell-", dir=builds) as staging:
-        sources = Path(staging) / "SOURCES"
+    with owned.tempdir(".shell", parent=builds) as staging:
+        sources = staging / "SOURCES"
         sources.mkdir()
         planned = build.plan(settings, package, options, sources)
         engine_client = client if client is not None else container.get_client()
@@ -50,6 +48,6 @@ def environment(
         )
         with container.BuildContainer(engine_client, box_options) as box:
             with step(f"stage {planned.title} in {box.name}"):
-                box.put(planned.files, f"{build.TOPDIR}/SOURCES")
-                box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, f"{build.TOPDIR}/SPECS")
+                box.put(planned.files, build.TOPDIR / "SOURCES")
+                box.put_bytes({planned.spec.filename: planned.spec.text.encode()}, build.TOPDIR / "SPECS")
             yield box

@@ -3,7 +3,7 @@
 The template gets the package definition, the target and the patch series:
 ``Patch1000+`` lines numbered from the series, the XCP-ng release (upstream
 release N changed by XCP-ng is N.1, N.2 ..., never N+1) followed by
-``%{?dist}`` (or 7.5's literal ``.xcp``), and the changelog from the definition.
+``%{?dist}`` (after 7.5's literal ``.xcp``), and the changelog from the definition.
 Rendering is pure; ``check`` parses the result with ``rpmspec -P`` inside the
 target's own image, where the target's macros are defined.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -27,6 +27,7 @@ from xcpbuild.pipeline.sources.package import Package, RepoPackage
 
 FIRST_PATCH = 1000
 CHECK_TIMEOUT = 120.0
+BOX_DIR = PurePosixPath("/work")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,8 @@ class RenderedSpec:
 
 
 def release_field(release: str, target: Target) -> str:
-    """The Release: value: ``4.2%{?dist}``, or ``4.2.xcp%{?dist}`` for a literal-dist target (7.5)."""
-    if target.literal_dist:
-        return f"{release}{target.dist}%{{?dist}}"
-    return f"{release}%{{?dist}}"
+    """The Release: value: ``11.2%{?dist}``, or ``4.4.xcp%{?dist}`` on 7.x (literal ``.xcp``, then CentOS's dist)."""
+    return f"{release}{target.release_suffix}%{{?dist}}"
 
 
 def patch_lines(patches: Sequence[str]) -> str:
@@ -67,10 +66,16 @@ def changelog_text(entries: Sequence[ChangelogEntry]) -> str:
     return "\n\n".join(blocks)
 
 
+def entries_for(entries: Sequence[ChangelogEntry], version: str) -> list[ChangelogEntry]:
+    """The entries about builds of ``version`` (``0.20.0-4.4`` for 0.20.0): a 0.43.0 build must not claim 0.20.0's."""
+    return [entry for entry in entries if entry.version.startswith(f"{version}-")]
+
+
 def context(
     package: PackageDef, target: Target, *, version: str, release: str, sources: Sequence[str], patches: Sequence[str]
 ) -> dict[str, Any]:
-    """What a template sees."""
+    """What a template sees; the changelog holds only the entries of this upstream version."""
+    changelog = entries_for(package.changelog, version)
     return {
         "name": package.name,
         "version": version,
@@ -85,9 +90,14 @@ def context(
         "source_lines": source_lines(sources),
         "patches": [{"number": FIRST_PATCH + i, "name": name} for i, name in enumerate(patches)],
         "patch_lines": patch_lines(patches),
-        "changelog": list(package.changelog),
-        "changelog_text": changelog_text(package.changelog),
-        "target": {"name": target.name, "dist": target.dist, "xcpng_release": target.xcpng_release},
+        "changelog": list(changelog),
+        "changelog_text": changelog_text(changelog),
+        "target": {
+            "name": target.name,
+            "dist": target.dist,
+            "xcpng_release": target.xcpng_release,
+            "userspace": target.userspace,
+        },
     }
 
 
@@ -163,13 +173,13 @@ def check(
 ) -> str:
     """Parse the spec with ``rpmspec -P`` in the target's image; return the expanded spec."""
     engine_client = client if client is not None else container.get_client()
-    options = container.ContainerOptions(image=image_tag, workdir="/work", role="spec")
+    options = container.ContainerOptions(image=image_tag, workdir=BOX_DIR, role="spec")
     argv = ["rpmspec", "-P"]
     for name, value in defines:
         argv += ["--define", f"{name} {value}"]
     with step(f"rpmspec -P {spec.filename} in {image_tag}"), container.BuildContainer(engine_client, options) as box:
-        box.put_bytes({spec.filename: spec.text.encode()}, "/work")
-        result = box.exec([*argv, f"/work/{spec.filename}"], timeout=CHECK_TIMEOUT, check=False)
+        box.put_bytes({spec.filename: spec.text.encode()}, BOX_DIR)
+        result = box.exec([*argv, str(BOX_DIR / spec.filename)], timeout=CHECK_TIMEOUT, check=False)
     if result.exit_code != 0:
         raise ConfigError(
             f"rpmspec rejects the rendered {spec.filename} for {spec.target}: {result.output.strip()[-500:]}",

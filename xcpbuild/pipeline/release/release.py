@@ -25,15 +25,15 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError, PatchError, UsageError, VerifyError, XcpbuildError
+from xcpbuild.errors import ConfigError, UsageError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.model.repo import Channel
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.publish import publish, repo
-from xcpbuild.pipeline.sources import hunks, patch, source
-from xcpbuild.pipeline.sources.package import DefinedPackage, Package, resolve
-from xcpbuild.pipeline.verify import exportserver_check
+from xcpbuild.pipeline.release import upstreams, verify_step
+from xcpbuild.pipeline.release.upstreams import PatchRow
+from xcpbuild.pipeline.sources.package import Package, resolve
 
 log = get_logger("release")
 
@@ -50,25 +50,16 @@ class StepData(Protocol):
 _Data_co = TypeVar("_Data_co", bound=StepData, covariant=True)
 
 
-@dataclass(frozen=True)
-class PatchRow:
-    """One line of the patch health table."""
-
-    package: str
-    ref: str
-    patch: str
-    status: hunks.PatchStatus | Literal["no patches", "no upstream to check"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"package": self.package, "ref": self.ref, "patch": self.patch, "status": self.status}
-
-
 @dataclass
 class SourcesData:
     health: list[PatchRow] | None = None  # None: the step failed before it had a table
+    left_out: dict[str, str] = field(default_factory=dict)  # package -> why it is not in this run
 
     def to_json(self) -> dict[str, Any]:
-        return {} if self.health is None else {"health": [row.to_json() for row in self.health]}
+        data: dict[str, Any] = {"left_out": self.left_out}
+        if self.health is not None:
+            data["health"] = [row.to_json() for row in self.health]
+        return data
 
 
 @dataclass(frozen=True)
@@ -94,10 +85,17 @@ class BuildData:
 
 @dataclass
 class VerifyData:
-    checks: dict[str, exportserver_check.ExportCheckResult] = field(default_factory=dict)
+    checks: dict[str, verify_step.Checked] = field(default_factory=dict)
+
+    @property
+    def proofs(self) -> dict[str, str]:
+        """Per package, one line of what was proven."""
+        return {name: checked.proof for name, checked in self.checks.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return {name: result.to_json() for name, result in self.checks.items()}
+        data: dict[str, Any] = {name: checked.data for name, checked in self.checks.items()}
+        data["proofs"] = self.proofs
+        return data
 
 
 @dataclass(frozen=True)
@@ -189,8 +187,18 @@ class ReleaseReport:
             "error": self.error,
             "hint": self.hint,
             "exit_code": self.exit_code,
+            "left_out": self.sources.data.left_out,
+            "proofs": self.verify.data.proofs,
             "ok": self.ok,
         }
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        return self.sources.data.left_out
+
+    @property
+    def proofs(self) -> dict[str, str]:
+        return self.verify.data.proofs
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class _State:
     packages: list[PlannedPackage] = field(default_factory=list)
     resolved: dict[str, Package] = field(default_factory=dict)  # by plan name, resolved once
     built: dict[str, BuiltPackage] = field(default_factory=dict)
+    upstreams: dict[str, str] = field(default_factory=dict)  # the upstream each git package was fetched from
 
 
 @contextlib.contextmanager
@@ -245,49 +254,30 @@ def parse_upstreams(values: list[str]) -> dict[str, str]:
 
 
 def _selected(settings: Settings, options: ReleaseOptions, state: _State) -> list[PlannedPackage]:
-    chosen = []
     for planned in options.plan.packages:
         # Resolved once, before any work: an unknown package or a broken spec fails here.
         state.resolved[planned.name] = resolve(settings, planned.name, options.plan.target)
-        if planned.needs_upstream and planned.name not in options.upstreams:
-            log.info("%s: no --upstream %s=PATH_OR_URL given; it is left out of this run", planned.name, planned.name)
-            continue
-        chosen.append(planned)
     for name in options.upstreams:
         if name not in {p.name for p in options.plan.packages}:
             raise UsageError(f"--upstream names {name}, which the plan does not build")
-    if not chosen:
-        raise ConfigError(f"plan {options.plan.source} leaves nothing to build")
-    return chosen
+    return list(options.plan.packages)
 
 
 def _sources(settings: Settings, options: ReleaseOptions, state: _State, data: SourcesData) -> str:
-    rows: list[PatchRow] = []
-    for planned in state.packages:
-        pkg = state.resolved[planned.name]
-        upstream = options.upstreams.get(planned.name)
-        if isinstance(pkg, DefinedPackage):
-            if pkg.definition.source_kind != "git":
-                rows.append(PatchRow(pkg.name, "(this project)", "-", "no patches"))
-                continue
-            ref = source.fetch(settings, pkg.definition, options.plan.target, upstream=upstream).ref
-        elif pkg.pinned_ref is None or not (upstream or pkg.upstream_url) or not pkg.patch_files:
-            rows.append(PatchRow(pkg.name, "(its spec)", "-", "no upstream to check"))
-            continue
-        else:
-            ref = pkg.pinned_ref
-        health = patch.check(settings, pkg, [ref], upstream=upstream)
-        rows += [PatchRow(pkg.name, item.ref, item.patch, item.status) for item in health]
-        bad = [h for h in health if not hunks.is_healthy(h.status)]
-        if bad:
-            data.health = rows  # shown even though the step fails: it says which patch
-            raise PatchError(
-                f"{pkg.name}: patch {bad[0].patch} {bad[0].status} on {bad[0].ref}",
-                hint=f"run `xcpbuild patch check {pkg.cli_name} --ref {bad[0].ref}` for the hunk",
-            )
-    data.health = rows
-    patches = [r for r in rows if r.patch != "-"]
-    return f"{len(patches)} patch(es) apply at their pins" if patches else "no patch series in this run"
+    try:
+        found = upstreams.sources(settings, state.packages, state.resolved, options.upstreams)
+    except upstreams.SourcesFailed as exc:
+        data.health = exc.rows  # shown even though the step fails: it says which patch
+        raise exc.error from exc
+    state.upstreams, data.left_out, data.health = found.upstreams, found.left_out, found.rows
+    state.packages = [p for p in state.packages if p.name not in found.left_out]
+    if not state.packages:
+        raise ConfigError(f"plan {options.plan.source} leaves nothing to build")
+    patches = [r for r in found.rows if r.patch != "-" and r.kind == upstreams.PINNED]
+    detail = f"{len(patches)} patch(es) apply at their pins" if patches else "no patch series in this run"
+    if found.left_out:
+        detail += f"; left out: {', '.join(sorted(found.left_out))} (upstream not reachable)"
+    return detail
 
 
 def _built(result: builds.BuildResult) -> BuiltPackage:
@@ -308,7 +298,7 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, data: Bui
                 state.resolved[planned.name],
                 builds.BuildOptions(
                     stage=planned.stage,
-                    upstream=options.upstreams.get(planned.name),
+                    upstream=state.upstreams.get(planned.name),
                     keep_container=options.keep_container,
                     timeout=options.build_timeout,
                 ),
@@ -320,27 +310,26 @@ def _build(settings: Settings, options: ReleaseOptions, state: _State, data: Bui
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: VerifyData, run_dir: Path) -> str:
-    for planned in state.packages:
-        if planned.verify != "export-server":
-            continue
-        rpms = [p for p in state.built[planned.name].files if p.name.endswith(".noarch.rpm")]
-        if not rpms:
-            raise ConfigError(f"{planned.name} has no binary RPM to verify", hint='its plan entry needs stage = "rpm"')
-        extra = _platform_rpms(state)
-        result = exportserver_check.run(
-            settings,
-            options.plan.target,
-            [*rpms, *extra],
-            run_dir / "verify",
-            stall_seconds=options.stall_seconds,
-            keep_container=options.keep_container,
-        )
-        data.checks[planned.name] = result
-        if not result.ok:
-            raise VerifyError(f"{planned.name}: {result.problem}", hint=f"read the logs in {run_dir / 'verify'}")
-    if not data.checks:
+    checked = verify_step.run(
+        settings,
+        target=options.plan.target,
+        packages=state.packages,
+        binaries={name: list(built.files) for name, built in state.built.items()},
+        platform_rpms=_platform_rpms(state),
+        upstreams=state.upstreams,
+        run_dir=run_dir,
+        stall=options.stall_seconds,
+        keep_container=options.keep_container,
+    )
+    data.checks = {item.package: item for item in checked}
+    verify_step.require_all(checked, run_dir)
+    if not checked:
         return "nothing to verify"
-    return f"{len(data.checks)} package(s): fixed policy survived every stall, legacy-retry failed as in 2018"
+    kinds = sorted({item.data["kind"] for item in checked})
+    return (
+        f"{len(checked)} package(s) proven at once ({', '.join(kinds)}): each fix survived the stall, "
+        "each unfixed copy failed as in 2018"
+    )
 
 
 def _platform_rpms(state: _State) -> list[Path]:

@@ -141,7 +141,7 @@ def is_repository_argument(settings: Settings, what: str) -> bool:
 
 
 def target_defines(target: Target) -> list[Define]:
-    """What the target's image defines for every build: %dist (unless literal) and the XCP-ng release."""
+    """What the target's image defines for every build: %dist and the XCP-ng release."""
     defines: list[Define] = [("xcpng_release", target.xcpng_release)]
     if target.dist_macro:
         defines.insert(0, ("dist", target.dist_macro))

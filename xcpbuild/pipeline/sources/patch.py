@@ -21,10 +21,11 @@ import re
 import shutil
 import tarfile
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcpbuild.adapters import git, gnupatch
+from xcpbuild.adapters import git, gnupatch, owned
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
 from xcpbuild.log import get_logger, step
@@ -108,14 +109,14 @@ def apply_series(settings: Settings, pkg: Package, source_dir: Path) -> list[str
     if not loaded:
         log.info("%s has no patches for target %s", pkg.name, pkg.target.name)
         return []
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{source_dir.name}.patching-", dir=source_dir.parent))
-    except OSError as exc:
-        raise SourceError(
-            f"cannot make a working copy beside {source_dir}: {exc.strerror}",
-            hint="patches are applied to a copy in the same directory; make that directory writable",
-        ) from exc
-    try:
+    with ExitStack() as stack:
+        try:
+            scratch = stack.enter_context(owned.tempdir(f".{source_dir.name}.patching", parent=source_dir.parent))
+        except OSError as exc:
+            raise SourceError(
+                f"cannot make a working copy beside {source_dir}: {exc.strerror}",
+                hint="patches are applied to a copy in the same directory; make that directory writable",
+            ) from exc
         work = scratch / "tree"
         try:
             shutil.copytree(source_dir, work, symlinks=True)
@@ -135,8 +136,6 @@ def apply_series(settings: Settings, pkg: Package, source_dir: Path) -> list[str
         # Swap: two renames in the same directory, then drop the original.
         source_dir.rename(scratch / "original")
         work.rename(source_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return [p.path.name for p in loaded]
 
 
@@ -177,8 +176,8 @@ def check(
     commits = [(ref, git.resolve(repo, ref)) for ref in refs]  # every ref resolves before any work
     report: list[PatchHealth] = []
     for ref, commit in commits:
-        with step(f"check {len(loaded)} patch(es) against {ref}"), tempfile.TemporaryDirectory() as tmp:
-            tree = _extract(repo, commit, Path(tmp))
+        with step(f"check {len(loaded)} patch(es) against {ref}"), owned.tempdir("patch-check") as tmp:
+            tree = _extract(repo, commit, tmp)
             for patch in loaded:
                 verdict = classify_in_tree(tree, patch.path, patch.parsed)
                 report.append(PatchHealth(ref, commit, patch.path.name, verdict.status, verdict.detail))

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcpbuild.adapters import git
+from xcpbuild.adapters import git, owned
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, SourceError
 from xcpbuild.log import get_logger, step
@@ -72,16 +70,11 @@ def tarball_bytes(tar: bytes) -> bytes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        Path(tmp).chmod(0o644)  # mkstemp makes 0600; a tarball is meant to be shared
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Owned: a run killed while writing leaves a file the next one recognises and removes.
+    with owned.scratch_file(f".{path.name}", parent=path.parent) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)  # made 0600; a tarball is meant to be shared
+        tmp.replace(path)
 
 
 def fetch(  # noqa: PLR0917 - the interface other steps call positionally

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from xcpbuild import verifier as verify
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
-from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError
+from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.keys import one_of
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
@@ -48,11 +48,11 @@ from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
 
-BUILD_DIR = "/tmp/probe"
+BUILD_DIR = PurePosixPath("/tmp/probe")
 PORT = 8080  # on the container's own loopback; nothing outside can reach it
 DATA_FILE = "probe-disk.img"
 RUNNER = "probe_runner.py"
-REQUESTS = 3  # raw, throttle, stall: one request each
+RUNS = ("raw", "throttle", "stall")  # one request each; the stall comes last
 RUN_SLACK = 300.0  # seconds beyond the stall for the whole run step
 KIT_DIR = "verifier"
 # xcpbuild.verifier and what it imports: copied into the container, where
@@ -109,8 +109,8 @@ class ProbeReport:
         return asdict(self)
 
 
-def load_recipe(settings: Settings, name: str) -> tuple[DefinedPackage, ProbeRecipe]:
-    resolved = resolve(settings, name, "local")
+def load_recipe(settings: Settings, name: str, target: str = "local") -> tuple[DefinedPackage, ProbeRecipe]:
+    resolved = resolve(settings, name, target)
     if not isinstance(resolved, DefinedPackage):
         raise UsageError(
             "probe needs a package of specs/ with a [probe] recipe; a package repository has none",
@@ -177,6 +177,25 @@ def make_data_file(path: Path, mib: int, seed: int = 2018) -> str:
             digest.update(block)
             out.write(block)
     return digest.hexdigest()
+
+
+def cached_data_file(settings: Settings, mib: int, seed: int = 2018) -> tuple[Path, str]:
+    """The served file and its sha256, made once per size and seed in ``CACHE/probe-data/`` (read-only)."""
+    folder = settings.cache_dir / "probe-data" / f"{mib}MiB-{seed}"
+    data, digest_file = folder / DATA_FILE, folder / "sha256"
+    if digest_file.is_file() and data.is_file() and data.stat().st_size == mib << 20:
+        return data, digest_file.read_text().strip()
+    scratch = folder.with_name(f".{folder.name}.{time.time_ns()}")
+    scratch.mkdir(parents=True)
+    try:
+        digest = make_data_file(scratch / DATA_FILE, mib, seed)
+        (scratch / "sha256").write_text(digest + "\n")
+        scratch.rename(folder)  # whole or not at all
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)  # another probe made it first: same seed, same bytes
+        if not digest_file.is_file():
+            raise
+    return data, digest_file.read_text().strip()
 
 
 # -- compile errors -----------------------------------------------------------------------
@@ -263,20 +282,30 @@ def probe(
     stall: float | None = None,
     keep: bool = False,
     client: container.Client | None = None,
+    target: str = "local",
+    runs: tuple[str, ...] = RUNS,
 ) -> ProbeReport:
-    """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it."""
-    resolved, recipe = load_recipe(settings, name)
+    """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it.
+
+    ``target`` picks the pin (ref, sha256) and the series; ``runs`` which of the runner's
+    runs are made (the main job skips the throttled one).
+    """
+    resolved, recipe = load_recipe(settings, name, target)
     pkg = resolved.definition
     ours = recipe_files(recipe, settings.project_root)
     runner = runner_path(settings)
     stall_seconds = recipe.stall if stall is None else stall
     if stall_seconds < 0:
         raise ConfigError("--stall must be 0 or more seconds")
-    work = settings.work_dir / "probe" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    if not runs or set(runs) - set(RUNS) or len(set(runs)) != len(runs):
+        raise ConfigError(f"probe runs must be some of {', '.join(RUNS)}, each once (got {', '.join(runs)})")
+    kind = "patched" if apply_patches else "unpatched"  # two probes of one package may run at once
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    work = settings.work_dir / "probe" / f"{name}-{kind}-{stamp}"
     work.mkdir(parents=True)
 
     with step(f"fetch {name} {ref or 'at its pinned ref'}"):
-        fetched = source.fetch(settings, pkg, target="local", upstream=upstream, ref=ref, out_dir=work)
+        fetched = source.fetch(settings, pkg, target=target, upstream=upstream, ref=ref, out_dir=work)
     tree = _unpack(fetched.tarball, work / "src")
     applied: list[str] = []
     if apply_patches:
@@ -286,8 +315,7 @@ def probe(
 
     engine_client = client or container.get_client()
     tag = probe_image.ensure(settings, recipe, engine_client)
-    data = work / DATA_FILE
-    expected = make_data_file(data, recipe.file_mib)
+    data, expected = cached_data_file(settings, recipe.file_mib)
     size = recipe.file_mib << 20
     report = ProbeReport(
         package=name,
@@ -306,20 +334,65 @@ def probe(
     sources.update({p.name: rel for p, rel in zip(ours, recipe.files, strict=True)})
 
     # BUILD_DIR is made by the build user (a container workdir would be root-owned).
-    options = container.ContainerOptions(image=tag, role="probe", workdir="/tmp", keep=keep)
-    try:
-        with container.BuildContainer(engine_client, options) as box:
-            box.put([*theirs, *ours, runner, data], BUILD_DIR)
-            box.put([verifier_kit(work / KIT_DIR)], f"{BUILD_DIR}/{KIT_DIR}")
-            _compile(box, recipe, work, sources, name)
-            raw = _run(box, recipe, stall_seconds, expected, work)
-    finally:
-        data.unlink(missing_ok=True)  # regenerated from its seed whenever needed
+    options = container.ContainerOptions(image=tag, role="probe", workdir=PurePosixPath("/tmp"), keep=keep)
+    with container.BuildContainer(engine_client, options) as box:
+        box.put([*theirs, *ours, runner, data], BUILD_DIR)
+        box.put([verifier_kit(work / KIT_DIR)], BUILD_DIR / KIT_DIR)
+        _compile_or_reuse(settings, box, recipe, work, sources, name, key=compile_key(tag, recipe, [*theirs, *ours]))
+        raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
     report.driver_exit = raw.get("driver_exit")
     report.driver_stderr = str(raw.get("driver_stderr", "")).strip()
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+def compile_key(image_tag: str, recipe: ProbeRecipe, files: list[Path]) -> str:
+    """What the compiled driver depends on: the image, the compile lines and every file's bytes."""
+    digest = hashlib.sha256()
+    digest.update(image_tag.encode() + b"\0")
+    for line in recipe.compile:
+        digest.update(line.encode() + b"\0")
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def driver_name(recipe: ProbeRecipe) -> str:
+    """The program the compile lines make: the first word of ``run`` (``./probe_driver`` -> probe_driver)."""
+    return PurePosixPath(recipe.run.split()[0]).name
+
+
+def _compile_or_reuse(  # noqa: PLR0917 - the probe's own helper
+    settings: Settings,
+    box: container.BuildContainer,
+    recipe: ProbeRecipe,
+    work: Path,
+    sources: dict[str, str],
+    name: str,
+    *,
+    key: str,
+) -> None:
+    """Compile, or put in the driver compiled earlier from exactly the same inputs (as builds are reused).
+
+    The stall test always runs; only the compiler's work is kept, in ``CACHE/probe-builds/KEY/``.
+    """
+    cached = settings.cache_dir / "probe-builds" / key / driver_name(recipe)
+    if cached.is_file():
+        box.put([cached], BUILD_DIR, mode=0o755)
+        (work / "compile.log").write_text(f"# reused {cached}: compiled before from the same inputs (key {key})\n")
+        log.info("probe of %s: reused the driver compiled from the same inputs (%s)", name, key[:12])
+        return
+    _compile(box, recipe, work, sources, name)
+    scratch = cached.parent.with_name(f".{key}.{time.time_ns()}")
+    try:
+        box.get(BUILD_DIR / cached.name, scratch)
+        scratch.rename(cached.parent)
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)  # another probe stored the same driver first
+    except XcpbuildError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        log.warning("could not keep the compiled driver of %s: %s", name, exc.message)
 
 
 def _compile(
@@ -342,7 +415,13 @@ def _compile(
 
 
 def _run(
-    box: container.BuildContainer, recipe: ProbeRecipe, stall: float, expected_sha256: str, work: Path
+    box: container.BuildContainer,
+    recipe: ProbeRecipe,
+    stall: float,
+    expected_sha256: str,
+    work: Path,
+    *,
+    runs: tuple[str, ...] = RUNS,
 ) -> dict[str, Any]:
     argv = [
         "python3",
@@ -359,10 +438,12 @@ def _run(
         str(stall),
         "--throttle-kib-s",
         str(recipe.throttle_kib_s),
+        "--runs",
+        ",".join(runs),
         "--",
-        *recipe.run_argv(PORT, DATA_FILE, REQUESTS),
+        *recipe.run_argv(PORT, DATA_FILE, len(runs)),
     ]
-    with step(f"stall-test the probe (raw, throttled, {stall:g}s stall)"):
+    with step(f"stall-test the probe ({', '.join(runs)}; {stall:g}s stall)"):
         result = box.exec(argv, workdir=BUILD_DIR, timeout=stall + RUN_SLACK, check=False)
     (work / "runner.log").write_text(result.output)
     raw = _last_json_object(result.output)
