@@ -7,11 +7,14 @@
 2. Full metadata generation on one Packages/ tree, alternating runs: the
    createrepo_c CLI (``--no-database --general-compress-type=gz``, the settings
    xcpbuild writes: gz XML, no sqlite) vs ``adapters.createrepo.build_repodata``.
-   Prints both medians and the ratio (target <= 1.2).
-3. Publishes the COUNT packages into a signed repo with ``xcpbuild publish``,
+   Prints both medians and the ratio (target <= 1.0).
+3. Publishes the COUNT packages into a signed repo with ``xcpbuild publish``
+   (target <= 20 s: signing, verifying, metadata and dnf's test transaction),
    then times publishing one more RPM: metadata alone, and the whole publish
    minus signing (target <= 0.5 s plus signing). The whole publish also runs
    dnf against the staged repo, which is shown on its own line.
+
+The load average is printed at the start and the end: the machine is shared.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def cached_rpms(count: int) -> list[Path]:
     )
 
 
+def load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def median_time(func: object, repeat: int) -> float:
     samples = []
     for _ in range(repeat):
@@ -67,6 +74,7 @@ def main() -> int:
     args = parser.parse_args()
     rpms = cached_rpms(args.count)
     assert len(rpms) == args.count, len(rpms)
+    print(f"cores: {len(os.sched_getaffinity(0))}, load average at start: {load()}")
 
     with tempfile.TemporaryDirectory(prefix="xcpbuild-bench-") as tmp:
         work = Path(tmp)
@@ -104,7 +112,7 @@ def main() -> int:
         print(f"full metadata, {args.count} RPMs, median of {args.repeat}:")
         print(f"  createrepo_c CLI ({version}): {cli_median:.3f}s")
         print(f"  xcpbuild build_repodata:      {our_median:.3f}s")
-        print(f"  ratio: {our_median / cli_median:.2f}x (target <= 1.2x)")
+        print(f"  ratio: {our_median / cli_median:.2f}x (target <= 1.0x)")
 
         if args.metadata_only:
             return 0
@@ -116,7 +124,7 @@ def main() -> int:
             print(
                 f"initial signed publish of {args.count} RPMs: {time.monotonic() - started:.1f}s "
                 f"(signing {first.repos[0].sign_seconds:.1f}s, metadata {first.repos[0].metadata_seconds:.2f}s, "
-                f"dnf {first.repos[0].check_seconds:.1f}s)"
+                f"dnf {first.repos[0].check_seconds:.1f}s; target <= 20s)"
             )
             extras = [make_rpm(work / "extra", "bench-extra", f"1.{i}") for i in range(args.repeat)]
             meta, total, sign, check = [], [], [], []
@@ -131,12 +139,13 @@ def main() -> int:
             print(f"add one RPM to {args.count}, median of {len(extras)}:")
             print(f"  metadata (1 read, {args.count} reused): {statistics.median(meta):.3f}s")
             print(f"  whole publish minus signing:    {statistics.median(total):.3f}s (target <= 0.5s)")
-            print(f"    of which the dnf install check: {statistics.median(check):.3f}s")
+            print(f"    of which the dnf check:        {statistics.median(check):.3f}s")
             rest = statistics.median(t - c for t, c in zip(total, check, strict=True))
             print(f"  whole publish minus signing and the dnf check: {rest:.3f}s")
             print(f"  signing one RPM:                 {statistics.median(sign):.3f}s")
         finally:
             stop_agent(key)
+    print(f"load average at the end: {load()}")
     return 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -274,20 +275,29 @@ def check_repo(repo_dir: Path, verify_packages: Iterable[str] = ()) -> list[str]
     if problems:
         return problems
     wanted = set(verify_packages)
-    metadata = cr.Metadata(cr.HT_KEY_HASH)
+    primary = next((entry for entry in entries if entry.type == "primary"), None)
+    if primary is None:
+        return ["repomd.xml names no primary metadata"]
+    packages: list[cr.Package] = []
     try:
-        metadata.locate_and_load_xml(str(repo_dir))
+        # primary alone names every package with its size and checksum; filelists and other need not be parsed
+        cr.xml_parse_primary(str(repo_dir / primary.href), pkgcb=packages.append, do_files=False)
     except (OSError, cr.CreaterepoCError) as exc:
         return [f"metadata in {repo_dir} is unreadable ({exc})"]
-    for key in metadata.keys():  # noqa: SIM118 (a createrepo_c Metadata, not a dict)
-        pkg = metadata.get(key)
-        path = repo_dir / pkg.location_href
-        if not path.is_file():
-            problems.append(f"{pkg.location_href} named by primary.xml is missing")
-        elif path.stat().st_size != pkg.size_package:
-            problems.append(f"{pkg.location_href} does not have the size primary.xml gives")
-        elif pkg.location_href in wanted and file_checksum(path, pkg.checksum_type) != pkg.pkgId:
-            problems.append(f"{pkg.location_href} does not match its checksum in primary.xml")
+    base = str(repo_dir)
+    for pkg in packages:
+        href = pkg.location_href
+        location = os.path.join(base, href)  # noqa: PTH118 (plain strings: this loop runs once per package)
+        try:
+            st = os.stat(location)  # noqa: PTH116
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            problems.append(f"{href} named by primary.xml is missing")
+        elif st.st_size != pkg.size_package:
+            problems.append(f"{href} does not have the size primary.xml gives")
+        elif href in wanted and file_checksum(Path(location), pkg.checksum_type) != pkg.pkgId:
+            problems.append(f"{href} does not match its checksum in primary.xml")
     return problems
 
 

@@ -1,4 +1,4 @@
-"""dnf as a real client of a yum repository, installing into a throwaway root.
+"""dnf as a real client of a yum repository, against a throwaway root.
 
 Nothing on the host is read or changed: ``reposdir=/dev/null`` hides the
 host's repo files, cache and logs go under the temporary root, and the repo is
@@ -6,21 +6,32 @@ given with ``--repofrompath``. With a public key, ``gpgcheck`` and
 ``repo_gpgcheck`` are both on, so dnf itself checks ``repomd.xml.asc`` and
 every package signature, exactly as an XCP-ng host configured with
 ``gpgcheck=1 repo_gpgcheck=1`` would.
+
+``install`` really installs into the root. ``check_install`` runs the same
+transaction in rpm's test mode (``tsflags=test``): dnf resolves it, fetches the
+packages, checks every package signature against the key (and the repomd
+signature), and rpm then checks the whole transaction (dependencies, file
+conflicts, disk space, package digests) without unpacking anything or running
+scriptlets. For thousands of packages that is a fraction of a real install.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from xcpbuild.adapters import owned
-from xcpbuild.adapters.process import require_tool, run
+from xcpbuild.adapters.process import Completed, require_tool, run
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger
 
 log = get_logger("dnf")
+
+# What dnf's depsolve prints at debuglevel 6 for each package the transaction installs.
+_WILL_INSTALL = re.compile(r"^---> Package (\S+)\.([^.\s]+) (\S+) will be installed$")
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ class Repo:
 
 @dataclass(frozen=True)
 class InstallResult:
-    installed: list[str]  # NEVRAs as the installroot's rpm database lists them
+    installed: list[str]  # NEVRAs (NAME-EVR.ARCH), as installed or as the test transaction would install them
     output: str
 
 
@@ -45,7 +56,9 @@ def failure_detail(output: str) -> str:
     return " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
 
 
-def base_argv(tmp: Path, releasever: str, repos: Sequence[Repo], public_key: Path | None) -> list[str]:
+def base_argv(
+    tmp: Path, releasever: str, repos: Sequence[Repo], public_key: Path | None, *, tsflags: str = "nodocs"
+) -> list[str]:
     """dnf's command line with everything under ``tmp`` (installroot ``tmp/root``) and only ``repos``."""
     dnf = require_tool("dnf")
     root = tmp / "root"
@@ -61,7 +74,7 @@ def base_argv(tmp: Path, releasever: str, repos: Sequence[Repo], public_key: Pat
         f"--setopt=logdir={tmp}/log",
         f"--setopt=persistdir={tmp}/persist",
         "--setopt=install_weak_deps=0",
-        "--setopt=tsflags=nodocs",
+        f"--setopt=tsflags={tsflags}",
         "--noplugins",
     ]
     for repo in repos:
@@ -92,14 +105,8 @@ def install(
     rpm = require_tool("rpm")
     # Owned: removing it also stops the gpg-agent dnf starts for the keyring it stages per repo.
     with owned.tempdir("dnf") as tmp:
+        done = _transaction(tmp, repos, packages, public_key, releasever, timeout=timeout, test=False)
         root = tmp / "root"
-        argv = base_argv(tmp, releasever, repos, public_key)
-        argv += ["install", *packages]
-        done = run(argv, timeout=timeout, check=False)
-        if not done.ok:
-            raise VerifyError(
-                f"dnf could not install {' '.join(packages)}: {failure_detail(done.stderr + done.stdout)}"
-            )
         listed = run([rpm, "--root", root, "-qa", "--qf", "%{NAME}-%{EVR}.%{ARCH}\\n"], check=False)
         installed = sorted(line for line in listed.stdout.splitlines() if line and not line.startswith("gpg-pubkey"))
     return InstallResult(installed, done.stdout)
@@ -163,3 +170,53 @@ def upgrade_check(
         after=answer["after"],
         unresolved=[Unresolved(p, tuple(reqs)) for p, reqs in answer["unresolved"]],
     )
+
+
+def check_install(
+    repos: Sequence[Repo],
+    packages: Sequence[str],
+    public_key: Path | None,
+    releasever: str,
+    timeout: float = 600,
+) -> InstallResult:
+    """Prove ``packages`` installable from ``repos`` with one test transaction (see the module docstring).
+
+    The result lists what the transaction would install (the packages and their
+    dependencies). Raises VerifyError as ``install`` does.
+    """
+    with owned.tempdir("dnf") as tmp:  # owned, as in install
+        done = _transaction(tmp, repos, packages, public_key, releasever, timeout=timeout, test=True)
+    installed = _would_install(done.stdout)
+    if not installed:
+        raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
+    return InstallResult(installed, done.stdout)
+
+
+def _would_install(output: str) -> list[str]:
+    """NAME-EVR.ARCH of each package dnf's depsolve says it will install."""
+    return sorted(f"{m[1]}-{m[3]}.{m[2]}" for m in map(_WILL_INSTALL.match, output.splitlines()) if m is not None)
+
+
+def _transaction(
+    tmp: Path,
+    repos: Sequence[Repo],
+    packages: Sequence[str],
+    public_key: Path | None,
+    releasever: str,
+    *,
+    timeout: float,
+    test: bool,
+) -> Completed:
+    argv = base_argv(tmp, releasever, repos, public_key, tsflags="nodocs,test" if test else "nodocs")
+    if test:
+        argv.append("--setopt=debuglevel=6")  # prints each package the depsolve adds (see _WILL_INSTALL)
+    argv += ["install", *packages]
+    done = run(argv, timeout=timeout, check=False)
+    if not done.ok:
+        raise VerifyError(f"dnf could not install {_names(packages)}: {failure_detail(done.stderr + done.stdout)}")
+    return done
+
+
+def _names(packages: Sequence[str]) -> str:
+    """The packages for a message: all of a few, a count of many."""
+    return " ".join(packages) if len(packages) <= 5 else f"{len(packages)} packages ({', '.join(packages[:3])}, ...)"

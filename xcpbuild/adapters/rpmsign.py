@@ -14,9 +14,12 @@ signature or a signature by another key all fail here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from xcpbuild.adapters import owned
 from xcpbuild.adapters.gpg import SigningKey
@@ -28,6 +31,40 @@ log = get_logger("rpmsign")
 
 # rpmsign handles many files per call; keep argv well under the kernel limit.
 _BATCH = 200
+
+_T = TypeVar("_T")
+
+
+def _workers() -> int:
+    """How many tool processes to run side by side: one per core this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _batches(paths: Sequence[Path], workers: int) -> list[list[Path]]:
+    """``paths`` cut into batches of at most _BATCH, at least ``workers`` of them when there are enough files."""
+    size = max(1, min(_BATCH, -(-len(paths) // workers)))
+    return [list(paths[start : start + size]) for start in range(0, len(paths), size)]
+
+
+def _each_batch(paths: Sequence[Path], work: Callable[[list[Path]], _T]) -> list[_T]:
+    """``work`` on every batch, one batch per core at a time; results in batch order.
+
+    rpmsign and rpmkeys spend most of their time in gpg and digest work, one
+    file after the other: side by side they use every core. The first failure
+    is raised once the running batches have ended; batches not yet started
+    are dropped, so nothing keeps running behind the caller.
+    """
+    workers = _workers()
+    batches = _batches(paths, workers)
+    if len(batches) <= 1 or workers == 1:
+        return [work(batch) for batch in batches]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpmsign") as pool:
+        futures = [pool.submit(work, batch) for batch in batches]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def sign(paths: Sequence[Path], key: SigningKey) -> None:
@@ -44,12 +81,14 @@ def sign(paths: Sequence[Path], key: SigningKey) -> None:
     argv: list[str] = [rpmsign, "--addsign", "--rpmv3"]
     for name, value in defines.items():
         argv += ["--define", f"{name} {value}"]
-    for start in range(0, len(paths), _BATCH):
-        batch = paths[start : start + _BATCH]
+
+    def sign_batch(batch: list[Path]) -> None:
         try:
             run([*argv, *batch], env={"GNUPGHOME": str(key.home)})
         except CommandFailed as exc:
             raise SigningError(f"rpmsign could not sign with key {key.short_id}: {exc.message}") from exc
+
+    _each_batch(paths, sign_batch)
 
 
 @dataclass(frozen=True)
@@ -75,10 +114,14 @@ def check(paths: Sequence[Path], public_key: Path | None, key_short_id: str | No
             except CommandFailed as exc:
                 raise SigningError(f"rpmkeys could not import {public_key}: {exc.message}") from exc
         extra = [] if public_key is not None else ["--nosignature"]
-        for start in range(0, len(paths), _BATCH):
-            batch = list(paths[start : start + _BATCH])
+        short_id = key_short_id.lower() if key_short_id else None
+
+        def check_batch(batch: list[Path]) -> list[SignatureProblem]:
             done = run([rpmkeys, "--dbpath", dbpath, "-Kv", *extra, *batch], check=False)
-            problems += _parse(batch, done.stdout + done.stderr, key_short_id.lower() if key_short_id else None)
+            return _parse(batch, done.stdout + done.stderr, short_id)
+
+        for found in _each_batch(paths, check_batch):
+            problems += found
     return problems
 
 
@@ -117,18 +160,22 @@ def header_digest(paths: Sequence[Path]) -> dict[Path, str]:
 
     Packages built before rpm 4.14 have only the SHA-1 header digest; that is used then.
     """
-    result: dict[Path, str] = {}
-    for start in range(0, len(paths), _BATCH):
-        batch = list(paths[start : start + _BATCH])
+
+    def query_batch(batch: list[Path]) -> dict[Path, str]:
         values = _query_digests(batch)
-        if values is None:  # some file is unreadable: find which, one by one
-            for path in batch:
-                single = _query_digests([path])
-                if single is None:
-                    raise RpmError(f"{path} is not a readable RPM package")
-                result[path] = single[0]
-        else:
-            result.update(zip(batch, values, strict=True))
+        if values is not None:
+            return dict(zip(batch, values, strict=True))
+        found = {}  # some file is unreadable: find which, one by one
+        for path in batch:
+            single = _query_digests([path])
+            if single is None:
+                raise RpmError(f"{path} is not a readable RPM package")
+            found[path] = single[0]
+        return found
+
+    result: dict[Path, str] = {}
+    for found in _each_batch(paths, query_batch):
+        result.update(found)
     return result
 
 

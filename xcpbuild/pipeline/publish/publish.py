@@ -14,7 +14,9 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
    link in the previous generation's metadata files, sign ``repomd.xml``
    (detached ``repomd.xml.asc``) and verify that signature;
 6. check the staged repo: every file repomd names matches its checksum, and a
-   real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it;
+   real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it in
+   one test transaction (resolved, every signature checked, rpm's transaction
+   checks run; nothing unpacked);
 7. turn the staging dir into a new generation and swap ``repodata`` atomically
    (see ``repo``); prune old generations.
 
@@ -308,9 +310,9 @@ def _check_staged(
         return
     # One dnf transaction installs one version of a name: check the newest of each.
     targets = sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values())
-    with step(f"dnf installs {len(targets)} new package(s) from the staged repository") as checking:
+    with step(f"dnf test-installs {len(targets)} new package(s) from the staged repository") as checking:
         try:
-            result = dnf.install([dnf.Repo("staged", staging), *extra], targets, public_key, release)
+            result = dnf.check_install([dnf.Repo("staged", staging), *extra], targets, public_key, release)
         except VerifyError as exc:
             raise VerifyError(
                 exc.message,
