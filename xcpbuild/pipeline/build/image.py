@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -164,7 +165,8 @@ def recorded_id(settings: Settings, tag: str) -> str | None:
 def _remember(settings: Settings, result: ImageResult) -> None:
     path = _record_path(settings, result.tag)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
+    # A name of its own per writer: concurrent verify checks remember the same image at once.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     partial.write_text(json.dumps(asdict(result), indent=2))
     partial.replace(path)
 
