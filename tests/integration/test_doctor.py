@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import PROJECT_ROOT
-
-
-def _doctor(env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, XCPBUILD_WORK=str(tmp_path), **env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "xcpbuild", "doctor", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT_ROOT,
-        timeout=120,
-    )
+from tests.unit.test_doctor import _doctor
 
 
 def test_doctor_with_engine_reports_it(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
