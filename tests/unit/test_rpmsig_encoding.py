@@ -122,8 +122,8 @@ def _package(payload: bytes, *, payload_digest: str | None = None, size_delta: i
 
 def _read(data: bytes) -> tuple[rpmsig.Package, rpmsig._Digests]:
     src = io.BytesIO(data)
-    pkg = rpmsig.read_package(src, Path("p.rpm"))  # type: ignore[arg-type]
-    return pkg, rpmsig._hash_package(src, pkg)  # type: ignore[arg-type]
+    pkg = rpmsig.read_package(src, Path("p.rpm"))
+    return pkg, rpmsig._hash_package(src, pkg)
 
 
 def test_digests_of_an_intact_package_pass() -> None:
@@ -152,9 +152,9 @@ def test_damaged_package_is_refused(damage: str, what: str) -> None:
 
 def test_not_an_rpm() -> None:
     with pytest.raises(RpmError, match="no RPM lead"):
-        rpmsig.read_package(io.BytesIO(b"PK\x03\x04" + bytes(200)), Path("x.rpm"))  # type: ignore[arg-type]
+        rpmsig.read_package(io.BytesIO(b"PK\x03\x04" + bytes(200)), Path("x.rpm"))
     with pytest.raises(RpmError, match="no header magic"):
-        rpmsig.read_package(io.BytesIO(b"\xed\xab\xee\xdb" + bytes(200)), Path("x.rpm"))  # type: ignore[arg-type]
+        rpmsig.read_package(io.BytesIO(b"\xed\xab\xee\xdb" + bytes(200)), Path("x.rpm"))
 
 
 def test_signature_packet_is_gpgs_shape_and_verifies(toy_rsa: tuple[int, int, int]) -> None:
