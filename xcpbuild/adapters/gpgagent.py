@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote_to_bytes
 
 from xcpbuild.adapters import openpgp
 from xcpbuild.adapters.gpg import SigningKey
@@ -200,18 +201,7 @@ class AgentSession:
 
 def _unescape(raw: bytes) -> bytes:
     """Assuan's percent escapes undone (%25, %0A, %0D and any other the sender chose)."""
-    if b"%" not in raw:
-        return raw
-    out = bytearray()
-    pos = 0
-    while pos < len(raw):
-        if raw[pos] == 0x25 and pos + 2 < len(raw):
-            out.append(int(raw[pos + 1 : pos + 3], 16))
-            pos += 3
-        else:
-            out.append(raw[pos])
-            pos += 1
-    return bytes(out)
+    return unquote_to_bytes(raw) if b"%" in raw else raw
 
 
 def _rsa_value(sexp: bytes) -> int:
