@@ -14,10 +14,12 @@ EPILOG = """\
 examples:
   xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --sign-key A1B2C3D4
   xcpbuild publish vhd-tool-*.rpm --repo _work/repo --release 8.3 --channel lab   # unsigned, for local tests
+  xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --upgrade-from base --upgrade-from updates
 
 Binary RPMs go to ROOT/<major>/<X.Y>/<channel>/x86_64/Packages, SRPMs to .../Source/SPackages.
 Order: sign -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
--> check checksums and install the new packages with a real dnf -> atomic swap. Nothing live
+-> check checksums, install the new packages with a real dnf, upgrade the live ones to them
+(--upgrade-from: the live packages of the channels hosts run) and repoclosure -> atomic swap. Nothing live
 changes unless every step passed. Publishing a NEVRA again is a no-op if the content is the same
 and refused if it differs. Publishers on one repo wait for each other (lock in ROOT).
 """
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sqlite", action="store_true", help="also write yum's sqlite databases (kept on later publishes)"
     )
     parser.add_argument("--no-dnf-check", action="store_true", help="skip the dnf install check (not recommended)")
+    add_upgrade_from_argument(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
@@ -54,6 +57,17 @@ def add_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sign-key", metavar="KEYID", help="GnuPG key to sign with (without it: unsigned repo)")
     parser.add_argument(
         "--gnupg-home", type=Path, metavar="DIR", help="GnuPG home holding the key (default: GNUPGHOME)"
+    )
+
+
+def add_upgrade_from_argument(parser: argparse.ArgumentParser, default: str = "the channel published") -> None:
+    parser.add_argument(
+        "--upgrade-from",
+        action="append",
+        choices=CHANNELS,
+        metavar="CHANNEL",
+        help="the upgrade check installs the live packages of this channel (repeatable: the channels hosts run, "
+        f"e.g. base and updates) and upgrades them to the staged ones (default: {default})",
     )
 
 
@@ -85,6 +99,7 @@ def run(ctx: Context) -> int:
             unfreeze_base=args.unfreeze_base,
             dnf_check=not args.no_dnf_check,
             sqlite=args.sqlite,
+            upgrade_from=args.upgrade_from,
         )
         shipped = attest.ship(args.rpms, args.repo, args.release, args.channel, key) if key else None
     if args.json:

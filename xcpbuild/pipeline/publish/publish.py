@@ -393,7 +393,8 @@ def publish(
     Signed with ``key`` (None: an unsigned repository). ``resign=False`` keeps the
     packages' existing signatures (promotion): they must then already verify
     against ``key``. ``sqlite=True`` adds yum's sqlite databases to the metadata
-    (kept from then on).
+    (kept from then on). ``upgrade_from`` names the channels whose live packages
+    the upgrade check upgrades to the staged ones (default: ``channel``'s own).
     """
     started = time.monotonic()
     release = parse_release(release)
@@ -538,6 +539,7 @@ def promote(
     *,
     key: gpg.SigningKey | None = None,
     dnf_check: bool = True,
+    upgrade_from: Sequence[str] | None = None,
 ) -> PromoteReport:
     """Publish the newest build of each package ``names`` from one channel into another.
 
@@ -576,5 +578,7 @@ def promote(
             f"not in the {from_channel} channel of {release}: {', '.join(sorted(missing))}",
             hint=f"publish them to {from_channel} first, or check the names with `xcpbuild repo diff`",
         )
-    report = publish(files, repo_root, release, to_channel, key=key, resign=False, dnf_check=dnf_check)
+    report = publish(
+        files, repo_root, release, to_channel, key=key, resign=False, dnf_check=dnf_check, upgrade_from=upgrade_from
+    )
     return PromoteReport(from_channel, report, promoted)

@@ -382,7 +382,10 @@ def _publish(options: ReleaseOptions, state: _State, data: PublishData, root: Pa
             for path in state.built[planned.name].files
         ]
         # The plan puts its platform package in base on purpose; the same content again is a no-op.
-        report = publish.publish(files, root, plan.release, channel, key=key, unfreeze_base=channel == "base")
+        report = publish.publish(
+            files, root, plan.release, channel, key=key, unfreeze_base=channel == "base",
+            upgrade_from=plan.upgrade_from or None,
+        )  # fmt: skip
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         data.channels[channel] = ChannelPublish(names, [r.generation for r in report.repos])
@@ -403,7 +406,9 @@ def _install(options: ReleaseOptions, state: _State, data: InstallData, root: Pa
         data.installed = dnf.install(repos, wanted, key.public_key, plan.release).installed
     if plan.promote_to:
         names = [p.name for p in state.packages if plan.channel_of(p) == plan.channel]
-        report = publish.promote(root, plan.release, plan.channel, plan.promote_to, names, key=key)
+        report = publish.promote(
+            root, plan.release, plan.channel, plan.promote_to, names, key=key, upgrade_from=plan.upgrade_from or None
+        )
         data.promoted = report.promoted
         data.promote_added = [n for r in report.publish.repos for n in r.added]
         moved = [p for n in names for p in state.built[n].files if p.name.removesuffix(".rpm") in report.promoted]
