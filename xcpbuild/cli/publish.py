@@ -8,7 +8,7 @@ from pathlib import Path
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.model.repo import CHANNELS
-from xcpbuild.pipeline.publish import attest, publish
+from xcpbuild.pipeline.publish import publish
 
 EPILOG = """\
 examples:
@@ -18,6 +18,7 @@ examples:
 
 Binary RPMs go to ROOT/<major>/<X.Y>/<channel>/x86_64/Packages, SRPMs to .../Source/SPackages.
 Order: sign -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
+-> with a key, each build's signed provenance beside repomd.xml
 -> check checksums, install the new packages with a real dnf, upgrade the live ones to them
 (--upgrade-from: the live packages of the channels hosts run) and repoclosure -> atomic swap. Nothing live
 changes unless every step passed. Publishing a NEVRA again is a no-op if the content is the same
@@ -83,6 +84,8 @@ def show(report: publish.PublishReport) -> None:
                 f"{repo.path}: generation {repo.generation} is live (was {repo.previous_generation}); "
                 f"metadata {repo.metadata_seconds:.2f}s, {repo.packages_read} read, {repo.packages_reused} reused"
             )
+        if repo.provenance:
+            print(f"{repo.path}: signed provenance in repodata/: {', '.join(repo.provenance)}")
     if not report.changed:
         print("nothing new: the repository is unchanged")
 
@@ -101,11 +104,8 @@ def run(ctx: Context) -> int:
             sqlite=args.sqlite,
             upgrade_from=args.upgrade_from,
         )
-        shipped = attest.ship(args.rpms, args.repo, args.release, args.channel, key) if key else None
     if args.json:
         emit_json(report)
     else:
         show(report)
-        if shipped is not None and shipped.written:
-            print(f"signed provenance: {', '.join(shipped.written)} (in {args.channel}/{attest.DIR}/)")
     return 0

@@ -31,7 +31,7 @@ from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.model.repo import Channel
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.build import reproducible
-from xcpbuild.pipeline.publish import attest, publish, repo
+from xcpbuild.pipeline.publish import publish, repo
 from xcpbuild.pipeline.release import report as report_page
 from xcpbuild.pipeline.release import upstreams, verify_step
 from xcpbuild.pipeline.release.upstreams import PatchRow
@@ -389,9 +389,9 @@ def _publish(options: ReleaseOptions, state: _State, data: PublishData, root: Pa
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         data.channels[channel] = ChannelPublish(names, [r.generation for r in report.repos])
-        shipped = attest.ship(files, root, plan.release, channel, key).written
+        shipped = [name for r in report.repos for name in r.provenance]
         if shipped:
-            log.info("signed provenance beside %s: %s", channel, ", ".join(shipped))
+            log.info("signed provenance in %s's new generation: %s", channel, ", ".join(shipped))
     data.key = key.fingerprint
     return f"{added} new package file(s) published" if added else "nothing new to publish"
 
@@ -411,8 +411,6 @@ def _install(options: ReleaseOptions, state: _State, data: InstallData, root: Pa
         )
         data.promoted = report.promoted
         data.promote_added = [n for r in report.publish.repos for n in r.added]
-        moved = [p for n in names for p in state.built[n].files if p.name.removesuffix(".rpm") in report.promoted]
-        attest.ship(moved, root, plan.release, plan.promote_to, key)
     target = f"promoted {len(data.promoted or [])} to {plan.promote_to}" if plan.promote_to else "no promotion planned"
     return f"dnf installed {', '.join(wanted) or 'nothing'}; {target}"
 
