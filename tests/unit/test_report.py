@@ -119,23 +119,52 @@ def _build_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: Path) -> None:
-    summary = {
+def _summary(tmp_path: Path) -> dict[str, object]:
+    """A failed run's summary.json as ``ReleaseReport.to_json`` writes it: every step, the data of those that ran."""
+    return {
         "plan": "/p/local.toml", "target": "local", "run_dir": str(tmp_path), "repo_root": str(tmp_path / "repo"),
-        "ok": False, "failed_step": "publish", "error": "dnf <refused>", "hint": None,
+        "ok": False, "failed_step": "publish", "error": "dnf <refused>", "hint": None, "exit_code": 14,
+        "left_out": {"vhd-tool": "upstream not reachable"}, "proofs": {"xcp-export-server": "4 trials"},
         "steps": [
-            {"name": "sources", "status": "ok", "seconds": 1.0, "detail": "",
-             "data": {"health": [
-                 {"package": "vhd-tool", "ref": "v0.20.0", "patch": "fix.patch", "status": "applies"}]}},
-            {"name": "build", "status": "ok", "seconds": 2.0, "detail": "",
-             "data": {"xcp-export-server": {"folder": str(_build_folder(tmp_path)), "reused": True, "artifacts": []}}},
+            {"name": "sources", "status": "ok", "seconds": 1.0, "detail": "", "data": {
+                "left_out": {"vhd-tool": "upstream not reachable"},
+                "health": [
+                    {"package": "vhd-tool", "ref": "v0.20.0", "patch": "fix.patch", "status": "applies",
+                     "kind": "pin"},
+                    {"package": "vhd-tool", "ref": "v0.27.0", "patch": "fix.patch", "status": "conflicts",
+                     "kind": "reworked"},
+                    {"package": "xcp-export-server", "ref": "(this project)", "patch": "-",
+                     "status": "no patches", "kind": "pin"}]}},
+            {"name": "build", "status": "ok", "seconds": 2.0, "detail": "2 build(s)", "data": {
+                "xcp-export-server": {"folder": str(_build_folder(tmp_path)), "reused": True,
+                                      "artifacts": ["xcp-export-server-1.0-1.xcpng8.3.noarch"],
+                                      "reproducible": {"x.rpm": True, "x.src.rpm": False}},
+                "gone": {"folder": str(tmp_path / "nowhere"), "reused": False, "artifacts": []}}},
             {"name": "verify", "status": "ok", "seconds": 30.0, "detail": "", "data": {
-                "xcp-export-server": {"trials": [_trial("complete"), _trial("truncated", received=4 * MiB)]},
+                "xcp-export-server": {"kind": "export-server", "proof": "4 trials", "problem": "",
+                                      "trials": [_trial("complete"), _trial("truncated", received=4 * MiB)]},
                 "vhd-tool-probe": {"verdict": "failed", "ref": "v0.20.0", "commit": "f" * 40, "patched": False,
-                                   "runs": [{"error": "vhd-tool: Unix.Unix_error(EAGAIN, sendfile)\n  exit 1"}]}}},
-            {"name": "publish", "status": "failed", "seconds": 0.5, "detail": "dnf <refused>", "data": {}},
+                                   "runs": [{"error": "vhd-tool: Unix.Unix_error(EAGAIN, sendfile)\n  exit 1"}]},
+                "proofs": {"xcp-export-server": "4 trials"}}},
+            {"name": "publish", "status": "failed", "seconds": 0.5, "detail": "dnf <refused>", "data": {
+                "base": {"added": [], "generations": [3, None]},
+                "testing": {"added": ["xcp-export-server-1.0-1.xcpng8.3.noarch"], "generations": [None, 2]}}},
+            {"name": "install", "status": "skipped", "seconds": 0.0, "detail": "", "data": {}},
         ],
     }  # fmt: skip
+
+
+def _rendered(tmp_path: Path) -> str:
+    """The page for ``_summary``, with what changes from run to run (the time, the folder) made fixed."""
+    page = report.write_release(tmp_path, _summary(tmp_path), release="8.3")
+    html = re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "generated TIME", page.read_text())
+    html = re.sub(r"chart-[0-9a-f-]{36}", "chart-ID", html)  # pygal's own random ids and date
+    html = re.sub(r"<!--Generated with pygal [^>]*-->", "<!--pygal-->", html)
+    return html.replace(str(tmp_path), "TMP")
+
+
+def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: Path) -> None:
+    summary = _summary(tmp_path)
     page = report.write_release(tmp_path, summary, release="8.3")
     html = page.read_text()
     assert page == tmp_path / "report.html"
@@ -147,6 +176,12 @@ def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: 
     assert "exit 1" in html and "failed" in html
     assert "dnf &lt;refused&gt;" in html  # escaped
     assert "stream cut" in html and "client stall" in html
+
+
+def test_the_page_is_the_one_rendered_before_it_was_made_from_typed_objects(tmp_path: Path) -> None:
+    """``report_golden.html`` is what the page for this summary looked like when it was rendered from the dict."""
+    golden = Path(__file__).with_name("data") / "report_golden.html"
+    assert _rendered(tmp_path) == golden.read_text()
 
 
 @pytest.fixture
