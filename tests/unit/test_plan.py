@@ -83,7 +83,7 @@ def test_upgrade_from_reaches_publish_and_promote_from_the_plan_or_the_cli(
     from xcpbuild.adapters import gpg
     from xcpbuild.cli import app
     from xcpbuild.pipeline.publish import publish
-    from xcpbuild.pipeline.release import release
+    from xcpbuild.pipeline.release import release, summary
 
     plan_file = tmp_path / "p.toml"
     plan_file.write_text(
@@ -111,9 +111,9 @@ def test_upgrade_from_reaches_publish_and_promote_from_the_plan_or_the_cli(
     def run(_settings: object, options: release.ReleaseOptions) -> object:
         plans.append(options)
         state = release._State(packages=list(options.plan.packages))
-        state.built = {"x": release.BuiltPackage(tmp_path, False, (), ())}
-        release._publish(options, state, release.PublishData(), tmp_path / "repo")
-        release._install(options, state, release.InstallData(), tmp_path / "repo")
+        state.built = {"x": summary.BuiltPackage(tmp_path, False, (), ())}
+        release._publish(options, state, summary.PublishData(), tmp_path / "repo")
+        release._install(options, state, summary.InstallData(), tmp_path / "repo")
         raise SystemExit(0)
 
     monkeypatch.setattr(release, "signing_key", own_key)

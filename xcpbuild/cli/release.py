@@ -13,7 +13,7 @@ from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.cli.publish import add_upgrade_from_argument
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
-from xcpbuild.pipeline.release import release
+from xcpbuild.pipeline.release import release, summary
 from xcpbuild.pipeline.release import report as report_page
 
 EPILOG = """\
@@ -110,7 +110,7 @@ def run(ctx: Context) -> int:
     return 0
 
 
-def _show(report: release.ReleaseReport) -> None:
+def _show(report: summary.ReleaseReport) -> None:
     print()
     print(f"release of plan {report.plan} on target {report.target}")
     print_table(
