@@ -156,12 +156,12 @@ def _plan(repo: RepoDir, inputs: Sequence[_Input]) -> _Plan:
     """
     current = repolib.current_generation(repo)
     report = RepoDirReport(repo.path, previous_generation=current.number if current else None)
-    live_names = {Path(h).name for h in current.hrefs()} if current else set()
+    live_names = {repolib.href_name(h) for h in current.hrefs()} if current else set()
     known: dict[str, str] = {}
     for number in repolib.generation_numbers(repo):
         if repolib.generation_dir_ok(repo, number):
             for href, digest in repolib.load_generation(repo, number).identity.items():
-                known[Path(href).name] = digest
+                known[repolib.href_name(href)] = digest
     fresh: dict[str, _Input] = {}
     readd: list[str] = []
     for item in inputs:
@@ -219,10 +219,8 @@ def _place(plan: _Plan, staging: Path, staged: Sequence[Path]) -> tuple[str, ...
             target = plan.repo.packages_dir / item.filename
             if not target.exists():
                 created.append(item.filename)
-            repolib.fsync_file(copy)  # durable before anything can name it
-            copy.replace(target)
+            copy.replace(target)  # made durable with the metadata, before the swap (see _go_live)
             crashpoints.reach("placed")
-        repolib.fsync_dir(plan.repo.packages_dir)
     except BaseException:
         _unplace(plan.repo, created)
         raise
@@ -339,14 +337,16 @@ def _go_live(prepared: _Prepared) -> int:
     (staging / repo.packages).unlink()
     shutil.rmtree(staging / "incoming")
     repolib.write_generation(staging, generation)
-    for path in (staging / "repodata").iterdir():
-        repolib.fsync_file(path)  # a power cut must not leave a live but empty file
-    repolib.fsync_dir(staging / "repodata")
     repo.generations.mkdir(exist_ok=True)
     built = repo.generation_dir(generation.number)
     staging.rename(built)
     try:
-        repolib.fsync_dir(repo.generations)
+        # Before the swap, and only then, everything the new generation names must be durable:
+        # the placed packages, the metadata files, generation.json and the renames. One syncfs
+        # of the repo dir's filesystem (Packages/, the staging dir and .generations are on it:
+        # rename(2) moved files between them) replaces an fsync per package and per file; a
+        # power cut before it leaves the old generation live and only leftovers for `recover`.
+        repolib.sync_filesystem(repo.path)
         crashpoints.reach("generation")
         repolib.swap(repo, generation.number)
     except BaseException:
