@@ -23,7 +23,8 @@ from xcpbuild.errors import ConfigError, VerifyError
 from xcpbuild.log import get_logger
 from xcpbuild.model.package import find_package, read_series
 from xcpbuild.model.plan import PlannedPackage
-from xcpbuild.pipeline.verify import exportserver_check, probe_check
+from xcpbuild.model.probe import ProbeRecipe
+from xcpbuild.pipeline.verify import exportserver_check, probe, probe_check
 
 log = get_logger("release")
 
@@ -48,9 +49,22 @@ def _export_server(
     return Checked(name, result.ok, proof, result.problem, data)
 
 
-def _probe(settings: Settings, name: str, *, target: str, upstream: str | None, stall: float, keep: bool) -> Checked:
+def _has_series(settings: Settings, name: str, target: str) -> bool:
     pkg = find_package(settings.specs_dir, name)
-    if not read_series(settings.patches_dir, name, pkg.pin(target).series):
+    return bool(read_series(settings.patches_dir, name, pkg.pin(target).series))
+
+
+def probe_recipes(settings: Settings, packages: Sequence[PlannedPackage], target: str) -> dict[str, ProbeRecipe]:
+    """The probe recipe of each package this run will probe: its probe image can be made ahead of verify."""
+    return {
+        planned.name: probe.load_recipe(settings, planned.name, target)[1]
+        for planned in packages
+        if planned.verify == "probe" and _has_series(settings, planned.name, target)
+    }
+
+
+def _probe(settings: Settings, name: str, *, target: str, upstream: str | None, stall: float, keep: bool) -> Checked:
+    if not _has_series(settings, name, target):
         # Nothing of ours to prove here (e.g. xcp-ng-8.2 builds upstream 0.43.0, which has its own fix).
         proof = f"no patch series for {target}: nothing to probe"
         return Checked(name, True, proof, "", {"kind": "probe", "proof": proof, "sides": []})
