@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
-from xcpbuild.log import get_logger
+from xcpbuild.log import get_logger, step
 from xcpbuild.model.probe import ProbeRecipe
 from xcpbuild.pipeline.verify import probe_image
 
@@ -50,7 +50,9 @@ class ProbeImages:
 
     def wait(self) -> None:
         """Until every probe image is built; the error of the one that could not be."""
-        self._thread.join()
+        if self._thread.is_alive():
+            with step(f"wait for the probe image(s) of {', '.join(self._recipes)}, built beside the build step"):
+                self._thread.join()
         if self._error is not None:
             raise self._error
 

@@ -342,9 +342,7 @@ def _require_reproducible(
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: VerifyData, run_dir: Path) -> str:
-    if state.probe_images is not None:
-        with step("wait for the probe image(s) built beside the build step"):
-            state.probe_images.wait()
+    images = state.probe_images
     checked = verify_step.run(
         settings,
         target=options.plan.target,
@@ -355,6 +353,8 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: Ve
         run_dir=run_dir,
         stall=options.stall_seconds,
         keep_container=options.keep_container,
+        probes_ready=images.wait if images is not None else None,
+        stop=images.stop if images is not None else None,
     )
     data.checks = {item.package: item for item in checked}
     verify_step.require_all(checked, run_dir)

@@ -63,7 +63,18 @@ def probe_recipes(settings: Settings, packages: Sequence[PlannedPackage], target
     }
 
 
-def _probe(settings: Settings, name: str, *, target: str, upstream: str | None, stall: float, keep: bool) -> Checked:
+def _probe(
+    settings: Settings,
+    name: str,
+    *,
+    target: str,
+    upstream: str | None,
+    stall: float,
+    keep: bool,
+    ready: Callable[[], object] | None,
+) -> Checked:
+    if ready is not None:
+        ready()  # its probe image, built beside the build step, may still be on its way
     if not _has_series(settings, name, target):
         # Nothing of ours to prove here (e.g. xcp-ng-8.2 builds upstream 0.43.0, which has its own fix).
         proof = f"no patch series for {target}: nothing to probe"
@@ -84,8 +95,15 @@ def run(
     run_dir: Path,
     stall: float,
     keep_container: bool = False,
+    probes_ready: Callable[[], object] | None = None,
+    stop: Callable[[], None] | None = None,
 ) -> list[Checked]:
-    """Run every planned check at once; ``require_all`` then says whether they all held."""
+    """Run every planned check at once; ``require_all`` then says whether they all held.
+
+    ``probes_ready`` waits for what the probes need that is still being made (the
+    other checks start at once); ``stop`` ends that work when the step is
+    interrupted, so the probes' wait ends with it.
+    """
     jobs: list[Callable[[], Checked]] = []
     for planned in packages:
         name = planned.name
@@ -115,6 +133,7 @@ def run(
                     upstream=upstreams.get(name),
                     stall=stall,
                     keep=keep_container,
+                    ready=probes_ready,
                 )
             )
     if not jobs:
@@ -122,7 +141,12 @@ def run(
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         # Each job in a copy of this context, so its log steps nest under verify's.
         futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
-        checked = [future.result() for future in futures]
+        try:
+            checked = [future.result() for future in futures]
+        except BaseException:
+            if stop is not None:  # Ctrl-C or a failed check: a probe waiting for its image must not wait it out
+                stop()
+            raise
     for item in checked:
         log.info("%s: %s", item.package, item.proof)
     return checked
