@@ -15,8 +15,8 @@ It prints each run's total and per-step seconds, then the ratios: warm with vhd-
 
 --cold: nothing cached is found. The run gets a fresh XCPBUILD_CACHE, and the copy's image
 inputs are changed in ways that change no content (a comment in containers/local/Dockerfile and
-containers/probe-ocaml/Dockerfile, the debootstrap package list in another order), so every tag
-is new: the debootstrap base, the local image and the probe image are all made from nothing
+containers/probe-ocaml/Dockerfile, the base's package list in another order), so every tag
+is new: the mmdebstrap base, the local image and the probe image are all made from nothing
 (Debian packages come from this machine's mirror, as set-up installs them). The images it made
 are removed at the end, by their tags (no other image is touched).
 
