@@ -28,13 +28,13 @@ pytestmark = pytest.mark.slow
 
 
 def _settings(fixture: ProbeFixture, work: Path) -> Settings:
-    # The shared cache keeps the debootstrap base and git mirrors between runs and tests.
+    # The shared cache keeps the bootstrapped base and git mirrors between runs and tests.
     return Settings(project_root=fixture.project, cache_dir=load_settings().cache_dir, work_dir=work)
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory, docker_client) -> ProbeFixture:  # type: ignore[no-untyped-def]
-    need_tool("git", "debootstrap")
+    need_tool("git", "mmdebstrap")
     return make_probe_fixture(tmp_path_factory.mktemp("probe-good"))
 
 
@@ -82,7 +82,7 @@ def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    need_tool("git", "debootstrap")
+    need_tool("git", "mmdebstrap")
     broken = make_probe_fixture(tmp_path_factory.mktemp("probe-broken"), broken=True)
     work = tmp_path_factory.mktemp("probe-broken-work")
     with pytest.raises(BuildError) as caught:

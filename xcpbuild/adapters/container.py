@@ -30,7 +30,7 @@ import docker.types
 import requests.exceptions
 
 from xcpbuild.adapters import engine, owned, process
-from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
+from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError, XcpbuildError
 from xcpbuild.log import get_logger
 
 log = get_logger("docker")
@@ -425,6 +425,69 @@ def import_rootfs(
     return found
 
 
+_RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$")
+
+
+class ImageBuildStop:
+    """Stops an image build that another thread waits on.
+
+    A thread blocked reading the engine's build output cannot be interrupted, so
+    ``stop`` kills the container of the RUN step in progress (the classic builder
+    names it: `` ---> Running in ID``): the build then fails at once and the
+    engine removes that container (``forcerm``). A build stopped between steps is
+    stopped as its next step starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._client: engine.Engine | None = None
+        self._running: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            client, running = self._client, self._running
+        if client is not None and running is not None:
+            _kill_quietly(client, running)
+
+    def _step_started(self, client: engine.Engine, container_id: str) -> None:
+        with self._lock:
+            self._client, self._running = client, container_id
+            stopped = self._stopped.is_set()
+        if stopped:  # stop() came before the step's container was known
+            _kill_quietly(client, container_id)
+
+
+def _kill_quietly(client: engine.Engine, container_id: str, *, within: float = 60.0) -> None:
+    """Kill a build step's container; one just created is waited for (it cannot be killed before it starts)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            status = client.sdk.api.inspect_container(container_id)["State"]["Status"]
+            if status == "created" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            if status in ("running", "paused", "restarting"):
+                client.sdk.api.kill(container_id)
+            return
+        except docker.errors.NotFound:  # the build ended on its own and the engine removed it
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409 and time.monotonic() < deadline:  # not running yet, or just stopped
+                time.sleep(0.1)
+                continue
+            log.debug("could not kill build step container %s: %s", container_id, exc)
+            return
+        except _DockerFailure as exc:
+            log.debug("could not kill build step container %s: %s", container_id, exc)
+            return
+
+
 def build_image(
     client: engine.Engine,
     context_dir: Path,
@@ -437,13 +500,52 @@ def build_image(
     labels: Mapping[str, str] | None = None,
     pull: bool = False,
     platform: str | None = None,
+    stop: ImageBuildStop | None = None,
 ) -> str:
     """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
 
     ``host_network`` gives RUN steps the host's network, only for installing
     packages from the machine's own mirror. ``platform`` (``linux/amd64/v2``)
-    chooses the base image's variant.
+    chooses the base image's variant. ``stop`` lets another thread end the build
+    (ContainerStepError saying it was stopped).
     """
+    try:
+        found = _build_image(
+            client,
+            context_dir,
+            tag,
+            buildargs=buildargs,
+            host_network=host_network,
+            on_line=on_line,
+            timeout=timeout,
+            labels=labels,
+            pull=pull,
+            platform=platform,
+            stop=stop,
+        )
+    except XcpbuildError:
+        if stop is not None and stop.stopped:
+            raise ContainerStepError(f"building image {tag} was stopped", hint="the run was stopped") from None
+        raise
+    if stop is not None and stop.stopped:
+        raise ContainerStepError(f"building image {tag} was stopped", hint="the run was stopped")
+    return found
+
+
+def _build_image(
+    client: engine.Engine,
+    context_dir: Path,
+    tag: str,
+    *,
+    buildargs: Mapping[str, str] | None,
+    host_network: bool,
+    on_line: Callable[[str], None] | None,
+    timeout: int,
+    labels: Mapping[str, str] | None,
+    pull: bool,
+    platform: str | None,
+    stop: ImageBuildStop | None,
+) -> str:
     api = client.sdk.api
     image: str | None = None
     extra: dict[str, Any] = {"platform": platform} if platform else {}
@@ -464,6 +566,9 @@ def build_image(
         for item in stream:
             if "stream" in item:
                 for line in str(item["stream"]).splitlines():
+                    running = _RUNNING_IN.match(line)
+                    if running and stop is not None:
+                        stop._step_started(client, running[1])
                     if line.strip() and on_line is not None:
                         on_line(line)
             if "aux" in item and "ID" in item["aux"]:
