@@ -149,8 +149,9 @@ def test_a_sigkilled_builds_container_and_staging_are_swept_by_the_next_run(
 
 
 # -- a host child: the dnf check of a publish ---------------------------------------------------
-SLOW_DNF = """#!/bin/sh
-# Stands in for dnf long enough to be interrupted: the real one answers in a second.
+# Stands in for dnf's Python long enough to be interrupted (the real check answers in seconds):
+# the dnf check runs its helper under the interpreter dnf's first line names.
+SLOW_PYTHON = """#!/bin/sh
 sleep 300 &
 echo $$ $! > "$XCPBUILD_TEST_DNF_PIDS"
 wait
@@ -180,8 +181,10 @@ def test_a_signalled_publish_leaves_no_dnf_and_no_temporary_directory(
     rpm = make_rpm(tmp_path / "rpms", "hello", "1.0", "1")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "dnf").write_text(SLOW_DNF)
-    (bin_dir / "dnf").chmod(0o755)
+    (bin_dir / "slow-python").write_text(SLOW_PYTHON)
+    (bin_dir / "dnf").write_text(f"#!{bin_dir / 'slow-python'}\n")
+    for name in ("slow-python", "dnf"):
+        (bin_dir / name).chmod(0o755)
     pids = tmp_path / "dnf.pids"
     root = tmp_path / "repo"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "XCPBUILD_TEST_DNF_PIDS": str(pids)}
