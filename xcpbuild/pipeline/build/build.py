@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
-from xcpbuild.adapters import container, owned, rpmheader
+from xcpbuild.adapters import container, dnf, owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import (
     BuildError,
@@ -497,8 +497,12 @@ def builddep_command(planned: BuildPlan) -> str:
     return f"{install} && {clean} && rm -rf {srpm} {givenrepos.INSIDE}"
 
 
-def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path) -> str:
-    """An image adding the SRPM's BuildRequires to the target image (see ``builddep_command``)."""
+def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path, buildlog: _Log) -> str:
+    """An image adding the SRPM's BuildRequires to the target image (see ``builddep_command``).
+
+    The layer's output goes into build.log; when the install fails, dnf's (or yum's) own
+    reason, e.g. ``No matching package to install: 'libfoo-devel'``, is the error's line.
+    """
     options, given = planned.options, planned.given
     repos = [f"--enablerepo={r}" for r in options.enablerepo] + [f"--disablerepo={r}" for r in options.disablerepo]
     wanted = sorted(planned.build_requires)
@@ -525,17 +529,36 @@ def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, 
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
             f"{copy_given}RUN {builddep_command(planned)}\nUSER builder\n"
         )
+        buildlog.write(f"# install BuildRequires into {tag}: {builddep_command(planned)}")
+        output: list[str] = []
+
+        def on_line(line: str) -> None:
+            line = dnf.without_ansi(line)
+            output.append(line)
+            buildlog.write(line)
+
         with step(f"install BuildRequires into {tag}"):
-            container.build_image(
-                client,
-                context,
-                tag,
-                buildargs={"BASE": planned.image_tag},
-                # Offline targets install only from the copied repositories, with no network.
-                host_network=target.build_network,
-                on_line=lambda line: log.debug("docker build: %s", line),
-                labels={image.TARGET_LABEL: target.name},
-            )
+            try:
+                container.build_image(
+                    client,
+                    context,
+                    tag,
+                    buildargs={"BASE": planned.image_tag},
+                    # Offline targets install only from the copied repositories, with no network.
+                    host_network=target.build_network,
+                    on_line=on_line,
+                    labels={image.TARGET_LABEL: target.name},
+                )
+            except ContainerStepError as exc:
+                tool = "yum-builddep" if target.builddeps == "yum-builddep" else "dnf builddep"
+                reason = dnf.install_failure("\n".join(output))
+                buildlog.write(f"# {tool} failed: {reason}")
+                raise BuildError(
+                    f"{tool} could not install the BuildRequires of {planned.package.name}: {reason}",
+                    hint="build and publish what is missing and give its repository (--repo-url/--local-repo, "
+                    f"--enablerepo for a channel of the image), or fix the BuildRequires; {tool}'s whole output "
+                    f"is in {buildlog.handle.name}",
+                ) from exc
     return tag
 
 
@@ -572,7 +595,7 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
             produced += box.get(TOPDIR / "RPMS", folder)
     if second and not here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
-        deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm)
+        deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm, buildlog=runner.log)
         with runner.box(deps_tag) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
             box.put([srpm], TOPDIR / "SRPMS")
