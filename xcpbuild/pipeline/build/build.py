@@ -29,6 +29,7 @@ The folder ``WORK/builds/NAME-VERSION-RELEASE-TARGET-KEY12/`` keeps
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
@@ -55,6 +56,7 @@ from xcpbuild.errors import (
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.buildenv import ENV_SCRIPT
 from xcpbuild.model.stage import STAGES, Stage, is_stage, makes_binaries
+from xcpbuild.model.target import Target
 from xcpbuild.pipeline.build import givenrepos, image, provenance, spec
 from xcpbuild.pipeline.build.record import RECORD, Artifact, BuildRecord, Input, SourceInfo, StepRun
 from xcpbuild.pipeline.build.record import load as load_record
@@ -364,6 +366,7 @@ def plan(settings: Settings, package: Package, options: BuildOptions, sources_di
             f"target {target.name} has no repositories of its own: --enablerepo/--disablerepo change nothing",
             hint="use them with an xcp-ng-* target; give this one its repositories with --repo-url/--local-repo",
         )
+    check_repo_names(target, [*options.enablerepo, *options.disablerepo], given)
     return BuildPlan(
         package=package,
         options=options,
@@ -473,9 +476,28 @@ class _Runner:
 
     def binary_step(self, srpm: str) -> tuple[list[str], str]:
         letter = self.planned.options.rpmbuild_stage
+        # As xcp-ng-build-env: `--target RPMARCH`, the image's architecture (x86_64_v2 on 9.x).
+        arch = self.planned.package.target.rpm_arch
+        rpm_target = ["--target", arch] if arch else []
         if letter is None:
-            return self.rpmbuild("--rebuild", srpm), "rpmbuild --rebuild (binary RPMs from the SRPM)"
-        return self.rpmbuild(f"-r{letter}", srpm), f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
+            return self.rpmbuild("--rebuild", *rpm_target, srpm), "rpmbuild --rebuild (binary RPMs from the SRPM)"
+        title = f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
+        return self.rpmbuild(f"-r{letter}", *rpm_target, srpm), title
+
+
+def check_repo_names(target: Target, names: Sequence[str], given: givenrepos.GivenRepos | None) -> None:
+    """--enablerepo/--disablerepo must name a repository of the image (or a glob, as dnf and yum take)."""
+    if target.env is None or not names:
+        return
+    known = [*target.env.repo_ids, *(r.repo_id for r in (given.repos if given else ()))]
+    for name in names:
+        if not any(ch in name for ch in "*?[") and name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            raise UsageError(
+                f"target {target.name} has no repository `{name}`"
+                + (f"; did you mean {' or '.join(close)}?" if close else ""),
+                hint=f"its repositories: {', '.join(known)}",
+            )
 
 
 def builddep_command(planned: BuildPlan) -> str:

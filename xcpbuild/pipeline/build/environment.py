@@ -36,8 +36,6 @@ from xcpbuild.model.buildenv import (
     XCPNG_MIRROR,
     BuildEnv,
     EpelRepo,
-    XcpngRepos,
-    distro_repo_id,
 )
 from xcpbuild.model.target import Target
 
@@ -99,7 +97,7 @@ def xcpng_repo_file(target: Target, env: BuildEnv, mirror: str) -> str:
     sections = []
     for source in (False, True) if repos.source_repos else (False,):
         for channel in repos.channels:
-            repo_id = XcpngRepos.repo_id(channel) + ("-src" if source else "")
+            repo_id = repos.repo_id(channel) + ("-src" if source else "")
             kind = "Source" if source else repos.arch
             values = [
                 ("name", f"XCP-ng {target.xcpng_release} {channel}{' source' if source else ''}"),
@@ -130,7 +128,7 @@ def distro_repo_file(env: BuildEnv, mirror: str) -> str:
         ]
         if distro.exclude:
             values.append(("exclude", distro.exclude))
-        sections.append(_section(distro_repo_id(distro, repo), values))
+        sections.append(_section(distro.repo_id(repo), values))
     return "\n".join(sections)
 
 
