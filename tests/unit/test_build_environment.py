@@ -139,6 +139,8 @@ def test_9x_is_almalinux_10_with_dnf_builddep(variables: dict[str, str]) -> None
     macros = _macros(rendered.file("macros.dist"))
     assert (macros["xcpng"], macros["xenserver"], macros["el10"], macros["rhel"]) == ("9", "9", "1", "10")
     assert macros["distcore"] == ".el10" and macros["dist"] == ".el10"
+    assert (macros["almalinux"], macros["centos"], macros["__bootstrap"]) == ("10", "10", "~bootstrap")
+    assert (macros["dist_vendor"], macros["dist_name"]) == ("Vates SAS", "XCP-ng")
     dockerfile = (target.context_dir / "Dockerfile").read_text()
     assert "dnf builddep" in dockerfile and "/etc/dnf/vars/releasever" in dockerfile
 

@@ -42,6 +42,13 @@ from xcpbuild.model.target import Target
 XCPNG_KEY = "XCPBUILD_XCPNG_KEY"
 BASE_IMAGES = "XCPBUILD_BASE_IMAGES"
 GPG_DIR = "/etc/pki/rpm-gpg"
+# What xcp-ng-release 9 adds to macros.dist after %dist.
+_XCPNG_VENDOR = (
+    "%dist_vendor Vates SAS",
+    "%dist_name XCP-ng",
+    "%dist_home_url https://xcp-ng.org/",
+    "%dist_bug_report_url https://github.com/xcp-ng/xcp",
+)
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,15 @@ def macros_dist(target: Target, env: BuildEnv) -> str:
     lines = ["# dist macros (as xcp-ng-release defines them)", ""]
     if env.distro.name == "AlmaLinux":
         # xcp-ng-release 9: %xcpng and the AlmaLinux names, %dist built on %distcore.
-        lines += [f"%xcpng {target.xcpng_release.split('.')[0]}"]
+        lines += ["%__bootstrap ~bootstrap", f"%xcpng {target.xcpng_release.split('.')[0]}"]
         if env.xenserver is not None:
             lines.append(f"%xenserver {env.xenserver}")
         lines += [f"%almalinux_ver {el}", f"%almalinux {el}"]
     lines += [f"%centos_ver {el}", f"%centos {el}", f"%rhel {el}"]
     if env.distro.name == "AlmaLinux":
-        lines += [f"%el{el} 1", f"%distcore .el{el}", f"%dist {target.dist}"]
+        # %dist is fixed here (xcp-ng-release builds it from %distprefix/%distsuffix; every rpmbuild
+        # defines it anyway); the vendor macros are xcp-ng-release 9's.
+        lines += [f"%el{el} 1", f"%distcore .el{el}", f"%dist {target.dist}", *_XCPNG_VENDOR]
     else:
         lines += [f"%dist {target.dist}", f"%el{el} 1"]
         if env.xenserver is not None:
