@@ -753,6 +753,20 @@ def _build_or_reuse(
         return run(settings, planned, image_id, engine_client)
 
 
+def recorded(settings: Settings, package: Package, options: BuildOptions | None = None) -> BuildResult | None:
+    """The build ``build`` would reuse for these inputs and options (None: not built yet); no engine asked."""
+    options = options or BuildOptions()
+    options.check()
+    builds = settings.work_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    with owned.tempdir(".staging", parent=builds) as staging:
+        sources_dir = staging / "SOURCES"
+        sources_dir.mkdir()
+        planned = plan(settings, package, options, sources_dir)
+        image_id = image.recorded_id(settings, planned.image_tag)
+        return reuse(planned, image_id) if image_id is not None else None
+
+
 def _translate(exc: XcpbuildError, planned: BuildPlan, folder: Path, buildlog: _Log) -> XcpbuildError:
     """Say what failed in the user's terms: a time limit, a patch that does not apply, or rpmbuild."""
     options, name = planned.options, planned.package.name
