@@ -21,8 +21,8 @@ from typing import Any
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, VerifyError
 from xcpbuild.log import get_logger
-from xcpbuild.model.package import find_package, read_series
 from xcpbuild.model.plan import PlannedPackage
+from xcpbuild.pipeline.sources.package import resolve
 from xcpbuild.pipeline.verify import exportserver_check, probe_check
 
 log = get_logger("release")
@@ -49,8 +49,8 @@ def _export_server(
 
 
 def _probe(settings: Settings, name: str, *, target: str, upstream: str | None, stall: float, keep: bool) -> Checked:
-    pkg = find_package(settings.specs_dir, name)
-    if not read_series(settings.patches_dir, name, pkg.pin(target).series):
+    # A definition's series, or a package repository's PatchNNNN lines for this target.
+    if not resolve(settings, name, target).patch_files:
         # Nothing of ours to prove here (e.g. xcp-ng-8.2 builds upstream 0.43.0, which has its own fix).
         proof = f"no patch series for {target}: nothing to probe"
         return Checked(name, True, proof, "", {"kind": "probe", "proof": proof, "sides": []})
