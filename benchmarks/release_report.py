@@ -4,9 +4,10 @@ The summary is a release's shape at full size: four trials of a 48 MiB export wi
 their timelines recorded by the real verifier's ``Timeline`` at its real resolution (a recorded
 pace, not a real download, so the benchmark takes seconds), a patch-health table and a build
 record. Each run starts a new Python process that has imported what `xcpbuild release` has by
-then, and times ``report.write_release`` with pygal's import and the template's compilation;
-the baseline, measured in the same run, is the same process writing summary.json alone. Prints
-the medians and the ratio of the added time to the budget (target: <= 1.0).
+then, and times reading summary.json back (``summary.load``) and ``report.write_release`` with
+pygal's import and the template's compilation; the baseline, measured in the same run, is the
+same process writing summary.json alone. Prints the medians and the ratio of the added time to
+the budget (target: <= 1.0).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ out = Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 if sys.argv[3] == "report":
-    from xcpbuild.pipeline.release import report
-    report.write_release(out, summary, release="8.3")
+    from xcpbuild.pipeline.release import report, summary as typed
+    report.write_release(out, typed.load(out), release="8.3")
 print(time.perf_counter() - started)
 """
 

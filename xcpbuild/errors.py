@@ -40,7 +40,7 @@ class ConfigError(XcpbuildError):
 
 
 class ToolMissingError(XcpbuildError):
-    """A host tool (rpmbuild, createrepo_c, dnf, gpg, qemu-img, ...) is absent."""
+    """A host tool (rpmbuild, createrepo_c, dnf, gpg, qemu-img, ...) or an optional extra (koji) is absent."""
 
     exit_code = 4
     default_hint = "run `xcpbuild doctor` to see what is missing and how to install it"

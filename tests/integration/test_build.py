@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.build_fixtures import VHD_PATCH, build_package, make_vhd_tool_upstream
 from xcpbuild.adapters import container as ctr
-from xcpbuild.adapters import rpmheader
+from xcpbuild.adapters import owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import PatchError, StepTimeoutError, UsageError
 from xcpbuild.pipeline.build import build
@@ -164,8 +164,10 @@ def test_a_build_over_its_time_limit_is_killed_and_its_container_removed(docker_
         '[targets.default]\nversion = "1"\nref = "project"\n'
     )
     (project.specs_dir / "slow.spec.j2").write_text(SLOW_SPEC)
-    before = set(ctr.list_containers(docker_client, "build"))
+    # Only this process's build containers: other jobs on the engine may be building meanwhile.
+    mine = {"label": [f"{ctr.LABEL}=build", f"{ctr.OWNER_LABEL}={owned.me().label}"]}
+    before = {c.name for c in docker_client.sdk.containers.list(all=True, filters=mine)}
     with pytest.raises(StepTimeoutError) as info:
         build_package(project, "slow", "local", stage="rpm", timeout=8)
     assert "exceeded its 8s time limit" in info.value.message and "removed" in info.value.message
-    assert set(ctr.list_containers(docker_client, "build")) == before
+    assert {c.name for c in docker_client.sdk.containers.list(all=True, filters=mine)} == before

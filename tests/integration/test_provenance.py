@@ -1,4 +1,4 @@
-"""Signed provenance end to end: a real build writes the statement, `xcpbuild publish` signs and ships it,
+"""Signed provenance end to end: a real build writes the statement, `xcpbuild publish` signs it into the generation,
 `xcpbuild verify provenance` checks a package by path and by URL, and names what was tampered with."""
 
 from __future__ import annotations
@@ -108,8 +108,11 @@ def test_verify_provenance_passes_and_names_each_tampering(
     assert "the RPM's sha256" in refused() and "differs from the statement's" in refused()
     srpm.write_bytes(original)
 
-    index = json.loads((channel / "provenance" / "index.json").read_text())
-    envelope_path = channel / "provenance" / index["entries"][srpm.name]["envelope"]
+    # In the live generation's repodata, beside repomd.xml: it went live in the same swap.
+    repodata = channel / "Source" / "repodata"
+    index = json.loads((repodata / "provenance.json").read_text())
+    assert index["entries"][srpm.name]["generation"] == int(repodata.readlink().parts[1])
+    envelope_path = repodata / index["entries"][srpm.name]["envelope"]
     signed_text = envelope_path.read_text()
     signed = json.loads(signed_text)
 

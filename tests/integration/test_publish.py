@@ -388,3 +388,33 @@ def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, r
         assert con.execute("select checksum from db_info").fetchone()[0] == entries["primary"].checksum
     assert createrepo.check_repo(binary.path) == []
     assert install_live(root, key, "lonely") == ["lonely-1.0-1.noarch"]
+
+
+def test_one_filesystem_sync_before_the_swap_replaces_an_fsync_per_package(
+    tmp_path: Path, rpms: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Placed packages, metadata and the generation are made durable together, before anything names them."""
+    events: list[str] = []
+    real_fsync, real_sync, real_swap = os.fsync, repolib.sync_filesystem, repolib.swap
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def sync_filesystem(path: Path) -> None:
+        events.append(f"syncfs {path.name}")
+        real_sync(path)
+
+    def swap(repo: repolib.RepoDir, number: int) -> None:
+        events.append("swap")
+        real_swap(repo, number)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(repolib, "sync_filesystem", sync_filesystem)
+    monkeypatch.setattr(repolib, "swap", swap)
+    three = [rpms["hello-1.0"], rpms["world-1.0"], rpms["lonely-1.0"]]
+    publish.publish(three, tmp_path / "repo", RELEASE, "lab", dnf_check=False)
+    assert events.count("syncfs x86_64") == 1 and events.index("syncfs x86_64") < events.index("swap")
+    # generation.json's own fsync and the swapped symlink's directory: not one per package or file.
+    assert events.count("fsync") == 2, events
+    assert createrepo.check_repo(live(tmp_path / "repo", "lab").path) == []

@@ -216,9 +216,11 @@ def test_first_run_does_the_whole_loop(setup: Setup, first_run: Run) -> None:
     )
     assert len(srpms) == 1 and srpms[0].name.startswith("vhd-tool-0.20.0-4.4.")
     assert set(setup.patches) <= set(_srpm_files(srpms[0]))
-    # provenance: signed beside both channels; the published RPM checks out against this checkout
+    # provenance: signed into both channels' generations (updates' by the promotion); the published RPM
+    # checks out against this checkout
     testing = Path(report["repo_root"]) / "8" / "8.3" / "testing"
-    assert (testing / "provenance" / "index.json").is_file()
+    for channel in ("testing", "updates"):
+        assert (testing.parent / channel / "x86_64" / "repodata" / "provenance.json").is_file(), channel
     (published,) = (testing / "x86_64" / "Packages").glob("xcp-export-server-*.noarch.rpm")
     checked = subprocess.run(
         [sys.executable, "-m", "xcpbuild", "verify", "provenance", str(published), "--key",

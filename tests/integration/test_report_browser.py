@@ -20,6 +20,7 @@ from tests.fixtures import browser
 from tests.integration.test_export_server import TOKEN, Server, random_disk, servers, start_server  # noqa: F401
 from xcpbuild.config import load_settings
 from xcpbuild.pipeline.release import report
+from xcpbuild.pipeline.release.summary import ReleaseReport
 
 MiB = 1024 * 1024
 CHECKS = (
@@ -79,7 +80,7 @@ def test_reports_render_in_chromium_with_charts_and_tables(tmp_path: Path, serve
              "data": {"xcp-export-server": {"trials": trials}}},
         ],
     }  # fmt: skip
-    path = report.write_release(tmp_path / "release", summary, release="8.3")
+    path = report.write_release(tmp_path / "release", ReleaseReport.from_json(summary), release="8.3")
     page = browser.open_page(path, screenshots() / "release.png", CHECKS)
     assert page.errors == [] and page.requests == []
     assert page.values[CHECKS[0]] == 2

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
-from tests.fixtures.repotree import snapshot
+from tests.fixtures.repotree import Arg, cli, snapshot
 from tests.fixtures.rpms import make_rpm
 from xcpbuild.errors import VerifyError
 from xcpbuild.pipeline.publish import publish
@@ -68,3 +68,20 @@ def test_a_compatible_update_is_upgraded_to_and_published(tmp_path: Path, key: G
     (binary,) = [r for r in report.repos if r.path.name == "x86_64"]
     assert binary.added == ["libfoo-1.1-1.noarch"]
     assert binary.upgrade_checked == ["app-1.0-1.noarch", "libfoo-1.1-1.noarch"]
+
+
+def test_the_publish_cli_checks_upgrades_from_the_channels_hosts_run(tmp_path: Path, key: GpgTestKey) -> None:
+    """Hosts run base (app needs libfoo < 2): testing's libfoo-2.0 passes its own check, not `--upgrade-from base`."""
+    root = tmp_path / "repo"
+    publish.publish([make_rpm(tmp_path, "app", requires=["libfoo < 2"]), make_rpm(tmp_path, "libfoo")], root, RELEASE,
+                    "base", key=key)  # fmt: skip
+    common: list[Arg] = ["publish", make_rpm(tmp_path, "libfoo", version="2.0"), "--repo", root, "--release", RELEASE,
+              "--channel", "testing", "--sign-key", key.fingerprint, "--gnupg-home", key.home]  # fmt: skip
+    before = snapshot(root)
+    done = cli([*common, "--upgrade-from", "base"])
+    assert done.returncode == 14, done.stderr
+    assert "cannot upgrade the live packages" in done.stderr and "libfoo < 2" in done.stderr
+    assert snapshot(root) == before
+    done = cli(common)  # the default: the live packages of testing, of which there are none
+    assert done.returncode == 0, done.stderr
+    assert "libfoo-2.0-1.noarch" in done.stdout

@@ -146,3 +146,27 @@ def test_inspect_refuses_a_file_that_is_not_an_rpm(tmp_path: Path, capsys: pytes
     bogus.write_bytes(b"not an rpm at all")
     assert app.main(["inspect", str(bogus)]) == 11
     assert "is not an RPM package" in capsys.readouterr().err
+
+
+def _without_koji(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``xcpbuild ARGV`` in a Python where the koji library cannot be imported (the extra not installed)."""
+    code = f"import sys\nsys.modules['koji'] = None\nfrom xcpbuild.cli import app\nsys.exit(app.main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
+
+
+def test_a_koji_verb_without_the_koji_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    repo = ["--repo", str(tmp_path / "repo"), "--release", "8.3", "--channel", "testing"]
+    for argv in (
+        ["koji", "build", "--srpm", "x.src.rpm", "--target", "v8.3-incoming"],
+        ["koji", "watch", "--help"],
+        ["repo", "diff", *repo, "--koji-tag", "v8.3-testing"],
+    ):
+        done = _without_koji(argv)
+        assert done.returncode == 4, (argv, done.stdout, done.stderr)  # ToolMissingError
+        error, hint = done.stderr.splitlines()
+        assert error == "xcpbuild: error: the koji verbs need the koji client library, which is not installed"
+        assert hint.startswith("  hint: pip install 'xcpbuild[koji]'"), hint
+    # Every other verb works without it.
+    done = _without_koji(["repo", "diff", *repo])
+    assert done.returncode == 12 and "nothing is published" in done.stderr, done.stderr  # got as far as the repo
+    assert _without_koji(["publish", "--help"]).returncode == 0

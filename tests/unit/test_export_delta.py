@@ -46,6 +46,31 @@ def test_scattered_first_and_last_block_changes_are_found_in_fully_allocated_dis
     assert _changed(base, base) == []
 
 
+@pytest.mark.parametrize("memcmp", ["libc", "none"])
+def test_both_comparisons_find_the_same_blocks_including_the_partial_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memcmp: str
+) -> None:
+    if memcmp == "none":  # a Python without ctypes compares bytearrays instead
+        monkeypatch.setattr(delta, "_libc_memcmp", lambda: None)
+    content = os.urandom(SIZE)
+    base = _disk(tmp_path / "base", SIZE, {}, full=content)
+    new = _disk(tmp_path / "new", SIZE, {2 * BLOCK + 9: b"two", SIZE - 2: b"?"}, full=content)
+    assert _changed(new, base) == [2, 8]
+    assert _changed(_disk(tmp_path / "same", SIZE, {}, full=content), base) == []
+
+
+def test_block_buffers_are_page_aligned_for_the_fast_copy() -> None:
+    import ctypes
+    import mmap
+
+    pair = delta._BlockPair(BLOCK)
+    try:
+        for view in pair.views:
+            assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
+    finally:
+        pair.close()
+
+
 def test_sparse_disks_compare_only_blocks_with_data_in_either(tmp_path: Path) -> None:
     base = _disk(tmp_path / "base", SIZE, {BLOCK + 5: b"old", 4 * BLOCK: b"same"})
     new = _disk(tmp_path / "new", SIZE, {BLOCK + 5: b"new", 4 * BLOCK: b"same", 7 * BLOCK: b"added"})

@@ -160,3 +160,21 @@ def test_profiles_never_show_credentials(tmp_path) -> None:  # type: ignore[no-u
     conf.write_text("[p]\nserver = https://hub\nauthtype = magic\n")
     with pytest.raises(Exception, match="authtype 'magic'"):
         kojilib.load_profile("p", conf)
+
+
+def test_koji_build_and_watch_take_the_same_watch_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xcpbuild.cli import app
+    from xcpbuild.cli import koji as koji_cli
+    from xcpbuild.cli.context import Context
+
+    parser = app.build_parser(["koji"])
+    shared = ["--out", str(tmp_path), "--interval", "2", "--watch-timeout", "30", "--profile", "p", "--json"]
+    built = parser.parse_args(["koji", "build", "--srpm", "x.src.rpm", "--target", "t", *shared])
+    watched = parser.parse_args(["koji", "watch", "7", *shared])
+    options = [koji_cli._watching(Context(args, project=tmp_path)) for args in (built, watched)]
+    for found in options:
+        assert (found["out_dir"], found["interval"], found["timeout"]) == (tmp_path, 2.0, 30.0)
+        display = found["show"]
+        assert isinstance(display, koji_cli.LiveDisplay) and display.quiet  # --json: no live tree on stderr
+    assert (built.profile, built.json, built.func) == ("p", True, koji_cli.run_build)
+    assert (watched.profile, watched.json, watched.func) == ("p", True, koji_cli.run_watch)

@@ -58,14 +58,9 @@ def test_each_batch_raises_the_first_failure_and_starts_nothing_after_it(monkeyp
     assert len(started) < 50
 
 
-def test_test_transaction_output_names_what_would_be_installed() -> None:
-    output = "\n".join(
-        [
-            "--> Starting dependency resolution",
-            "---> Package hello.noarch 1.0-1 will be installed",
-            "---> Package x.y-lib.x86_64 2:3.1-4.xcpng8.3 will be installed",
-            "---> Package old.noarch 0.9-1 will be upgraded",
-            " hello            noarch            1.0-1               staged            5.9 k",
-        ]
-    )
-    assert dnf._would_install(output) == ["hello-1.0-1.noarch", "x.y-lib-2:3.1-4.xcpng8.3.x86_64"]
+def test_check_failure_names_the_stage_and_the_first_reasons() -> None:
+    detail = [f"Package p{i}-1-1.noarch.rpm is not signed" for i in range(5)]
+    line = dnf.check_failure("signature", detail)
+    assert line.startswith("GPG check FAILED: Package p0-1-1.noarch.rpm is not signed; ")
+    assert "p2-1-1" in line and "p3-1-1" not in line and line.endswith("(and 2 more)")
+    assert dnf.check_failure("resolve", []) == "resolving failed: no detail"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xcpbuild.cli.release import _show
-from xcpbuild.pipeline.release.release import BuiltPackage, ChannelPublish, ReleaseReport
+from xcpbuild.pipeline.release.summary import BuiltPackage, ChannelPublish, ReleaseReport
 from xcpbuild.pipeline.release.upstreams import PatchRow
 from xcpbuild.pipeline.release.verify_step import Checked
 from xcpbuild.pipeline.verify.exportserver_check import ExportCheckResult, Trial

@@ -188,3 +188,39 @@ def test_crash_point_hook_stops_only_at_the_named_occurrence(monkeypatch: pytest
     monkeypatch.delenv(crashpoints.ENV)
     crashpoints.reach("placed")
     assert sent == [signal.SIGSTOP]
+
+
+def _record(name: str) -> PackageRecord:
+    return PackageRecord(f"Packages/{name}-1-1.noarch.rpm", name, "0", "1", "1", "noarch", "id", 1, (1, 2, 3))
+
+
+def test_a_generation_record_is_read_once_until_it_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rd = repolib.RepoDir(tmp_path / "x86_64", "Packages")
+    rd.generation_dir(1).mkdir(parents=True)
+    repolib.write_generation(rd.generation_dir(1), Generation(1, None, "publish", [_record("a")], {"a": "d"}))
+    reads = Counter[str]()
+    real = Generation.from_json.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Generation], data: dict[str, object]) -> Generation:
+        reads["from_json"] += 1
+        return real(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Generation, "from_json", classmethod(counting))
+    first = repolib.load_generation(rd, 1)
+    assert repolib.load_generation(rd, 1) is first and reads["from_json"] == 1
+    # write_generation renames a new file over the record: the next load sees the new content.
+    repolib.write_generation(rd.generation_dir(1), Generation(1, None, "rollback", [_record("b")], {}))
+    again = repolib.load_generation(rd, 1)
+    assert reads["from_json"] == 2 and again.action == "rollback" and again.hrefs() == ["Packages/b-1-1.noarch.rpm"]
+
+
+def test_sync_filesystem_syncs_and_reports_a_missing_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    repolib.sync_filesystem(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        repolib.sync_filesystem(tmp_path / "missing")
+
+
+def test_href_name_is_the_file_name() -> None:
+    assert repolib.href_name("Packages/a-1-1.noarch.rpm") == "a-1-1.noarch.rpm"
+    assert repolib.href_name("a.rpm") == "a.rpm"

@@ -15,7 +15,8 @@ from xcpbuild import verifier as verify
 from xcpbuild.exportserver.disk import parse_disk
 from xcpbuild.exportserver.server import ExportServer
 from xcpbuild.pipeline.build import record
-from xcpbuild.pipeline.release import charts, report
+from xcpbuild.pipeline.release import charts, report, summary
+from xcpbuild.pipeline.release.upstreams import PatchRow
 from xcpbuild.verifier.timeline import Timeline
 
 MiB = 1024 * 1024
@@ -89,10 +90,10 @@ def test_the_step_line_is_thinned_but_keeps_the_flat_stretch_exact() -> None:
 def test_the_patch_health_matrix_is_package_by_ref() -> None:
     matrix = report.health_matrix(
         [
-            {"package": "vhd-tool", "ref": "v0.20.0", "patch": "fix.patch", "status": "applies"},
-            {"package": "vhd-tool", "ref": "v0.23.0", "patch": "fix.patch", "status": "conflicts"},
-            {"package": "vhd-tool", "ref": "v0.20.0", "patch": "other.patch", "status": "needs fuzz"},
-            {"package": "xcp-export-server", "ref": "(this project)", "patch": "-", "status": "no patches"},
+            PatchRow("vhd-tool", "v0.20.0", "fix.patch", "applies"),
+            PatchRow("vhd-tool", "v0.23.0", "fix.patch", "conflicts"),
+            PatchRow("vhd-tool", "v0.20.0", "other.patch", "needs fuzz"),
+            PatchRow("xcp-export-server", "(this project)", "-", "no patches"),
         ]
     )
     assert matrix.refs == ["v0.20.0", "v0.23.0"]
@@ -100,7 +101,7 @@ def test_the_patch_health_matrix_is_package_by_ref() -> None:
         ("vhd-tool", "fix.patch", ["applies", "conflicts"]),
         ("vhd-tool", "other.patch", ["needs fuzz", ""]),
     ]
-    assert [n["package"] for n in matrix.notes] == ["xcp-export-server"]
+    assert [n.package for n in matrix.notes] == ["xcp-export-server"]
 
 
 def _build_folder(tmp_path: Path) -> Path:
@@ -119,24 +120,59 @@ def _build_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: Path) -> None:
-    summary = {
+def _summary(tmp_path: Path) -> dict[str, object]:
+    """A failed run's summary.json as ``ReleaseReport.to_json`` writes it: every step, the data of those that ran."""
+    return {
         "plan": "/p/local.toml", "target": "local", "run_dir": str(tmp_path), "repo_root": str(tmp_path / "repo"),
-        "ok": False, "failed_step": "publish", "error": "dnf <refused>", "hint": None,
+        "ok": False, "failed_step": "publish", "error": "dnf <refused>", "hint": None, "exit_code": 14,
+        "left_out": {"vhd-tool": "upstream not reachable"},
+        "proofs": {"xcp-export-server": "4 trials", "vhd-tool-probe": "unpatched failed"},
         "steps": [
-            {"name": "sources", "status": "ok", "seconds": 1.0, "detail": "",
-             "data": {"health": [
-                 {"package": "vhd-tool", "ref": "v0.20.0", "patch": "fix.patch", "status": "applies"}]}},
-            {"name": "build", "status": "ok", "seconds": 2.0, "detail": "",
-             "data": {"xcp-export-server": {"folder": str(_build_folder(tmp_path)), "reused": True, "artifacts": []}}},
+            {"name": "sources", "status": "ok", "seconds": 1.0, "detail": "", "data": {
+                "left_out": {"vhd-tool": "upstream not reachable"},
+                "health": [
+                    {"package": "vhd-tool", "ref": "v0.20.0", "patch": "fix.patch", "status": "applies",
+                     "kind": "pin"},
+                    {"package": "vhd-tool", "ref": "v0.27.0", "patch": "fix.patch", "status": "conflicts",
+                     "kind": "upstream rework"},
+                    {"package": "xcp-export-server", "ref": "(this project)", "patch": "-",
+                     "status": "no patches", "kind": "pin"}]}},
+            {"name": "build", "status": "ok", "seconds": 2.0, "detail": "2 build(s)", "data": {
+                "xcp-export-server": {"folder": str(_build_folder(tmp_path)), "reused": True,
+                                      "artifacts": ["xcp-export-server-1.0-1.xcpng8.3.noarch"],
+                                      "reproducible": {"x.rpm": True, "x.src.rpm": False}},
+                "gone": {"folder": str(tmp_path / "nowhere"), "reused": False, "artifacts": []}}},
             {"name": "verify", "status": "ok", "seconds": 30.0, "detail": "", "data": {
-                "xcp-export-server": {"trials": [_trial("complete"), _trial("truncated", received=4 * MiB)]},
+                "xcp-export-server": {"kind": "export-server", "proof": "4 trials", "problem": "",
+                                      "trials": [_trial("complete"), _trial("truncated", received=4 * MiB)]},
                 "vhd-tool-probe": {"verdict": "failed", "ref": "v0.20.0", "commit": "f" * 40, "patched": False,
-                                   "runs": [{"error": "vhd-tool: Unix.Unix_error(EAGAIN, sendfile)\n  exit 1"}]}}},
-            {"name": "publish", "status": "failed", "seconds": 0.5, "detail": "dnf <refused>", "data": {}},
+                                   "runs": [{"error": "vhd-tool: Unix.Unix_error(EAGAIN, sendfile)\n  exit 1"}]},
+                "proofs": {"xcp-export-server": "4 trials", "vhd-tool-probe": "unpatched failed"}}},
+            {"name": "publish", "status": "failed", "seconds": 0.5, "detail": "dnf <refused>", "data": {
+                "base": {"added": [], "generations": [3, None]},
+                "testing": {"added": ["xcp-export-server-1.0-1.xcpng8.3.noarch"], "generations": [None, 2]}}},
+            {"name": "install", "status": "skipped", "seconds": 0.0, "detail": "", "data": {}},
         ],
     }  # fmt: skip
-    page = report.write_release(tmp_path, summary, release="8.3")
+
+
+def _written(tmp_path: Path) -> Path:
+    """``_summary`` as a run leaves it (summary.json) and its page, rendered from what that file reads back as."""
+    (tmp_path / summary.SUMMARY).write_text(json.dumps(_summary(tmp_path), indent=2))
+    return report.write_release(tmp_path, summary.load(tmp_path), release="8.3")
+
+
+def _rendered(tmp_path: Path) -> str:
+    """The page for ``_summary``, with what changes from run to run (the time, the folder) made fixed."""
+    page = _written(tmp_path)
+    html = re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "generated TIME", page.read_text())
+    html = re.sub(r"chart-[0-9a-f-]{36}", "chart-ID", html)  # pygal's own random ids and date
+    html = re.sub(r"<!--Generated with pygal [^>]*-->", "<!--pygal-->", html)
+    return html.replace(str(tmp_path), "TMP")
+
+
+def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: Path) -> None:
+    page = _written(tmp_path)
     html = page.read_text()
     assert page == tmp_path / "report.html"
     assert html.count("<svg") == 2 and "<script" not in html
@@ -147,6 +183,29 @@ def test_the_release_page_holds_steps_matrix_builds_charts_and_probes(tmp_path: 
     assert "exit 1" in html and "failed" in html
     assert "dnf &lt;refused&gt;" in html  # escaped
     assert "stream cut" in html and "client stall" in html
+
+
+def test_the_page_is_the_one_rendered_before_it_was_made_from_typed_objects(tmp_path: Path) -> None:
+    """``report_golden.html`` is what the page for this summary looked like when it was rendered from the dict."""
+    golden = Path(__file__).with_name("data") / "report_golden.html"
+    assert _rendered(tmp_path) == golden.read_text()
+
+
+def test_the_summary_reads_back_as_the_report_that_wrote_it(tmp_path: Path) -> None:
+    """``from_json`` of ``to_json`` is the same summary again: what the page is rendered from is what was run."""
+    written = _summary(tmp_path)
+    (tmp_path / summary.SUMMARY).write_text(json.dumps(written))
+    loaded = summary.load(tmp_path)
+    assert loaded.failed_step == "publish" and loaded.exit_code == 14 and not loaded.ok
+    assert loaded.sources.data.health is not None and loaded.sources.data.health[1].kind == "upstream rework"
+    assert loaded.verify.data.checks["xcp-export-server"].proof == "4 trials"
+    assert loaded.publish.data.channels["base"].generations == [3, None]
+    assert loaded.install.status == "skipped"
+    again = summary.ReleaseReport.from_json(json.loads(json.dumps(loaded.to_json())))
+    assert again.to_json() == loaded.to_json()
+    assert {k: v for k, v in loaded.to_json().items() if k != "steps"} == {
+        k: v for k, v in written.items() if k != "steps"
+    }
 
 
 @pytest.fixture

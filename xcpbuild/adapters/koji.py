@@ -25,10 +25,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import koji
 import requests
 
-from xcpbuild.errors import ConfigError, KojiError
+from xcpbuild.errors import ConfigError, KojiError, ToolMissingError
+
+try:
+    import koji
+except ModuleNotFoundError as missing:  # an optional extra: every verb but koji's works without it
+    if missing.name != "koji":
+        raise
+    raise ToolMissingError(
+        "the koji verbs need the koji client library, which is not installed",
+        hint="pip install 'xcpbuild[koji]' (from a checkout: pip install -e '.[koji]'; it builds gssapi, "
+        "which needs libkrb5-dev)",
+    ) from None
 from xcpbuild.log import get_logger
 
 log = get_logger("koji")

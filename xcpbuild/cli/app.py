@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from xcpbuild import __version__
+from xcpbuild.errors import XcpbuildError
 
 # Verbs in the order --help lists them, with their one-line help. Verb NAME lives
 # in ``xcpbuild.cli.NAME``, whose ``register(subparsers)`` adds its parser (setting
@@ -116,14 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     verb = chosen_verb(argv)
-    parser = build_parser([verb] if verb else [])
+    try:
+        parser = build_parser([verb] if verb else [])
+    except XcpbuildError as exc:  # the verb's optional extra is not installed (koji)
+        return _failed(exc, debug="--debug" in argv)
     args = parser.parse_args(argv)
     # Imported only now: `xcpbuild --help` has already exited, without paying for them.
-    import traceback
     from pathlib import Path
 
     from xcpbuild.cli.context import Context
-    from xcpbuild.errors import XcpbuildError
     from xcpbuild.log import configure
 
     configure(verbosity=args.verbose + (1 if args.debug else 0), quiet=args.quiet)
@@ -135,9 +137,16 @@ def _main(argv: list[str]) -> int:
         result = func(Context(args, project=Path(args.project) if args.project else None))
         return int(result or 0)
     except XcpbuildError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"xcpbuild: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(exc, debug=args.debug)
+
+
+def _failed(exc: XcpbuildError, *, debug: bool) -> int:
+    """What every failure looks like: one line, its hint, the error class's exit code."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"xcpbuild: error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"  hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypedDict
 
 from xcpbuild.adapters import koji as kojilib
 from xcpbuild.cli.context import Context
@@ -97,15 +97,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--scratch", action="store_true", help="a scratch build (no NVR reserved, not tagged)")
     build.add_argument("--nowait", action="store_true", help="print the task id and return")
     _watch_arguments(build)
-    add_profile_arguments(build)
-    add_json_flag(build)
     build.set_defaults(func=run_build)
 
     watch_p = verbs.add_parser("watch", help="watch a build task; download its RPMs and logs when it succeeds")
     watch_p.add_argument("task_id", type=int, metavar="TASK")
     _watch_arguments(watch_p)
-    add_profile_arguments(watch_p)
-    add_json_flag(watch_p)
     watch_p.set_defaults(func=run_watch)
 
     imp = verbs.add_parser("import", help="import a local build (SRPM + RPMs + logs) as a koji build")
@@ -155,15 +151,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `koji build` and `koji watch` share: how the task is watched, where its build lands, the hub, --json."""
     parser.add_argument("--out", type=Path, help="build folders go here (default: WORK/koji-builds)")
     parser.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="poll interval (default 5)")
     parser.add_argument(
         "--watch-timeout", type=float, metavar="SECONDS", help="stop watching after this long (the task goes on)"
     )
+    add_profile_arguments(parser)
+    add_json_flag(parser)
 
 
-def _out_dir(ctx: Context) -> Path:
-    return Path(ctx.args.out) if ctx.args.out else ctx.settings.work_dir / "koji-builds"
+class _Watching(TypedDict):
+    """The keyword arguments ``submit.submit`` and ``submit.watch_task`` share."""
+
+    out_dir: Path
+    show: Callable[[list[TaskRow]], None]
+    excerpt: Callable[[str], None]
+    interval: float
+    timeout: float | None
+
+
+def _watching(ctx: Context) -> _Watching:
+    """What ``_watch_arguments`` gave, as those keyword arguments."""
+    args = ctx.args
+    display = LiveDisplay(quiet=args.json)
+    return _Watching(
+        out_dir=Path(args.out) if args.out else ctx.settings.work_dir / "koji-builds",
+        show=display,
+        excerpt=display.excerpt,
+        interval=args.interval,
+        timeout=args.watch_timeout,
+    )
 
 
 def _show_outcome(report: submit.SubmitReport, as_json: bool) -> None:
@@ -185,38 +203,16 @@ def run_build(ctx: Context) -> int:
         source = submit.checkout_source(args.checkout)
     else:
         source = submit.srpm_source(args.srpm)
-    display = LiveDisplay(quiet=args.json)
     with session(args) as hub:
-        report = submit.submit(
-            hub,
-            source,
-            args.target,
-            scratch=args.scratch,
-            nowait=args.nowait,
-            out_dir=_out_dir(ctx),
-            show=display,
-            excerpt=display.excerpt,
-            interval=args.interval,
-            timeout=args.watch_timeout,
-        )
+        report = submit.submit(hub, source, args.target, scratch=args.scratch, nowait=args.nowait, **_watching(ctx))
     _show_outcome(report, args.json)
     return 0
 
 
 def run_watch(ctx: Context) -> int:
     args = ctx.args
-    display = LiveDisplay(quiet=args.json)
     with session(args) as hub:
-        report = submit.report_for_task(hub, args.task_id)
-        report = submit.watch_task(
-            hub,
-            report,
-            out_dir=_out_dir(ctx),
-            show=display,
-            excerpt=display.excerpt,
-            interval=args.interval,
-            timeout=args.watch_timeout,
-        )
+        report = submit.watch_task(hub, submit.report_for_task(hub, args.task_id), **_watching(ctx))
     _show_outcome(report, args.json)
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json
-from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, show
+from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, add_upgrade_from_argument, show
 from xcpbuild.model.repo import PROMOTION_ORDER
 from xcpbuild.pipeline.publish import publish
 
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--from", dest="from_channel", required=True, metavar="CHANNEL")
     parser.add_argument("--to", dest="to_channel", required=True, metavar="CHANNEL")
     add_key_arguments(parser)
+    add_upgrade_from_argument(parser, "the --to channel")
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
@@ -38,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(ctx: Context) -> int:
     args = ctx.args
     with publish.signing_key(args.sign_key, args.gnupg_home) as key:
-        report = publish.promote(args.repo, args.release, args.from_channel, args.to_channel, args.names, key=key)
+        report = publish.promote(
+            args.repo, args.release, args.from_channel, args.to_channel, args.names, key=key,
+            upgrade_from=args.upgrade_from,
+        )  # fmt: skip
     if args.json:
         emit_json(report)
     else:

@@ -8,16 +8,19 @@ from pathlib import Path
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
 from xcpbuild.model.repo import CHANNELS
-from xcpbuild.pipeline.publish import attest, publish
+from xcpbuild.pipeline.publish import publish
 
 EPILOG = """\
 examples:
   xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --sign-key A1B2C3D4
   xcpbuild publish vhd-tool-*.rpm --repo _work/repo --release 8.3 --channel lab   # unsigned, for local tests
+  xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --upgrade-from base --upgrade-from updates
 
 Binary RPMs go to ROOT/<major>/<X.Y>/<channel>/x86_64/Packages, SRPMs to .../Source/SPackages.
 Order: sign -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
--> check checksums and install the new packages with a real dnf -> atomic swap. Nothing live
+-> with a key, each build's signed provenance beside repomd.xml
+-> check checksums, install the new packages with a real dnf, upgrade the live ones to them
+(--upgrade-from: the live packages of the channels hosts run) and repoclosure -> atomic swap. Nothing live
 changes unless every step passed. Publishing a NEVRA again is a no-op if the content is the same
 and refused if it differs. Publishers on one repo wait for each other (lock in ROOT).
 """
@@ -41,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sqlite", action="store_true", help="also write yum's sqlite databases (kept on later publishes)"
     )
     parser.add_argument("--no-dnf-check", action="store_true", help="skip the dnf install check (not recommended)")
+    add_upgrade_from_argument(parser)
     add_json_flag(parser)
     parser.set_defaults(func=run)
 
@@ -57,6 +61,17 @@ def add_key_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_upgrade_from_argument(parser: argparse.ArgumentParser, default: str = "the channel published") -> None:
+    parser.add_argument(
+        "--upgrade-from",
+        action="append",
+        choices=CHANNELS,
+        metavar="CHANNEL",
+        help="the upgrade check installs the live packages of this channel (repeatable: the channels hosts run, "
+        f"e.g. base and updates) and upgrades them to the staged ones (default: {default})",
+    )
+
+
 def show(report: publish.PublishReport) -> None:
     rows = []
     for repo in report.repos:
@@ -69,6 +84,8 @@ def show(report: publish.PublishReport) -> None:
                 f"{repo.path}: generation {repo.generation} is live (was {repo.previous_generation}); "
                 f"metadata {repo.metadata_seconds:.2f}s, {repo.packages_read} read, {repo.packages_reused} reused"
             )
+        if repo.provenance:
+            print(f"{repo.path}: signed provenance in repodata/: {', '.join(repo.provenance)}")
     if not report.changed:
         print("nothing new: the repository is unchanged")
 
@@ -85,12 +102,10 @@ def run(ctx: Context) -> int:
             unfreeze_base=args.unfreeze_base,
             dnf_check=not args.no_dnf_check,
             sqlite=args.sqlite,
+            upgrade_from=args.upgrade_from,
         )
-        shipped = attest.ship(args.rpms, args.repo, args.release, args.channel, key) if key else None
     if args.json:
         emit_json(report)
     else:
         show(report)
-        if shipped is not None and shipped.written:
-            print(f"signed provenance: {', '.join(shipped.written)} (in {args.channel}/{attest.DIR}/)")
     return 0

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.cli.publish import add_upgrade_from_argument
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
-from xcpbuild.pipeline.release import release
+from xcpbuild.pipeline.release import release, summary
 from xcpbuild.pipeline.release import report as report_page
 
 EPILOG = """\
@@ -57,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where a package's upstream git lives: a path, a bare mirror or a URL (repeatable)",
     )
     parser.add_argument("--repo", type=Path, help="published repository root (default WORK/repo)")
+    add_upgrade_from_argument(parser, "the plan's upgrade_from, else the channel published")
     parser.add_argument("--sign-key", help="sign with this existing key instead of the run's own key")
     parser.add_argument("--gnupg-home", type=Path, help="GnuPG home holding --sign-key")
     parser.add_argument(
@@ -73,11 +76,11 @@ def run(ctx: Context) -> int:
     settings = ctx.settings
     plan = load_plan(args.plan)
     if args.target and args.target != plan.target:
-        from dataclasses import replace
-
         # The plan's refs name its own target's pins; another target builds at its own pins.
-        packages = tuple(replace(p, ref=None) for p in plan.packages)
-        plan = replace(plan, target=args.target, packages=packages)
+        packages = tuple(dataclasses.replace(p, ref=None) for p in plan.packages)
+        plan = dataclasses.replace(plan, target=args.target, packages=packages)
+    if args.upgrade_from:
+        plan = dataclasses.replace(plan, upgrade_from=tuple(args.upgrade_from))
     upstreams = release.parse_upstreams(args.upstream)
     with release.signing_key(settings, args.sign_key, args.gnupg_home) as key:
         options = release.ReleaseOptions(
@@ -107,7 +110,7 @@ def run(ctx: Context) -> int:
     return 0
 
 
-def _show(report: release.ReleaseReport) -> None:
+def _show(report: summary.ReleaseReport) -> None:
     print()
     print(f"release of plan {report.plan} on target {report.target}")
     print_table(

@@ -19,12 +19,13 @@ Python 3.6 compatible, like the rest of the export server.
 import errno
 import hashlib
 import io
+import mmap
 import os
 import stat
 import threading
 import time
 from collections import OrderedDict
-from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from xcpbuild import vhd
 from xcpbuild.exportserver.transfer import Sender
@@ -101,25 +102,77 @@ def _fill(f: io.FileIO, offset: int, view: memoryview) -> None:
         done += n
 
 
+def _libc_memcmp() -> Optional[Callable[[int, int, int], int]]:
+    """libc's memcmp through ctypes, or None where ctypes is not there (a stripped Python)."""
+    try:
+        import ctypes
+    except ImportError:
+        return None
+    memcmp = ctypes.CDLL(None).memcmp
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+class _BlockPair:
+    """Two page-aligned block buffers, read into and compared in place.
+
+    The scan's cost is the kernel copying page-cache data out. Into a buffer 16 bytes off a
+    cache line (where malloc puts a bytearray's bytes) that copy ran 5-6x slower than into a
+    page-aligned one on the project's machines (1.3 vs 7.7 GiB/s: copy_to_user's ``rep movsb``).
+    Anonymous mmaps are page-aligned, and libc's memcmp compares them without a copy. Without
+    ctypes (a stripped Python) the buffers are plain bytearrays compared with ``==``: slower, same answer.
+    """
+
+    def __init__(self, block_size: int) -> None:
+        self._memcmp = _libc_memcmp()
+        self._maps: Tuple[mmap.mmap, ...] = ()
+        self._addresses = (0, 0)
+        if self._memcmp is None:
+            self._arrays = (bytearray(block_size), bytearray(block_size))
+            self.views = (memoryview(self._arrays[0]), memoryview(self._arrays[1]))
+            return
+        import ctypes
+
+        self._maps = (mmap.mmap(-1, block_size), mmap.mmap(-1, block_size))
+        self.views = (memoryview(self._maps[0]), memoryview(self._maps[1]))
+        # Valid while the maps are open; close() releases the views before unmapping.
+        first, second = (ctypes.addressof(ctypes.c_char.from_buffer(m)) for m in self._maps)
+        self._addresses = (first, second)
+
+    def equal(self, length: int) -> bool:
+        """Whether the first ``length`` bytes of the two buffers are equal."""
+        if self._memcmp is not None:
+            return self._memcmp(self._addresses[0], self._addresses[1], length) == 0
+        if length == len(self._arrays[0]):
+            return self._arrays[0] == self._arrays[1]  # one memcmp
+        return self._arrays[0][:length] == self._arrays[1][:length]
+
+    def close(self) -> None:
+        for view in self.views:
+            view.release()
+        for m in self._maps:
+            m.close()
+
+
 def changed_blocks(new_fd: int, base_fd: int, size: int, block_size: int = vhd.BLOCK_SIZE) -> List[int]:
     """Indices of the blocks whose content differs between two disks of ``size`` bytes."""
-    bufs = (bytearray(block_size), bytearray(block_size))
+    pair = _BlockPair(block_size)
     # os.preadv is 3.7+; readinto on an unbuffered file object reads into our buffer as directly.
     files = [open(fd, "rb", buffering=0, closefd=False) for fd in (new_fd, base_fd)]  # noqa: SIM115
     changed: List[int] = []
     try:
         for index in _candidate_blocks((new_fd, base_fd), size, block_size):
             offset = index * block_size
-            length = min(block_size, size - offset)
-            if length < block_size:  # the last, partial block: compare only what the disk holds
-                bufs = (bytearray(length), bytearray(length))
-            for f, buf in zip(files, bufs):
-                _fill(f, offset, memoryview(buf))
-            if bufs[0] != bufs[1]:  # bytearray equality is one memcmp
+            length = min(block_size, size - offset)  # the last block may be partial
+            for f, view in zip(files, pair.views):
+                _fill(f, offset, view[:length])
+            if not pair.equal(length):
                 changed.append(index)
     finally:
         for f in files:
             f.close()
+        pair.close()
     return changed
 
 

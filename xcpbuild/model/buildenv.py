@@ -153,7 +153,7 @@ def _ids(data: dict[str, Any], names: tuple[str, ...], where: str) -> tuple[tupl
     """An ``ids = { NAME = "repo-id" }`` table: for names this table defines, ids a .repo file takes."""
     raw = data.get("ids", {})
     if not isinstance(raw, dict) or not all(isinstance(v, str) and _REPO_ID_RE.match(v) for v in raw.values()):
-        raise ConfigError(f"`ids` in {where} must be a table of NAME = \"repository-id\"")
+        raise ConfigError(f'`ids` in {where} must be a table of NAME = "repository-id"')
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise ConfigError(f"`ids` in {where} names {', '.join(unknown)}, which it does not define")

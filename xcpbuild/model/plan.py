@@ -12,7 +12,7 @@ from xcpbuild.model.keys import one_of, parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
 from xcpbuild.model.stage import STAGES, Stage
 
-_PLAN_KEYS = {"target", "release", "channel", "promote_to", "packages"}
+_PLAN_KEYS = {"target", "release", "channel", "promote_to", "upgrade_from", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable", "reproducible"}
 # export-server: install the RPM and stall-test the installed server; probe: the package's
 # probe twice on its upstream code, which must fail without the series and survive with it.
@@ -46,6 +46,9 @@ class Plan:
     channel: Channel
     promote_to: Channel | None
     packages: tuple[PlannedPackage, ...]
+    # The channels hosts run, whose live packages the publish's upgrade check upgrades to the
+    # staged ones (e.g. base + updates); empty: the channel being published.
+    upgrade_from: tuple[Channel, ...] = ()
 
     def channel_of(self, package: PlannedPackage) -> Channel:
         """Where ``package`` is published: its own channel, else the plan's."""
@@ -122,7 +125,19 @@ def parse_plan(text: str, source: str) -> Plan:
         channel=_channel(data, "channel", f"plan {source}"),
         promote_to=promote_to,
         packages=tuple(packages),
+        upgrade_from=_upgrade_from(data, f"plan {source}"),
     )
+
+
+def _upgrade_from(data: dict[str, Any], where: str) -> tuple[Channel, ...]:
+    if "upgrade_from" not in data:
+        return ()
+    value = data["upgrade_from"]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{where} needs `upgrade_from` as a non-empty list of channels", hint='e.g. ["base", "updates"]'
+        )
+    return tuple(_channel({"upgrade_from": item}, "upgrade_from", where) for item in value)
 
 
 def load_plan(path: Path | None) -> Plan:

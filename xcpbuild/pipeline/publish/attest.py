@@ -1,27 +1,38 @@
-"""Signed provenance beside a published repository, and its verification.
+"""Signed provenance inside each published generation, and its verification.
 
-After a publish, each published package whose build folder holds a
-``provenance.json`` gets a DSSE envelope: the build's statement narrowed to that
-one file, its sha256 now the published (signed) file's. That the published file
-is the built one is checked first: signing leaves the RPM's main header alone,
-so its header sha256 must be the one the build recorded. The envelope is signed
-with the repository key (a detached gpg signature over DSSE's PAE encoding) and
-written to ``CHANNEL/provenance/<repo dir>-<generation>/<NEVRA>.intoto.json``;
-``CHANNEL/provenance/index.json`` (signed: ``index.json.asc``) maps each file
-name to its envelope and the envelope payload's sha256.
+A signed publish gives each package whose build folder holds a
+``provenance.json`` a DSSE envelope: the build's statement narrowed to that one
+file, its sha256 now the published (signed) file's. That the published file is
+the built one is checked first: signing leaves the RPM's main header alone, so
+its header sha256 must be the one the build recorded. The envelope is signed
+with the repository key (a detached gpg signature over DSSE's PAE encoding).
+
+The provenance is part of the generation it arrives with, never shipped after
+it: ``stage`` writes ``<NEVRA>.intoto.json`` and the signed index
+``provenance.json`` (``provenance.json.asc``), which maps each file name to its
+envelope and the envelope payload's sha256, into the generation's staged
+``repodata/``, beside ``repomd.xml``. The one symlink swap that makes the
+metadata live makes its provenance live with it, so no reader ever sees a
+package without its provenance, and a rollback brings back the provenance of
+the generation it serves. Each generation carries over (hard links) the
+envelopes of the one before it. A package promoted from another channel takes
+its statement from that channel's live provenance.
 
 ``verify`` takes an RPM (path or http(s) URL), finds the index beside its
-repository, and checks the index signature, the envelope's payload against the
-index, the envelope signature, the RPM's sha256 against the statement and, given
-a checkout, the project files (package definition, spec template, patches).
+repository's metadata (``../repodata/provenance.json``), and checks the index
+signature, the envelope's payload against the index, the envelope signature,
+the RPM's sha256 against the statement and, given a checkout, the project
+files (package definition, spec template, patches).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -41,8 +52,8 @@ from xcpbuild.pipeline.publish import repo as repolib
 log = get_logger("attest")
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-DIR = "provenance"
-INDEX = "index.json"
+INDEX = "provenance.json"  # in a generation's repodata/, beside repomd.xml
+ENVELOPE_SUFFIX = ".intoto.json"
 MAX_DOWNLOAD = 2 * 1024**3
 
 
@@ -77,75 +88,134 @@ def _build_folder(rpm: Path) -> Path | None:
     return None
 
 
+def _envelope_name(nevra: str) -> str:
+    return f"{nevra}{ENVELOPE_SUFFIX}"
+
+
+def _load_index(repodata: Path | None) -> dict[str, Any]:
+    path = repodata / INDEX if repodata is not None else None
+    if path is None or not path.is_file():
+        return {"entries": {}}
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) and isinstance(data.get("entries"), dict) else {"entries": {}}
+
+
+def _published_statement(rpm: Path, key: gpg.SigningKey) -> dict[str, Any] | None:
+    """The statement a published ``rpm`` (REPODIR/Packages/F) has in its own live provenance (a promotion)."""
+    repodata = rpm.resolve().parent.parent / "repodata"
+    entry = _load_index(repodata)["entries"].get(rpm.name)
+    if not entry:
+        return None
+    signed = json.loads((repodata / entry["envelope"]).read_text())
+    payload = base64.b64decode(signed["payload"])
+    if hashlib.sha256(payload).hexdigest() != entry["payload_sha256"]:
+        raise PublishError(f"the provenance of {rpm} differs from its index", hint="its channel was changed by hand")
+    sig = base64.b64decode(signed["signatures"][0]["sig"])
+    _check_signature(key.public_key, pae(PAYLOAD_TYPE, payload), sig, f"the statement of {rpm}")
+    statement: dict[str, Any] = json.loads(payload)
+    return statement
+
+
+def _statement(rpm: Path, key: gpg.SigningKey) -> dict[str, Any] | None:
+    folder = _build_folder(rpm)
+    if folder is not None:
+        return provenance.load(folder)
+    return _published_statement(rpm, key)
+
+
 @dataclass
 class ShipReport:
-    written: list[str] = field(default_factory=list)  # envelope paths, relative to the channel
+    written: list[str] = field(default_factory=list)  # envelope names written into this generation
+    carried: int = 0  # envelopes kept from the generation before
     skipped: list[str] = field(default_factory=list)  # files without a build statement
     seconds_signing: float = 0.0
 
 
-def ship(rpms: Sequence[Path], repo_root: Path, release: str, channel: str, key: gpg.SigningKey) -> ShipReport:
-    """Sign and write the provenance of the published ``rpms`` (the files given to publish) beside the channel."""
-    binary, source = repolib.repo_dirs(repo_root, release, channel)
-    channel_dir = binary.path.parent
-    index_path = channel_dir / DIR / INDEX
-    index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.is_file() else {"entries": {}}
+def stage(
+    repo: repolib.RepoDir,
+    rpms: Sequence[tuple[Path, str]],
+    repodata: Path,
+    previous: Path | None,
+    *,
+    generation: int,
+    key: gpg.SigningKey,
+) -> ShipReport:
+    """Write generation ``generation``'s provenance into its staged ``repodata`` (nothing live changes).
+
+    ``rpms``: (the file given to publish, its name in ``repo``'s packages dir), every one already
+    placed there; ``previous``: the live generation's ``repodata``, whose envelopes are carried over.
+    """
+    index = _load_index(previous)
+    entries: dict[str, Any] = index["entries"]
+    kept = {name: e for name, e in entries.items() if previous is not None and (previous / e["envelope"]).is_file()}
+    changed = len(kept) != len(entries)  # an envelope gone missing: its entry goes, the index is signed again
+    index["entries"] = kept
     result = ShipReport()
-    changed = False
+    if previous is not None:
+        result.carried = _carry(previous, repodata, [entry["envelope"] for entry in kept.values()])
     with tempfile.TemporaryDirectory(prefix="xcpbuild-attest-") as tmp:
         scratch = Path(tmp)
-        for rpm in rpms:
-            folder = _build_folder(rpm)
-            statement = provenance.load(folder) if folder else None
-            subject = next((s for s in (statement or {}).get("subject", []) if s["name"] == rpm.name), None)
+        for given, name in rpms:
+            statement = _statement(given, key)
+            subject = next((s for s in (statement or {}).get("subject", []) if s["name"] == name), None)
             if statement is None or subject is None:
-                result.skipped.append(rpm.name)
+                result.skipped.append(name)
                 continue
-            repo = source if rpm.name.endswith(".src.rpm") else binary
-            published = repo.path / repo.packages / rpm.name
-            if not published.is_file():
-                raise PublishError(f"{rpm.name} is not in {repo.path / repo.packages}", hint="publish it first")
+            published = repo.packages_dir / name
             digest = provenance.sha256_file(published)
-            entry = index["entries"].get(rpm.name)
-            if entry and entry.get("rpm_sha256") == digest and (channel_dir / DIR / entry["envelope"]).is_file():
-                continue  # already shipped for this very file
+            entry = index["entries"].get(name)
+            if entry and entry.get("rpm_sha256") == digest and (repodata / entry["envelope"]).is_file():
+                continue  # carried over for this very file
             header = rpmsign.header_digest([published])[published]
             if header != subject["digest"][provenance.HEADER_DIGEST]:
                 raise PublishError(
                     f"{published} is not the file its build made (header sha256 {header[:12]}…, the build recorded "
                     f"{subject['digest'][provenance.HEADER_DIGEST][:12]}…)",
-                    hint="its provenance is not shipped; rebuild and publish again",
+                    hint="nothing was published; rebuild and publish again",
                 )
             shipped = dict(statement, subject=[{**subject, "digest": {**subject["digest"], "sha256": digest}}])
-            generation = repolib.current_number(repo)
             started = time.monotonic()
             signed = envelope(shipped, key, scratch)
             result.seconds_signing += time.monotonic() - started
-            relative = f"{repo.kind}-{generation}/{subject['nevra']}.intoto.json"
-            _write(channel_dir / DIR / relative, json.dumps(signed, indent=2) + "\n")
-            payload_sha = hashlib.sha256(base64.b64decode(signed["payload"])).hexdigest()
-            index["entries"][rpm.name] = {
+            relative = _envelope_name(subject["nevra"])
+            _write(repodata / relative, json.dumps(signed, indent=2) + "\n")
+            index["entries"][name] = {
                 "nevra": subject["nevra"],
                 "envelope": relative,
-                "payload_sha256": payload_sha,
+                "payload_sha256": hashlib.sha256(base64.b64decode(signed["payload"])).hexdigest(),
                 "rpm_sha256": digest,
                 "generation": generation,
                 "repo": repo.kind,
             }
             result.written.append(relative)
-            changed = True
-        if changed:
+        if result.written or changed:
             text = json.dumps(index, indent=2, sort_keys=True) + "\n"
-            signature = _sign_bytes(key, text.encode(), scratch)
-            _write(index_path.with_suffix(".json.asc"), signature)
-            _write(index_path, text)
+            _write(repodata / f"{INDEX}.asc", _sign_bytes(key, text.encode(), scratch))
+            _write(repodata / INDEX, text)
+        elif previous is not None and (previous / INDEX).is_file():
+            _carry(previous, repodata, [INDEX, f"{INDEX}.asc"])
     return result
 
 
+def _carry(previous: Path, repodata: Path, names: Sequence[str]) -> int:
+    """Hard-link the previous generation's files ``names`` into the staged ``repodata`` (copies across devices)."""
+    for name in names:
+        try:
+            os.link(previous / name, repodata / name)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copy2(previous / name, repodata / name)
+    return len(names)
+
+
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a staged file durably: it goes live by the swap, never before it is whole on disk."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(text)
+    repolib.fsync_file(partial)
     partial.replace(path)
 
 
@@ -178,10 +248,11 @@ def _fetch(where: str) -> bytes:
 
 
 def _index_location(rpm: str) -> str:
-    """CHANNEL/provenance/index.json for CHANNEL/x86_64/Packages/F or CHANNEL/Source/SPackages/F."""
+    """REPODIR/repodata/provenance.json for REPODIR/Packages/F (x86_64/Packages, Source/SPackages)."""
     if _is_url(rpm):
-        return urllib.parse.urljoin(rpm, f"../../{DIR}/{INDEX}")
-    return str(Path(rpm).resolve().parent.parent.parent / DIR / INDEX)
+        return urllib.parse.urljoin(rpm, f"../repodata/{INDEX}")
+    # The live generation's own directory: the index and its envelopes are read from one generation.
+    return str((Path(rpm).resolve().parent.parent / "repodata").resolve() / INDEX)
 
 
 def _sibling(index: str, relative: str) -> str:

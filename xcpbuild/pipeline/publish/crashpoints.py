@@ -25,6 +25,7 @@ POINTS: tuple[str, ...] = (
     "placed",
     "metadata",
     "repomd-signed",
+    "attested",
     "checked",
     "dnf-checked",
     "generation",

@@ -12,7 +12,9 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 5. build metadata in staging (``repodata`` next to a ``Packages`` symlink to the
    live one), reusing the live generation's records for unchanged packages,
    link in the previous generation's metadata files, sign ``repomd.xml``
-   (detached ``repomd.xml.asc``) and verify that signature;
+   (detached ``repomd.xml.asc``) and verify that signature; with a key, write
+   the packages' signed provenance into the staged ``repodata`` too (``attest``),
+   so it goes live with the metadata in the same swap;
 6. check the staged repo: every file repomd names matches its checksum, and a
    real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it in
    one test transaction (resolved, every signature checked, rpm's transaction
@@ -43,7 +45,7 @@ from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.repo import check_channel, parse_release
-from xcpbuild.pipeline.publish import crashpoints, evr, space, upgrade_check
+from xcpbuild.pipeline.publish import attest, crashpoints, evr, space, upgrade_check
 from xcpbuild.pipeline.publish import repo as repolib
 from xcpbuild.pipeline.publish.repo import Generation, RepoDir
 
@@ -68,6 +70,8 @@ class RepoDirReport:
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
     upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
+    provenance: list[str] = field(default_factory=list)  # signed envelopes the new generation brought
+    provenance_seconds: float = 0.0
 
 
 @dataclass
@@ -102,6 +106,7 @@ class _Plan:
     inputs: tuple[_Input, ...]  # new to this repo dir
     readd: tuple[str, ...]  # hrefs of files kept from a retained generation, named again
     report: RepoDirReport
+    given: tuple[_Input, ...] = ()  # every input for this repo dir, new or not (their provenance)
 
     @property
     def hrefs(self) -> list[str]:
@@ -151,12 +156,12 @@ def _plan(repo: RepoDir, inputs: Sequence[_Input]) -> _Plan:
     """
     current = repolib.current_generation(repo)
     report = RepoDirReport(repo.path, previous_generation=current.number if current else None)
-    live_names = {Path(h).name for h in current.hrefs()} if current else set()
+    live_names = {repolib.href_name(h) for h in current.hrefs()} if current else set()
     known: dict[str, str] = {}
     for number in repolib.generation_numbers(repo):
         if repolib.generation_dir_ok(repo, number):
             for href, digest in repolib.load_generation(repo, number).identity.items():
-                known[Path(href).name] = digest
+                known[repolib.href_name(href)] = digest
     fresh: dict[str, _Input] = {}
     readd: list[str] = []
     for item in inputs:
@@ -178,7 +183,7 @@ def _plan(repo: RepoDir, inputs: Sequence[_Input]) -> _Plan:
         else:
             readd.append(f"{repo.packages}/{item.filename}")
             report.added.append(item.record.nevra)
-    return _Plan(repo, current, tuple(fresh.values()), tuple(readd), report)
+    return _Plan(repo, current, tuple(fresh.values()), tuple(readd), report, tuple(inputs))
 
 
 @contextlib.contextmanager
@@ -214,10 +219,8 @@ def _place(plan: _Plan, staging: Path, staged: Sequence[Path]) -> tuple[str, ...
             target = plan.repo.packages_dir / item.filename
             if not target.exists():
                 created.append(item.filename)
-            repolib.fsync_file(copy)  # durable before anything can name it
-            copy.replace(target)
+            copy.replace(target)  # made durable with the metadata, before the swap (see _go_live)
             crashpoints.reach("placed")
-        repolib.fsync_dir(plan.repo.packages_dir)
     except BaseException:
         _unplace(plan.repo, created)
         raise
@@ -334,14 +337,16 @@ def _go_live(prepared: _Prepared) -> int:
     (staging / repo.packages).unlink()
     shutil.rmtree(staging / "incoming")
     repolib.write_generation(staging, generation)
-    for path in (staging / "repodata").iterdir():
-        repolib.fsync_file(path)  # a power cut must not leave a live but empty file
-    repolib.fsync_dir(staging / "repodata")
     repo.generations.mkdir(exist_ok=True)
     built = repo.generation_dir(generation.number)
     staging.rename(built)
     try:
-        repolib.fsync_dir(repo.generations)
+        # Before the swap, and only then, everything the new generation names must be durable:
+        # the placed packages, the metadata files, generation.json and the renames. One syncfs
+        # of the repo dir's filesystem (Packages/, the staging dir and .generations are on it:
+        # rename(2) moved files between them) replaces an fsync per package and per file; a
+        # power cut before it leaves the old generation live and only leftovers for `recover`.
+        repolib.sync_filesystem(repo.path)
         crashpoints.reach("generation")
         repolib.swap(repo, generation.number)
     except BaseException:
@@ -393,7 +398,8 @@ def publish(
     Signed with ``key`` (None: an unsigned repository). ``resign=False`` keeps the
     packages' existing signatures (promotion): they must then already verify
     against ``key``. ``sqlite=True`` adds yum's sqlite databases to the metadata
-    (kept from then on).
+    (kept from then on). ``upgrade_from`` names the channels whose live packages
+    the upgrade check upgrades to the staged ones (default: ``channel``'s own).
     """
     started = time.monotonic()
     release = parse_release(release)
@@ -515,11 +521,23 @@ def _prepare(
     created = _place(plan, staging, staged)
     try:
         generation = _build_metadata(plan, staging, key, sqlite)
+        if key is not None:
+            _attest(plan, staging, generation.number, key)
+        crashpoints.reach("attested")
         _check_staged(plan, staging, key.public_key if key else None, release, extra, upgrade_from=upgrade_from)
     except BaseException:
         _unplace(plan.repo, created)
         raise
     return _Prepared(plan, staging, created, generation)
+
+
+def _attest(plan: _Plan, staging: Path, number: int, key: gpg.SigningKey) -> None:
+    """The packages' signed provenance into the staged repodata: it goes live in the same swap as the metadata."""
+    previous = plan.repo.generation_dir(plan.current.number) / "repodata" if plan.current else None
+    rpms = [(item.path, item.filename) for item in plan.given]
+    with step(f"sign the provenance of {len(rpms)} package(s) in {plan.repo.kind}") as timing:
+        shipped = attest.stage(plan.repo, rpms, staging / "repodata", previous, generation=number, key=key)
+    plan.report.provenance, plan.report.provenance_seconds = shipped.written, timing.seconds
 
 
 @dataclass
@@ -538,6 +556,7 @@ def promote(
     *,
     key: gpg.SigningKey | None = None,
     dnf_check: bool = True,
+    upgrade_from: Sequence[str] | None = None,
 ) -> PromoteReport:
     """Publish the newest build of each package ``names`` from one channel into another.
 
@@ -576,5 +595,7 @@ def promote(
             f"not in the {from_channel} channel of {release}: {', '.join(sorted(missing))}",
             hint=f"publish them to {from_channel} first, or check the names with `xcpbuild repo diff`",
         )
-    report = publish(files, repo_root, release, to_channel, key=key, resign=False, dnf_check=dnf_check)
+    report = publish(
+        files, repo_root, release, to_channel, key=key, resign=False, dnf_check=dnf_check, upgrade_from=upgrade_from
+    )
     return PromoteReport(from_channel, report, promoted)

@@ -21,190 +21,34 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from xcpbuild.adapters import dnf, gpg
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.plan import Plan, PlannedPackage
-from xcpbuild.model.repo import Channel
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.build import reproducible
-from xcpbuild.pipeline.publish import attest, publish, repo
+from xcpbuild.pipeline.publish import publish, repo
 from xcpbuild.pipeline.release import report as report_page
-from xcpbuild.pipeline.release import upstreams, verify_step
-from xcpbuild.pipeline.release.upstreams import PatchRow
+from xcpbuild.pipeline.release import summary, upstreams, verify_step
+from xcpbuild.pipeline.release.summary import (
+    BuildData,
+    BuiltPackage,
+    ChannelPublish,
+    InstallData,
+    PublishData,
+    ReleaseReport,
+    SourcesData,
+    StepData,
+    StepOutcome,
+    VerifyData,
+)
 from xcpbuild.pipeline.sources.package import Package, resolve
 
 log = get_logger("release")
 
-StepName = Literal["sources", "build", "verify", "publish", "install"]
-STEPS: tuple[StepName, ...] = get_args(StepName)
-StepStatus = Literal["ok", "failed", "skipped", "pending"]
 KEY_UID = "xcpbuild local release key <release@xcpbuild.invalid>"
-
-
-class StepData(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
-_Data_co = TypeVar("_Data_co", bound=StepData, covariant=True)
-
-
-@dataclass
-class SourcesData:
-    health: list[PatchRow] | None = None  # None: the step failed before it had a table
-    left_out: dict[str, str] = field(default_factory=dict)  # package -> why it is not in this run
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"left_out": self.left_out}
-        if self.health is not None:
-            data["health"] = [row.to_json() for row in self.health]
-        return data
-
-
-@dataclass(frozen=True)
-class BuiltPackage:
-    """What the release takes from a build (see ``_built``)."""
-
-    folder: Path
-    reused: bool
-    artifacts: tuple[str, ...]  # NEVRAs
-    files: tuple[Path, ...]
-    reproducible: dict[str, bool] | None = None  # file -> identical, when the plan required two builds
-
-    def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"folder": str(self.folder), "reused": self.reused, "artifacts": list(self.artifacts)}
-        if self.reproducible is not None:
-            found["reproducible"] = dict(self.reproducible)
-        return found
-
-
-@dataclass
-class BuildData:
-    packages: dict[str, BuiltPackage] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: built.to_json() for name, built in self.packages.items()}
-
-
-@dataclass
-class VerifyData:
-    checks: dict[str, verify_step.Checked] = field(default_factory=dict)
-
-    @property
-    def proofs(self) -> dict[str, str]:
-        """Per package, one line of what was proven."""
-        return {name: checked.proof for name, checked in self.checks.items()}
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {name: checked.data for name, checked in self.checks.items()}
-        data["proofs"] = self.proofs
-        return data
-
-
-@dataclass(frozen=True)
-class ChannelPublish:
-    added: list[str]
-    generations: list[int | None]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"added": self.added, "generations": self.generations}
-
-
-@dataclass
-class PublishData:
-    channels: dict[Channel, ChannelPublish] = field(default_factory=dict)
-    key: str | None = None  # the signing key's fingerprint, once everything is published
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {channel: published.to_json() for channel, published in self.channels.items()}
-        if self.key is not None:
-            data["key"] = self.key
-        return data
-
-
-@dataclass
-class InstallData:
-    installed: list[str] | None = None  # None: nothing to install in this plan
-    promoted: list[str] | None = None  # None: no promotion planned
-    promote_added: list[str] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"installed": self.installed, "promoted": self.promoted, "promote_added": self.promote_added}
-        return {key: value for key, value in data.items() if value is not None}
-
-
-@dataclass
-class StepOutcome(Generic[_Data_co]):
-    """One step of the loop as the summary shows it."""
-
-    name: StepName
-    data: _Data_co
-    status: StepStatus = "pending"
-    seconds: float = 0.0
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "seconds": self.seconds,
-            "detail": self.detail,
-            "data": self.data.to_json(),
-        }
-
-
-@dataclass
-class ReleaseReport:
-    plan: str
-    target: str
-    run_dir: Path
-    repo_root: Path
-    sources: StepOutcome[SourcesData] = field(default_factory=lambda: StepOutcome("sources", SourcesData()))
-    build: StepOutcome[BuildData] = field(default_factory=lambda: StepOutcome("build", BuildData()))
-    verify: StepOutcome[VerifyData] = field(default_factory=lambda: StepOutcome("verify", VerifyData()))
-    publish: StepOutcome[PublishData] = field(default_factory=lambda: StepOutcome("publish", PublishData()))
-    install: StepOutcome[InstallData] = field(default_factory=lambda: StepOutcome("install", InstallData()))
-    failed_step: StepName | Literal["plan"] | None = None
-    error: str | None = None
-    hint: str | None = None
-    exit_code: int = 0  # the failing step's error class's, so CI can tell failures apart
-
-    @property
-    def ok(self) -> bool:
-        return self.failed_step is None
-
-    @property
-    def steps(self) -> tuple[StepOutcome[StepData], ...]:
-        """In the order they run."""
-        return (self.sources, self.build, self.verify, self.publish, self.install)
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as ``summary.json`` and ``--json`` carry it."""
-        return {
-            "plan": self.plan,
-            "target": self.target,
-            "run_dir": str(self.run_dir),
-            "repo_root": str(self.repo_root),
-            "steps": [outcome.to_json() for outcome in self.steps],
-            "failed_step": self.failed_step,
-            "error": self.error,
-            "hint": self.hint,
-            "exit_code": self.exit_code,
-            "left_out": self.sources.data.left_out,
-            "proofs": self.verify.data.proofs,
-            "ok": self.ok,
-        }
-
-    @property
-    def left_out(self) -> dict[str, str]:
-        return self.sources.data.left_out
-
-    @property
-    def proofs(self) -> dict[str, str]:
-        return self.verify.data.proofs
 
 
 @dataclass(frozen=True)
@@ -382,13 +226,16 @@ def _publish(options: ReleaseOptions, state: _State, data: PublishData, root: Pa
             for path in state.built[planned.name].files
         ]
         # The plan puts its platform package in base on purpose; the same content again is a no-op.
-        report = publish.publish(files, root, plan.release, channel, key=key, unfreeze_base=channel == "base")
+        report = publish.publish(
+            files, root, plan.release, channel, key=key, unfreeze_base=channel == "base",
+            upgrade_from=plan.upgrade_from or None,
+        )  # fmt: skip
         names = [n for r in report.repos for n in r.added]
         added += len(names)
         data.channels[channel] = ChannelPublish(names, [r.generation for r in report.repos])
-        shipped = attest.ship(files, root, plan.release, channel, key).written
+        shipped = [name for r in report.repos for name in r.provenance]
         if shipped:
-            log.info("signed provenance beside %s: %s", channel, ", ".join(shipped))
+            log.info("signed provenance in %s's new generation: %s", channel, ", ".join(shipped))
     data.key = key.fingerprint
     return f"{added} new package file(s) published" if added else "nothing new to publish"
 
@@ -403,11 +250,11 @@ def _install(options: ReleaseOptions, state: _State, data: InstallData, root: Pa
         data.installed = dnf.install(repos, wanted, key.public_key, plan.release).installed
     if plan.promote_to:
         names = [p.name for p in state.packages if plan.channel_of(p) == plan.channel]
-        report = publish.promote(root, plan.release, plan.channel, plan.promote_to, names, key=key)
+        report = publish.promote(
+            root, plan.release, plan.channel, plan.promote_to, names, key=key, upgrade_from=plan.upgrade_from or None
+        )
         data.promoted = report.promoted
         data.promote_added = [n for r in report.publish.repos for n in r.added]
-        moved = [p for n in names for p in state.built[n].files if p.name.removesuffix(".rpm") in report.promoted]
-        attest.ship(moved, root, plan.release, plan.promote_to, key)
     target = f"promoted {len(data.promoted or [])} to {plan.promote_to}" if plan.promote_to else "no promotion planned"
     return f"dnf installed {', '.join(wanted) or 'nothing'}; {target}"
 
@@ -462,9 +309,9 @@ def run(
 
 
 def _save(report: ReleaseReport, release: str) -> None:
-    summary = report.to_json()
-    (report.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (report.run_dir / summary.SUMMARY).write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     try:
-        report_page.write_release(report.run_dir, json.loads(json.dumps(summary, default=str)), release=release)
+        # From the file as written: the page shows what the summary says, as a re-render later would.
+        report_page.write_release(report.run_dir, summary.load(report.run_dir), release=release)
     except Exception as exc:  # the run's outcome stands without its page; say why it is missing
         log.warning("no %s for this run: %s: %s", report_page.REPORT, type(exc).__name__, exc)

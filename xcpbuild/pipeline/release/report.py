@@ -1,8 +1,9 @@
 """The release report: one self-contained ``report.html`` beside a run's ``summary.json``.
 
-It is made from the summary (what the run's steps recorded), the build records
-the summary points at, and the repository's generation history, so it can be
-rendered again later from a kept run folder. Everything is inline (CSS, SVG
+It is made from the typed summary (``summary.ReleaseReport``, read back from
+``summary.json`` by ``summary.load``), the build records the summary points at,
+and the repository's generation history, so it can be rendered again later from
+a kept run folder. Everything is inline (CSS, SVG
 charts): it opens from a CI artefact store or a mail attachment with no
 network. ``write_release`` serves ``xcpbuild release``; ``write_backpressure``
 serves a single ``verify backpressure`` run.
@@ -12,11 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
@@ -27,6 +27,10 @@ from xcpbuild.pipeline.build import record
 from xcpbuild.pipeline.publish import history
 from xcpbuild.pipeline.publish.evr import DiffEntry
 from xcpbuild.pipeline.release import charts
+
+if TYPE_CHECKING:  # the types only: `verify backpressure` renders its page without the release's modules
+    from xcpbuild.pipeline.release.summary import BuildData, PublishData, ReleaseReport, VerifyData
+    from xcpbuild.pipeline.release.upstreams import PatchRow
 
 log = get_logger("report")
 
@@ -64,54 +68,44 @@ class TrialView:
 class HealthMatrix:
     refs: list[str]
     rows: list[tuple[str, str, list[str]]]  # (package, patch, status per ref; "" where not checked)
-    notes: list[dict[str, str]]  # packages without a patch series
+    notes: list[PatchRow]  # packages without a patch series
 
 
-def health_matrix(rows: Sequence[Mapping[str, str]]) -> HealthMatrix:
+def health_matrix(rows: Sequence[PatchRow]) -> HealthMatrix:
     """Package × ref: one row per (package, patch), one column per ref checked."""
     refs: list[str] = []
     cells: dict[tuple[str, str], dict[str, str]] = {}
     notes = []
     for row in rows:
-        if row.get("patch", "-") == "-":
-            notes.append(dict(row))
+        if row.patch == "-":
+            notes.append(row)
             continue
-        if row["ref"] not in refs:
-            refs.append(row["ref"])
-        cells.setdefault((row["package"], row["patch"]), {})[row["ref"]] = row["status"]
+        if row.ref not in refs:
+            refs.append(row.ref)
+        cells.setdefault((row.package, row.patch), {})[row.ref] = row.status
     return HealthMatrix(refs, [(p, patch, [c.get(r, "") for r in refs]) for (p, patch), c in cells.items()], notes)
 
 
-def _step(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    return next((s for s in summary.get("steps", []) if s.get("name") == name), {})
-
-
-def _builds(summary: Mapping[str, Any]) -> list[BuildView]:
+def _builds(data: BuildData) -> list[BuildView]:
     views = []
-    for name, data in (_step(summary, "build").get("data") or {}).items():
-        if not isinstance(data, Mapping) or "folder" not in data:
-            continue
-        kept = record.load(Path(data["folder"]))
+    for name, built in data.packages.items():
+        kept = record.load(built.folder)
         views.append(
-            BuildView(
-                name, str(data["folder"]), bool(data.get("reused")), kept.to_json() if kept else None,
-                data.get("reproducible"),
-            )
-        )  # fmt: skip
+            BuildView(name, str(built.folder), built.reused, kept.to_json() if kept else None, built.reproducible)
+        )
     return views
 
 
-def _trials(summary: Mapping[str, Any]) -> tuple[list[TrialView], list[dict[str, Any]]]:
+def _trials(data: VerifyData) -> tuple[list[TrialView], list[dict[str, Any]]]:
     """The export-server trials (charted) and the probe results in the verify step."""
     trials, probes = [], []
-    for name, data in (_step(summary, "verify").get("data") or {}).items():
-        if not isinstance(data, Mapping):
-            continue
-        for trial in data.get("trials") or []:
+    for name, checked in data.checks.items():
+        recorded = checked.data
+        for trial in recorded.get("trials") or []:
             chart = charts.trial_chart(trial)
             trials.append(TrialView(name, dict(trial), chart, Markup(charts.render_svg(chart))))
-        if "verdict" in data:
-            probes.append({"name": name, **data, "error_line": _error_line(data)})
+        if "verdict" in recorded:
+            probes.append({"name": name, **recorded, "error_line": _error_line(recorded)})
     return trials, probes
 
 
@@ -122,12 +116,10 @@ def _error_line(probe: Mapping[str, Any]) -> str:
     return str(probe.get("reason") or "")
 
 
-def _channels(summary: Mapping[str, Any], repo_root: Path, release: str | None) -> list[ChannelView]:
+def _channels(data: PublishData, repo_root: Path, release: str | None) -> list[ChannelView]:
     views = []
-    for channel, data in (_step(summary, "publish").get("data") or {}).items():
-        if not isinstance(data, Mapping) or "added" not in data:
-            continue
-        view = ChannelView(channel, list(data["added"]), [g for g in data.get("generations", []) if g is not None])
+    for channel, published in data.channels.items():
+        view = ChannelView(channel, list(published.added), [g for g in published.generations if g is not None])
         if not view.added:
             view.note = "nothing new: the live generation stays"
         elif release is None:
@@ -160,19 +152,19 @@ def _render(context: Mapping[str, Any]) -> str:
     return _template().render(generated=generated, **context)
 
 
-def write_release(run_dir: Path, summary: Mapping[str, Any], *, release: str | None = None) -> Path:
-    """Render ``run_dir/report.html`` for a release run's summary; returns its path."""
-    trials, probes = _trials(summary)
+def write_release(run_dir: Path, report: ReleaseReport, *, release: str | None = None) -> Path:
+    """Render ``run_dir/report.html`` for a release run's summary (``summary.load``); returns its path."""
+    trials, probes = _trials(report.verify.data)
     context = {
         "kind": "release",
-        "title": f"release of {Path(str(summary.get('plan', '?'))).name} on {summary.get('target', '?')}",
-        "summary": summary,
-        "steps": summary.get("steps", []),
-        "health": health_matrix(_step(summary, "sources").get("data", {}).get("health") or []),
-        "builds": _builds(summary),
+        "title": f"release of {Path(report.plan).name} on {report.target}",
+        "summary": report,
+        "steps": report.steps,
+        "health": health_matrix(report.sources.data.health or []),
+        "builds": _builds(report.build.data),
         "trials": trials,
         "probes": probes,
-        "channels": _channels(summary, Path(str(summary.get("repo_root", "."))), release),
+        "channels": _channels(report.publish.data, report.repo_root, release),
         "release": release,
     }
     return _write(run_dir, context)
@@ -204,11 +196,3 @@ def _write(run_dir: Path, context: Mapping[str, Any]) -> Path:
     partial.write_text(_render(context))
     partial.replace(path)
     return path
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """A kept run's summary, to render its report again."""
-    data = json.loads((run_dir / "summary.json").read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{run_dir / 'summary.json'} is not a summary")
-    return data

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, PatchError, SourceError
@@ -44,6 +44,12 @@ class PatchRow:
 
     def to_json(self) -> dict[str, Any]:
         return {"package": self.package, "ref": self.ref, "patch": self.patch, "status": self.status, "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PatchRow:
+        status = cast(hunks.PatchStatus, str(data["status"]))  # as the run wrote it
+        kind: RefKind = HEALTH if data.get("kind") == HEALTH else PINNED
+        return cls(str(data["package"]), str(data["ref"]), str(data["patch"]), status, kind)
 
 
 @dataclass
