@@ -30,9 +30,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xcpbuild.adapters import container, rootfs
+from xcpbuild.adapters import container, dnf, rootfs
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError
+from xcpbuild.errors import ConfigError, ContainerStepError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.target import Target, find_target
 from xcpbuild.pipeline.build import environment
@@ -223,17 +223,31 @@ def build(
             chosen.rendered.write(context)
         if chosen.base is not None:
             ensure_base(settings, engine_client, chosen.base)
-        image_id = container.build_image(
-            engine_client,
-            context,
-            chosen.tag,
-            buildargs=dict(chosen.build_args),
-            host_network=chosen.target.build_network,
-            on_line=lambda line: log.debug("docker build: %s", line),
-            labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
-            pull=chosen.base is None and not chosen.local_base,
-            platform=chosen.target.platform,
-        )
+        output: list[str] = []
+
+        def on_line(line: str) -> None:
+            output.append(dnf.without_ansi(line))
+            log.debug("docker build: %s", line)
+
+        try:
+            image_id = container.build_image(
+                engine_client,
+                context,
+                chosen.tag,
+                buildargs=dict(chosen.build_args),
+                host_network=chosen.target.build_network,
+                on_line=on_line,
+                labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
+                pull=chosen.base is None and not chosen.local_base,
+                platform=chosen.target.platform,
+            )
+        except ContainerStepError as exc:
+            # The Dockerfile's RUN installs packages: dnf's (or yum's) own reason says what is wrong.
+            reason = dnf.install_failure("\n".join(output))
+            raise ContainerStepError(
+                f"building image {chosen.tag} for target {target_name} failed: {reason}",
+                hint=f"{exc.message}; rerun with --debug to see every line of the image build",
+            ) from exc
     result = ImageResult(target_name, chosen.tag, image_id, base_ref, False, time.monotonic() - start)
     _remember(settings, result)
     return result

@@ -21,9 +21,9 @@ from typing import Any
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, VerifyError
 from xcpbuild.log import get_logger
-from xcpbuild.model.package import find_package, read_series
 from xcpbuild.model.plan import PlannedPackage
 from xcpbuild.model.probe import ProbeRecipe
+from xcpbuild.pipeline.sources.package import resolve
 from xcpbuild.pipeline.verify import exportserver_check, probe, probe_check
 
 log = get_logger("release")
@@ -50,8 +50,8 @@ def _export_server(
 
 
 def _has_series(settings: Settings, name: str, target: str) -> bool:
-    pkg = find_package(settings.specs_dir, name)
-    return bool(read_series(settings.patches_dir, name, pkg.pin(target).series))
+    # A definition's series, or a package repository's PatchNNNN lines for this target.
+    return bool(resolve(settings, name, target).patch_files)
 
 
 def probe_recipes(settings: Settings, packages: Sequence[PlannedPackage], target: str) -> dict[str, ProbeRecipe]:
