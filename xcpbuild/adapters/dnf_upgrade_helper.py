@@ -123,8 +123,8 @@ def _from_cache(
     held: dict[str, Any] = manifest["packages"]
     removed = [n for n, entry in held.items() if n not in wanted or entry.get("chksum") != wanted[n]["chksum"]]
     added = [n for n in wanted if n not in held or n in removed]
-    if len(removed) + len(added) > len(wanted) // 2:
-        return None  # as much work as a fresh root, with less certainty
+    if len(removed) + len(added) > max(16, len(wanted) // 2):
+        return None  # about as much work as a fresh root
     try:
         # No -shm: sqlite rebuilds the WAL index when the first connection opens the copy.
         shutil.copytree(Path(cache) / "root", root, ignore=shutil.ignore_patterns("*-shm", ".rpm.lock"))

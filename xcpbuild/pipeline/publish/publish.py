@@ -70,6 +70,7 @@ class RepoDirReport:
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
     upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
+    upgrade_root: str = ""  # how the upgrade check recorded them: "fresh" or "reused, ..." ("" if it did not run)
     provenance: list[str] = field(default_factory=list)  # signed envelopes the new generation brought
     provenance_seconds: float = 0.0
 
@@ -331,6 +332,7 @@ def _check_staged(
         plan.repo, release, staging, upgrade_from=upgrade_from, save=staging / upgrade_check.SAVED
     )
     plan.report.upgrade_checked = upgrade.upgraded
+    plan.report.upgrade_root = upgrade.root
     plan.report.check_seconds += time.monotonic() - started
     crashpoints.reach("dnf-checked")
     return upgrade.cache_key
