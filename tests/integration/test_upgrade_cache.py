@@ -76,7 +76,10 @@ def test_the_kept_root_answers_as_a_fresh_one_over_a_sequence_of_publishes(tmp_p
     answer, upgraded, how = both([rpm("new", obsoletes=["old < 2"])])
     assert (answer, how) == ("published", "reused, 3 kept, 1 added")
     assert upgraded == ["app-1.0-1.noarch", "extra-1.0-1.noarch", "libfoo-1.1-1.noarch", "new-1.0-1.noarch"]
-    for root in (kept, fresh):  # a channel serving both new and old does not resolve: serve the one before
+    # Serving both new and old, the live channel does not resolve: repoclosure still refuses a broken update.
+    answer, _, _ = both([rpm("libfoo", "2.0")])
+    assert answer == "refused: repoclosure: app-1.0-1.noarch has unresolved dependencies: libfoo < 2", answer
+    for root in (kept, fresh):  # serve the generation before new again
         history.rollback(root, RELEASE, CHANNEL)
     # A broken upgrade is refused by both, with the same words, and leaves the kept root as it was.
     before = snapshot(_binary(kept).path)

@@ -12,7 +12,8 @@ reads a JSON request on stdin and prints a JSON answer:
    must be reachable (no transaction is run);
 3. repoclosure, newest versions only: every requirement of the newest packages
    of the staged repository must be provided by the newest packages of some
-   repository.
+   repository. It runs even when the live packages do not resolve (then with
+   nothing installed), so a broken live channel cannot let a broken update by.
 
 Recording 2,000 packages costs seconds, so the installroot is kept between
 checks (``cache``: a root a previous passing check saved, with ``manifest.json``
@@ -188,20 +189,19 @@ def main() -> int:
                 for spec in request["packages"]:
                     live.install(spec)
                 live.resolve()
+                wanted = {
+                    _nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in live.transaction.install_set
+                }
             except dnf.exceptions.Error as exc:
+                # Nothing to upgrade from; repoclosure of the staged metadata still runs (empty root).
                 answer.update(stage="live-install", detail=str(exc))
-                print(json.dumps(answer))
-                return 0
-            wanted = {
-                _nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in live.transaction.install_set
-            }
             live.close()
             lap("live-resolve")
-            manifest = _load_manifest(request.get("cache"))
+            manifest = _load_manifest(request.get("cache")) if wanted else None
             if manifest is not None:
                 shutil.rmtree(root)
                 kept = _from_cache(request["cache"], manifest, wanted, root)
-            if kept is None:
+            if kept is None and wanted:
                 _fresh(root, wanted)
             lap("record")
         staged = _base(tmp, root, request["releasever"], request["staged"])
@@ -215,7 +215,7 @@ def main() -> int:
         answer["root"] = "fresh" if kept is None else f"reused, {len(kept)} kept, {len(wanted) - len(kept)} added"
         lap("staged-load")
         answer["before"] = sorted(recorded)
-        if request["packages"]:
+        if wanted:
             try:
                 staged.upgrade_all()
                 staged.resolve()
