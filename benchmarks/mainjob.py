@@ -15,8 +15,8 @@ It prints each run's total and per-step seconds, then the ratios: warm with vhd-
 
 --cold: nothing cached is found. The run gets a fresh XCPBUILD_CACHE, and the copy's image
 inputs are changed in ways that change no content (a comment in containers/local/Dockerfile and
-containers/probe-ocaml/Dockerfile, the debootstrap package list in another order), so every tag
-is new: the debootstrap base, the local image and the probe image are all made from nothing
+containers/probe-ocaml/Dockerfile, the base's package list in another order), so every tag
+is new: the mmdebstrap base, the local image and the probe image are all made from nothing
 (Debian packages come from this machine's mirror, as set-up installs them). The images it made
 are removed at the end, by their tags (no other image is touched).
 
@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,33 @@ STEPS = ("sources", "build", "verify", "publish", "install")
 PLAN_URL = "https://github.com/xapi-project/vhd-tool.git"
 
 
-def _release(project: Path, env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any]]:
+class _Load:
+    """The 1-minute load average sampled every few seconds while a run goes (other jobs share the cores)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(5.0):
+                return
+
+    def __enter__(self) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __str__(self) -> str:
+        return f"{min(self.samples):.1f} to {max(self.samples):.1f} (mean {statistics.mean(self.samples):.1f})"
+
+
+def _release(project: Path, env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any], str]:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "xcpbuild", "release", "--json", *args],
@@ -62,7 +89,20 @@ def _release(project: Path, env: dict[str, str], args: list[str]) -> tuple[float
     report = json.loads(done.stdout) if done.stdout.strip() else {}
     if done.returncode != 0 or not report.get("ok"):
         sys.exit(f"release failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return seconds, report
+    return seconds, report, done.stderr
+
+
+_DONE = re.compile(r"^(?P<indent> *)✓ (?P<name>.*) \((?P<seconds>[0-9.]+)s\)$")
+
+
+def _breakdown(stderr: str, at_least: float) -> list[str]:
+    """The finished steps of a run's log that took ``at_least`` seconds, in the order they ended."""
+    rows = []
+    for line in stderr.splitlines():
+        found = _DONE.match(line)
+        if found and float(found["seconds"]) >= at_least:
+            rows.append(f"  {found['indent']}{float(found['seconds']):>6.1f} s  {found['name'][:110]}")
+    return rows
 
 
 def _row(label: str, seconds: float, report: dict[str, Any]) -> str:
@@ -105,6 +145,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="warm runs of each kind (default 3)")
     parser.add_argument("--upstream", help="a real vhd-tool clone or mirror (default: the stand-in)")
     parser.add_argument("--cold", action="store_true", help="make the first run cold: no image, no cache")
+    parser.add_argument("--log", type=Path, help="write the first run's log (stderr) to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xcpbuild-bench-mainjob-") as tmp_name:
         tmp = Path(tmp_name)
@@ -132,17 +173,22 @@ def main() -> int:
 
         print(f"{'run':<28} {'total':>7} " + " ".join(f"{s:>7}" for s in STEPS))
         try:
-            first, report = _release(project, env, with_tool)
+            with _Load() as load:
+                first, report, first_log = _release(project, env, with_tool)
             print(_row("cold run" if args.cold else "first run", first, report))
+            print(f"  load average during it: {load}")
+            print("\n".join(_breakdown(first_log, 2.0)))
+            if args.log:
+                args.log.write_text(first_log)
             warm = []
             for index in range(args.runs):
-                seconds, report = _release(project, env, with_tool)
+                seconds, report, _ = _release(project, env, with_tool)
                 assert not report["left_out"], report["left_out"]
                 warm.append(seconds)
                 print(_row(f"warm, with vhd-tool #{index + 1}", seconds, report))
             baseline = []
             for index in range(args.runs):
-                seconds, report = _release(project, env, without_tool)
+                seconds, report, _ = _release(project, env, without_tool)
                 assert "vhd-tool" in report["left_out"], report["left_out"]
                 baseline.append(seconds)
                 print(_row(f"warm, without vhd-tool #{index + 1}", seconds, report))

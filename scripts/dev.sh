@@ -16,7 +16,7 @@ VENV="${XCPBUILD_VENV:-$ROOT/.venv}"
 # podman + catatonit (its --init): CI runs the container tests against Podman's Docker API too.
 # The koji hub fixture (tests/integration/koji_hub) runs the hub under Debian's python3 with these
 # python3-* modules and its own PostgreSQL 15 cluster; libkrb5-dev lets pip build gssapi for PyPI's koji.
-DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils debootstrap nginx-light busybox-static git patch podman catatonit chromium
+DEBIAN_PACKAGES=(docker.io rpm createrepo-c dnf gnupg qemu-utils libvhdi-utils mmdebstrap nginx-light busybox-static git patch podman catatonit chromium
     postgresql python3-psycopg2 python3-rpm python3-defusedxml python3-dateutil python3-requests python3-six libkrb5-dev)
 # Installed without their recommends (diffoscope's would pull in hundreds of MiB of format tools);
 # python3-rpm and rpm2cpio are the ones it needs to compare RPMs.

@@ -1,7 +1,7 @@
 """Shared fixtures for image, build and inspect tests: one local image per run, throwaway projects.
 
 The local image is built with the machine's real cache (XCPBUILD_CACHE or
-~/.cache/xcpbuild), so debootstrap runs at most once per machine; projects are
+~/.cache/xcpbuild), so the base is bootstrapped at most once per machine; projects are
 copies of this checkout's specs/, patches/ and containers/ in a temp dir (the
 same container files give the same image tag), each with its own work dir.
 """
@@ -43,12 +43,12 @@ def project_settings(root: Path, work: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def local_image(docker_client) -> image.ImageResult:  # type: ignore[no-untyped-def]
-    """The local target's image, built from nothing (debootstrap) the first time on a machine."""
-    need_tool("debootstrap")
+    """The local target's image, built from nothing (mmdebstrap) the first time on a machine."""
+    need_tool("mmdebstrap")
     need(Path("/etc/apt").is_dir(), "an apt configuration naming a Debian mirror")
     try:
         return image.build(load_settings(project=PROJECT_ROOT), "local", client=docker_client)
-    except ToolMissingError as exc:  # debootstrap needs root the first time on a machine
+    except ToolMissingError as exc:  # mmdebstrap needs root the first time on a machine
         need(False, exc.message)
         raise
 

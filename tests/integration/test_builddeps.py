@@ -22,9 +22,10 @@ from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import make_key, stop_agent
 from tests.integration.build_fixtures import build_package
 from xcpbuild.adapters import container as ctr
-from xcpbuild.adapters import rpmheader
+from xcpbuild.adapters import owned, rpmheader
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
+from xcpbuild.errors import BuildError
 from xcpbuild.pipeline.build import record as records
 from xcpbuild.pipeline.publish import publish
 
@@ -94,7 +95,8 @@ def test_build_requires_come_from_a_repository_xcpbuild_published(  # type: igno
     # A repository signed by another key is refused by dnf itself (repo_gpgcheck).
     argv = ["-q", "build", str(user), "--repo-url", channel.as_uri(), "--json"]
     assert _run([*argv, "--repo-key", str(other.public_key)], project, monkeypatch) != 0
-    assert re.search(r"(?i)signature|gpg|key", capsys.readouterr().err)
+    refused = capsys.readouterr().err
+    assert "repomd.xml GPG signature verification error" in refused, refused
 
     assert _run([*argv, "--repo-key", str(key.public_key)], project, monkeypatch) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -115,3 +117,27 @@ def test_build_requires_come_from_a_repository_xcpbuild_published(  # type: igno
     # Re-publishing the channel with the same content keys the same build: it is reused.
     assert _run([*argv, "--repo-key", str(key.public_key)], project, monkeypatch) == 0
     assert json.loads(capsys.readouterr().out)["reused"] is True
+
+    # A BuildRequires nothing provides: dnf's own reason is the error's line and is in build.log.
+    missing = "xcpbuild-nothing-provides-this"
+    wants = _pkgrepo(
+        tmp_path / "wants",
+        _spec("wants", requires=f"BuildRequires: {DEP}\nBuildRequires: {missing}\n", files="%{SOURCE0}"),
+    )
+    argv = ["-q", "build", str(wants), "--repo-url", channel.as_uri(), "--repo-key", str(key.public_key)]
+    assert _run(argv, project, monkeypatch) == BuildError.exit_code
+    lines = capsys.readouterr().err.strip().splitlines()
+    error = next(line for line in lines if line.startswith("xcpbuild: error: "))
+    said = f"dnf builddep could not install the BuildRequires of wants: No matching package to install: '{missing}'"
+    assert said in error
+    assert any(line.startswith("  hint: ") and "build.log" in line for line in lines)
+    logs = list((project.work_dir / "builds").glob("wants-*/build.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert f"No matching package to install: '{missing}'" in text
+    assert f"# dnf builddep failed: No matching package to install: '{missing}'" in text
+    failed = records.load(logs[0].parent)
+    assert failed is not None and failed.status == "failed" and missing in (failed.error or "")
+    assert not [p for p in failed.outputs if p.kind == "rpm"]  # nothing but the SRPM was made
+    mine = {"label": f"{ctr.OWNER_LABEL}={owned.me().label}"}
+    assert docker_client.sdk.containers.list(all=True, filters=mine) == []  # no container of this run is left

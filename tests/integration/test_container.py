@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -88,3 +91,77 @@ def test_glob_lists_matching_entries_without_a_shell(docker_client, tiny_image: 
         assert box.glob(WORK / "out", "*.nothing") == []
         with pytest.raises(ContainerStepError, match="cannot list"):
             box.glob(WORK / "missing", "*")
+
+
+# -- stopping an image build another thread waits on ---------------------------------------------
+def _marked_containers(client: Engine, marker: str) -> list[str]:
+    """Containers whose command holds ``marker`` (a string this test put in its own Dockerfile)."""
+    # The engine's list as it is (no inspect per container: other jobs' containers come and go meanwhile).
+    return [str(box["Id"]) for box in client.sdk.api.containers(all=True) if marker in str(box.get("Command", ""))]
+
+
+def _slow_context(tmp_path: Path, image: str, marker: str) -> Path:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {image}\nRUN sleep 600 && echo {marker}\n")
+    return context
+
+
+def _build_in_thread(
+    client: Engine, context: Path, tag: str, stop: ctr.ImageBuildStop
+) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            ctr.build_image(client, context, tag, stop=stop)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def test_a_stopped_image_build_ends_at_once_and_leaves_no_step_container(
+    docker_client: Engine, tiny_image: str, tmp_path: Path
+) -> None:
+    marker = f"stop-me-{uuid.uuid4().hex}"
+    tag = f"xcpbuild-test-stopped:{marker[-12:]}"
+    stop = ctr.ImageBuildStop()
+    thread, errors = _build_in_thread(docker_client, _slow_context(tmp_path, tiny_image, marker), tag, stop)
+    try:
+        deadline = time.monotonic() + 120
+        while not _marked_containers(docker_client, marker):
+            assert thread.is_alive() and time.monotonic() < deadline, errors or "the RUN step never started"
+            time.sleep(0.2)
+        started = time.monotonic()
+        stop.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "the build went on after stop()"
+        assert time.monotonic() - started < 30
+    finally:
+        stop.stop()
+        thread.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], ContainerStepError), errors
+    assert "was stopped" in errors[0].message
+    assert ctr.image_id(docker_client, tag) is None
+    deadline = time.monotonic() + 30  # the engine removes the killed step's container as the build ends
+    while _marked_containers(docker_client, marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _marked_containers(docker_client, marker) == []
+
+
+def test_an_image_build_stopped_before_its_step_starts_never_runs_it(
+    docker_client: Engine, tiny_image: str, tmp_path: Path
+) -> None:
+    marker = f"stop-me-{uuid.uuid4().hex}"
+    tag = f"xcpbuild-test-stopped:{marker[-12:]}"
+    stop = ctr.ImageBuildStop()
+    stop.stop()
+    started = time.monotonic()
+    thread, errors = _build_in_thread(docker_client, _slow_context(tmp_path, tiny_image, marker), tag, stop)
+    thread.join(60)
+    assert not thread.is_alive() and time.monotonic() - started < 30
+    assert len(errors) == 1 and "was stopped" in str(errors[0]), errors
+    assert ctr.image_id(docker_client, tag) is None

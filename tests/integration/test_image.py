@@ -1,4 +1,4 @@
-"""Build environments against a real engine: the local image from debootstrap, reused until its inputs change."""
+"""Build environments against a real engine: the local image from mmdebstrap, reused until its inputs change."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_image_is_reused_until_its_context_changes(docker_client, local_image, t
     changed = image.build(settings, "local", client=docker_client)
     try:
         assert changed.reused is False and changed.tag != local_image.tag
-        assert changed.base == local_image.base  # the debootstrap base is shared, not remade
+        assert changed.base == local_image.base  # the bootstrapped base is shared, not remade
         again = image.build(settings, "local", client=docker_client)
         assert (again.reused, again.image_id) == (True, changed.image_id)
         with ctr.BuildContainer(docker_client, ctr.ContainerOptions(image=changed.tag, role="test")) as box:

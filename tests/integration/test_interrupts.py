@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.rpms import make_rpm
+from tests.fixtures.vhd_tool_standin import make_standin
 from tests.integration.test_build import SLOW_SPEC
 from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import owned
@@ -147,8 +149,9 @@ def test_a_sigkilled_builds_container_and_staging_are_swept_by_the_next_run(
 
 
 # -- a host child: the dnf check of a publish ---------------------------------------------------
-SLOW_DNF = """#!/bin/sh
-# Stands in for dnf long enough to be interrupted: the real one answers in a second.
+# Stands in for dnf's Python long enough to be interrupted (the real check answers in seconds):
+# the dnf check runs its helper under the interpreter dnf's first line names.
+SLOW_PYTHON = """#!/bin/sh
 sleep 300 &
 echo $$ $! > "$XCPBUILD_TEST_DNF_PIDS"
 wait
@@ -178,8 +181,10 @@ def test_a_signalled_publish_leaves_no_dnf_and_no_temporary_directory(
     rpm = make_rpm(tmp_path / "rpms", "hello", "1.0", "1")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "dnf").write_text(SLOW_DNF)
-    (bin_dir / "dnf").chmod(0o755)
+    (bin_dir / "slow-python").write_text(SLOW_PYTHON)
+    (bin_dir / "dnf").write_text(f"#!{bin_dir / 'slow-python'}\n")
+    for name in ("slow-python", "dnf"):
+        (bin_dir / name).chmod(0o755)
     pids = tmp_path / "dnf.pids"
     root = tmp_path / "repo"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "XCPBUILD_TEST_DNF_PIDS": str(pids)}
@@ -255,3 +260,56 @@ def test_a_dead_runs_keyring_agent_is_stopped_when_its_directory_is_swept(tmp_pa
     finally:
         for pid in _agents_under(home):
             os.kill(pid, signal.SIGTERM)
+
+
+# -- the release: the probe image built beside the build step ------------------------------------
+def _marked(client: Engine, marker: str) -> list[str]:
+    """Containers whose command holds ``marker`` (put in this test's own probe Dockerfile)."""
+    # The engine's list as it is (no inspect per container: other jobs' containers come and go meanwhile).
+    return [str(box["Id"]) for box in client.sdk.api.containers(all=True) if marker in str(box.get("Command", ""))]
+
+
+def test_ctrl_c_in_the_build_step_stops_the_probe_image_built_beside_it(
+    docker_client: Engine, project: Settings, tmp_path: Path
+) -> None:
+    need_tool("git", "rpmbuild")
+    standin = make_standin(tmp_path / "standin")
+    env = _slow_project(Settings(project_root=standin.project, cache_dir=project.cache_dir, work_dir=project.work_dir))
+    marker = f"probe-image-{uuid.uuid4().hex}"
+    # A probe image whose build would take ten minutes: only stopping it ends it sooner.
+    (standin.project / "containers" / "probe-ocaml" / "Dockerfile").write_text(
+        f"ARG BASE\nFROM ${{BASE}}\nRUN sleep 600 && echo {marker}\n"
+    )
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        'target = "local"\nrelease = "8.3"\nchannel = "testing"\n'
+        '[[packages]]\nname = "slow"\nstage = "rpm"\n'
+        '[[packages]]\nname = "vhd-tool"\nstage = "srpm"\nverify = "probe"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xcpbuild", "-q", "release", "--plan", str(plan), "--upstream",
+         f"vhd-tool={standin.upstream}"],
+        cwd=standin.project, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        owner = _owner(proc)
+        _wait("the probe image's RUN step", lambda: bool(_marked(docker_client, marker)), 300, proc)
+        _wait("the build's %prep reaching its sleep", lambda: _in_the_slow_step(docker_client, owner), 180, proc)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for box in _marked(docker_client, marker):
+            docker_client.sdk.containers.get(box).remove(force=True)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert took < 60, f"the run took {took:.0f} s to stop"
+    assert _containers_of(docker_client, owner) == []
+    deadline = time.monotonic() + 30  # the engine removes the killed RUN step's container as the build ends
+    while _marked(docker_client, marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _marked(docker_client, marker) == [], "the probe image's build outlived the run"

@@ -7,6 +7,7 @@ asked (DOCKER_HOST points nowhere), so nothing is built and no container is left
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -26,7 +27,7 @@ from xcpbuild.adapters import container as ctr
 from xcpbuild.adapters import dnf, rpmheader
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings
-from xcpbuild.errors import PatchError, SourceError
+from xcpbuild.errors import PatchError, SourceError, UsageError
 from xcpbuild.pipeline.build import record as records
 from xcpbuild.pipeline.publish import publish
 from xcpbuild.pipeline.sources import patch
@@ -88,7 +89,11 @@ def test_second_patch_that_fails_is_named_with_its_hunk(
 
 
 def test_arch_package_builds_to_srpm_and_prep_with_its_commit_recorded(
-    project: Settings, upstream: Upstream, tmp_path: Path
+    project: Settings,
+    upstream: Upstream,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo = make_pkgrepo(tmp_path / "demo", upstream, noarch=False, git_commit=True)
     result = build_package(project, str(repo), stage="srpm")
@@ -99,11 +104,23 @@ def test_arch_package_builds_to_srpm_and_prep_with_its_commit_recorded(
     assert record.spec == (repo / "SPECS" / "demo.spec").read_text()  # used as it is
     header = rpmheader.read(result.folder / result.artifacts[0].path)
     assert header.patches == (FIX,) and TARBALL in header.sources
+    # `inspect DIR`: the packages of the recorded build of the current inputs, without the engine.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("XCPBUILD_PROJECT", str(project.project_root))
+    monkeypatch.setenv("XCPBUILD_WORK", str(project.work_dir))
+    assert main(["-q", "inspect", str(repo), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(h["nevra"], h["patches"]) for h in shown] == [("demo-1.0-1.2.xcpng8.3.src", [FIX])]
+    monkeypatch.delenv("DOCKER_HOST")
     # Unchanged: reused without the engine. Changed and uncommitted: rebuilt, dirty recorded.
     assert build_package(project, str(repo), stage="srpm").reused
     (repo / "SOURCES" / FIX).write_text((repo / "SOURCES" / FIX).read_text() + "\n")
     again = build_package(project, str(repo), stage="srpm")
     assert not again.reused and again.record.source.dirty is True
+    # Inputs that were never built: one line and the hint to build them.
+    (repo / "SOURCES" / FIX).write_text((repo / "SOURCES" / FIX).read_text() + "\n")
+    assert main(["-q", "inspect", str(repo)]) == UsageError.exit_code
+    assert "has no build for local with its current inputs" in capsys.readouterr().err
 
 
 def test_lfs_pointer_stops_the_build_until_the_file_is_supplied(
@@ -140,6 +157,7 @@ def test_lfs_pointer_stops_the_build_until_the_file_is_supplied(
         pytest.param("two-specs", "has 2 specs", id="two-specs"),
         pytest.param("unparsable", "rpmspec cannot parse .*demo.spec: line 8: Unknown tag: Bogus", id="unparsable"),
         pytest.param("missing-patch", f"Patch1000 of demo.spec names {FIX}, which is not in", id="missing-patch"),
+        pytest.param("missing-source", f"Source0 of demo.spec names {TARBALL}, which is not in", id="missing-source"),
         pytest.param("lfs", "is a git-lfs pointer", id="lfs"),
         pytest.param("checksum", f"{TARBALL} has sha512 .* but the `sources` file of demo says", id="checksum"),
         pytest.param("retired", "is retired: demo is built from another package", id="retired"),
@@ -165,6 +183,8 @@ def test_bad_package_repositories_are_one_line_and_nothing_is_built(
         (repo / "SPECS" / "demo.spec").write_text(spec_text().replace("License: MIT\n", "License: MIT\nBogus: y\n"))
     elif shape == "missing-patch":
         (repo / "SOURCES" / FIX).unlink()
+    elif shape == "missing-source":
+        (repo / "SOURCES" / TARBALL).unlink()
     elif shape == "lfs":
         (repo / "SOURCES" / TARBALL).write_bytes(lfs_pointer(b"elsewhere"))
     elif shape == "checksum":
@@ -187,6 +207,32 @@ def test_bad_package_repositories_are_one_line_and_nothing_is_built(
     assert re.search(message, err[0]), err[0]
     builds = project.work_dir / "builds"
     assert not builds.exists() or [p.name for p in builds.iterdir()] == []
+
+
+def test_a_sources_file_that_matches_lets_the_files_through(
+    project: Settings,
+    upstream: Upstream,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = make_pkgrepo(tmp_path / "demo", upstream)
+    data = (repo / "SOURCES" / TARBALL).read_bytes()
+    (repo / "sources").write_text(f"SHA512 ({TARBALL}) = {hashlib.sha512(data).hexdigest()}\n")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # staging needs no engine
+    monkeypatch.setenv("XCPBUILD_PROJECT", str(project.project_root))
+    monkeypatch.setenv("XCPBUILD_WORK", str(project.work_dir))
+    out = tmp_path / "staged"
+    assert main(["-q", "source", "fetch", str(repo), "--out", str(out), "--json"]) == 0
+    staged = {item["name"]: item for item in json.loads(capsys.readouterr().out)}
+    assert staged[TARBALL]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (out / TARBALL).read_bytes() == data and (out / FIX).is_file()
+    # One byte off: refused in one line, nothing staged.
+    (repo / "sources").write_text(f"SHA512 ({TARBALL}) = {hashlib.sha512(data + b'x').hexdigest()}\n")
+    again = tmp_path / "again"
+    assert main(["-q", "source", "fetch", str(repo), "--out", str(again)]) != 0
+    assert f"{TARBALL} has sha512" in capsys.readouterr().err
+    assert not again.exists() or not any(again.iterdir())
 
 
 def test_noarch_package_built_published_and_installed_with_dnf(

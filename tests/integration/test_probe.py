@@ -17,24 +17,24 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_tool
-from tests.fixtures.probe_upstream import ProbeFixture, make_probe_fixture
+from tests.fixtures.probe_upstream import ProbeFixture, make_probe_fixture, make_probe_pkgrepo
 from xcpbuild.adapters.engine import Engine
 from xcpbuild.cli.app import main
 from xcpbuild.config import Settings, load_settings
-from xcpbuild.errors import BuildError
+from xcpbuild.errors import BuildError, UsageError, VerifyError
 from xcpbuild.pipeline.verify import probe
 
 pytestmark = pytest.mark.slow
 
 
 def _settings(fixture: ProbeFixture, work: Path) -> Settings:
-    # The shared cache keeps the debootstrap base and git mirrors between runs and tests.
+    # The shared cache keeps the bootstrapped base and git mirrors between runs and tests.
     return Settings(project_root=fixture.project, cache_dir=load_settings().cache_dir, work_dir=work)
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory, docker_client) -> ProbeFixture:  # type: ignore[no-untyped-def]
-    need_tool("git", "debootstrap")
+    need_tool("git", "mmdebstrap")
     return make_probe_fixture(tmp_path_factory.mktemp("probe-good"))
 
 
@@ -82,7 +82,7 @@ def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    need_tool("git", "debootstrap")
+    need_tool("git", "mmdebstrap")
     broken = make_probe_fixture(tmp_path_factory.mktemp("probe-broken"), broken=True)
     work = tmp_path_factory.mktemp("probe-broken-work")
     with pytest.raises(BuildError) as caught:
@@ -101,6 +101,62 @@ def test_a_probe_that_does_not_compile_is_reported_with_the_compiler_message(
     assert "Unbound value Unix.wait_writable" in err
     assert "copy.ml" in err
     assert "Traceback" not in err
+
+
+def _cli(fixture: ProbeFixture, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "XCPBUILD_PROJECT": str(fixture.project),
+        "XCPBUILD_WORK": str(work),
+        "XCPBUILD_CACHE": str(load_settings().cache_dir),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "xcpbuild", "probe", *args], capture_output=True, text=True, check=False, env=env
+    )
+
+
+def test_a_package_repository_is_probed_on_its_specs_upstream_with_its_own_patch_lines(
+    good: ProbeFixture, tmp_path: Path
+) -> None:
+    need_tool("rpmspec")
+    repo = make_probe_pkgrepo(tmp_path / "copyd-rpm", good)
+    commit = subprocess.run(
+        ["git", "rev-parse", "v1.0.0^{commit}"], cwd=good.upstream, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    # Without the define, the spec's %if drops Patch1000: upstream as it is, which the stall kills.
+    bare = _cli(good, tmp_path / "w1", str(repo), "--stall", "5")
+    assert bare.returncode == VerifyError.exit_code, bare.stderr
+    assert "the probe of copyd failed" in bare.stderr
+    assert 'Unix.Unix_error(Unix.EAGAIN, "single_write", "")' in bare.stderr
+    assert "no patches for this target and these --define(s)" in bare.stdout
+
+    # With it, the spec's own PatchNNNN line is applied to the commit `Provides: gitsha(...)` names.
+    fixed = _cli(good, tmp_path / "w2", str(repo), "--define", "with_fix 1", "--stall", "5", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    report = json.loads(fixed.stdout)
+    assert report["package"] == "copyd"
+    assert report["verdict"] == "survived"
+    assert report["patches"] == [good.patch.name]
+    assert report["upstream"] == f"file://{good.upstream}"
+    assert report["commit"] == commit
+    assert all(run["ok"] and run["sha256"] == report["expected_sha256"] for run in report["runs"])
+
+
+def test_a_package_repository_without_a_recipe_is_one_line_and_a_hint(
+    good: ProbeFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need_tool("rpmspec")
+    repo = make_probe_pkgrepo(tmp_path / "fork", good)
+    spec = repo / "SPECS" / "copyd.spec"
+    spec.write_text(spec.read_text().replace("Name: copyd", "Name: copyd-fork"))
+    monkeypatch.setenv("XCPBUILD_PROJECT", str(good.project))
+    monkeypatch.setenv("XCPBUILD_WORK", str(tmp_path / "work"))
+    assert main(["probe", str(repo)]) == UsageError.exit_code
+    err = capsys.readouterr().err
+    assert "no probe recipe for copyd-fork: there is no specs/copyd-fork.toml" in err
+    assert "--recipe NAME" in err
+    assert not (tmp_path / "work" / "probe").exists()  # refused before anything was fetched
 
 
 VHD_TOOL = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")

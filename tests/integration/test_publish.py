@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -388,6 +389,24 @@ def test_sqlite_databases_on_request_and_kept(tmp_path: Path, key: GpgTestKey, r
         assert con.execute("select checksum from db_info").fetchone()[0] == entries["primary"].checksum
     assert createrepo.check_repo(binary.path) == []
     assert install_live(root, key, "lonely") == ["lonely-1.0-1.noarch"]
+
+
+def test_publish_signs_through_agent_sessions_and_dnf_checks_them(
+    tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, rpms: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent-session signer (no rpmsign) makes what dnf installs with gpgcheck; signed inputs are re-signed."""
+    resigned = tmp_path / "in" / rpms["world-1.0"].name
+    resigned.parent.mkdir()
+    shutil.copyfile(rpms["world-1.0"], resigned)
+    rpmsign.sign([resigned], other_key)  # signed by someone else before: publish replaces that signature
+    root = tmp_path / "repo"
+    with caplog.at_level(logging.INFO, logger="xcpbuild"):
+        publish.publish([rpms["hello-1.0"], resigned], root, RELEASE, "testing", key=key)
+    assert "with rpmsign" not in caplog.text
+    packages = [live(root).packages_dir / name for name in ("hello-1.0-1.noarch.rpm", "world-1.0-1.noarch.rpm")]
+    assert rpmsign.check(packages, key.public_key, key.short_id) == []
+    assert [p.stat().st_size for p in packages] == [rpms["hello-1.0"].stat().st_size, resigned.stat().st_size]
+    assert sorted(install_live(root, key, "world")) == ["hello-1.0-1.noarch", "world-1.0-1.noarch"]
 
 
 def test_one_filesystem_sync_before_the_swap_replaces_an_fsync_per_package(

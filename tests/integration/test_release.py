@@ -21,9 +21,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,7 +37,7 @@ from tests.fixtures import browser
 from tests.fixtures.vhd_tool_standin import EAGAIN_LINE, make_standin
 from tests.integration.test_report_browser import screenshots
 from xcpbuild.adapters.engine import Engine
-from xcpbuild.errors import SourceError, VerifyError
+from xcpbuild.errors import ContainerStepError, SourceError, VerifyError
 from xcpbuild.model.package import read_series
 
 REAL_VHD_TOOL = os.environ.get("XCPBUILD_VHD_TOOL_UPSTREAM")
@@ -312,3 +314,29 @@ def test_an_unreachable_plan_upstream_leaves_vhd_tool_out_and_says_so(setup: Set
     code, report, stderr, _ = _release(setup, "--upstream", f"vhd-tool={missing}", upstream=False)
     assert code == SourceError.exit_code
     assert report["failed_step"] == "sources" and "step `sources`" in stderr
+
+
+def test_a_failing_probe_image_build_fails_verify_and_keeps_the_builds(
+    docker_client: Engine, setup: Setup, first_run: Run, tmp_path: Path
+) -> None:
+    """The probe image is built beside the build step: its failure is verify's, the builds stand."""
+    _needs()
+    _published(first_run)
+    project = tmp_path / "project"
+    shutil.copytree(setup.project, project, ignore=shutil.ignore_patterns(".git", ".venv", "_work", ".cache"))
+    marker = f"no-probe-image-{uuid.uuid4().hex}"
+    dockerfile = project / "containers" / "probe-ocaml" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {marker} >&2; exit 3\n")
+    before = _tree_digest(setup.work / "repo")
+    code, report, stderr, _ = _release(Setup(setup.work, project, setup.upstream, setup.patches))
+    assert code == ContainerStepError.exit_code, stderr[-3000:]
+    statuses = {s["name"]: s["status"] for s in report["steps"]}
+    assert statuses == {"sources": "ok", "build": "ok", "verify": "failed", "publish": "skipped", "install": "skipped"}
+    built = _steps(report)["build"]["data"]
+    assert set(built) == {"xcpbuild-local-platform", "xcp-export-server", "vhd-tool"}
+    assert all(Path(data["folder"], "build-record.json").is_file() for data in built.values())
+    assert report["failed_step"] == "verify" and "probe-ocaml" in report["error"] and "failed" in report["error"]
+    assert "step `verify`" in stderr
+    assert _tree_digest(setup.work / "repo") == before
+    boxes = docker_client.sdk.api.containers(all=True)  # as listed: other jobs' containers come and go
+    assert not [box["Id"] for box in boxes if marker in str(box.get("Command", ""))]

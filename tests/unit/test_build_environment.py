@@ -11,13 +11,14 @@ from __future__ import annotations
 import configparser
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from xcpbuild.errors import ConfigError
+from xcpbuild.errors import ConfigError, UsageError
 from xcpbuild.model.target import Target, find_target
-from xcpbuild.pipeline.build import environment
+from xcpbuild.pipeline.build import build, environment
 
 CONTAINERS = PROJECT_ROOT / "containers"
 MIRRORS = {
@@ -75,7 +76,8 @@ def test_8x_images_match_xcp_ng_build_env(name: str, xenserver: str | None, vari
         assert repo["gpgkey"] == "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-xcpng"
     assert rendered.file("rpm-gpg/RPM-GPG-KEY-xcpng") == KEY
     centos = _repos(rendered, "centos.repo")
-    assert sorted(centos.sections()) == [f"centos-7.5.1804-{r}" for r in ("extras", "os", "updates")]
+    # The ids of xcp-ng-build-env's CentOS-Vault.repo: --enablerepo/--disablerepo take the same names.
+    assert sorted(centos.sections()) == [f"C7.5.1804-{r}" for r in ("base", "extras", "updates")]
     for section in centos.sections():
         repo = centos[section]
         assert repo["exclude"] == "ocaml*" and repo["gpgcheck"] == "1"
@@ -120,16 +122,25 @@ def test_9x_is_almalinux_10_with_dnf_builddep(variables: dict[str, str]) -> None
     args = dict(rendered.build_args)
     assert args["BASE"] == "almalinux/10-base:10.0" and args["RELEASEVER"] == "10.0"
     assert "dnf-plugins-core" in args["PACKAGES"].split() and "epel-rpm-macros" in args["EPEL_PACKAGES"].split()
+    # xcp-ng-build-env's xcp-ng-8.99.repo: one repository `xcpng`, unsigned, priority 1, metadata_expire=0.
     xcpng = _repos(rendered, "xcp-ng.repo")
-    assert xcpng.sections() == ["xcp-ng-base"]
-    assert xcpng["xcp-ng-base"]["baseurl"] == "https://xcpng.example.invalid/mirror/9/8.99/base/x86_64_v2/"
+    assert xcpng.sections() == ["xcpng"]
+    repo = xcpng["xcpng"]
+    assert repo["baseurl"] == "https://xcpng.example.invalid/mirror/9/8.99/base/x86_64_v2/"
+    assert (repo["enabled"], repo["gpgcheck"], repo["priority"], repo["metadata_expire"]) == ("1", "0", "1", "0")
+    # The base image's BaseOS/AppStream, CRB (enabled there with `dnf config-manager --enable crb`), Alma10-devel.
     alma = _repos(rendered, "almalinux.repo")
-    assert {s.rsplit("-", 1)[1] for s in alma.sections()} == {"baseos", "appstream", "crb", "devel"}
-    assert alma["almalinux-10.0-crb"]["baseurl"] == "https://vault.example.invalid/almalinux/10.0/CRB/x86_64_v2/os/"
-    assert all(alma[s]["enabled"] == "1" for s in alma.sections())
+    assert sorted(alma.sections()) == ["alma10-devel", "appstream", "baseos", "crb"]
+    assert alma["crb"]["baseurl"] == "https://vault.example.invalid/almalinux/10.0/CRB/x86_64_v2/os/"
+    assert alma["alma10-devel"]["baseurl"] == "https://vault.example.invalid/almalinux/10.0/devel/x86_64_v2/os/"
+    assert all(alma[s]["enabled"] == "1" and alma[s]["gpgcheck"] == "1" for s in alma.sections())
+    # Binary builds are for the image's architecture, as xcp-ng-build-env's `rpmbuild --target RPMARCH`.
+    assert target.rpm_arch == "x86_64_v2"
     macros = _macros(rendered.file("macros.dist"))
     assert (macros["xcpng"], macros["xenserver"], macros["el10"], macros["rhel"]) == ("9", "9", "1", "10")
     assert macros["distcore"] == ".el10" and macros["dist"] == ".el10"
+    assert (macros["almalinux"], macros["centos"], macros["__bootstrap"]) == ("10", "10", "~bootstrap")
+    assert (macros["dist_vendor"], macros["dist_name"]) == ("Vates SAS", "XCP-ng")
     dockerfile = (target.context_dir / "Dockerfile").read_text()
     assert "dnf builddep" in dockerfile and "/etc/dnf/vars/releasever" in dockerfile
 
@@ -171,3 +182,27 @@ def test_base_images_setting() -> None:
     assert environment.base_images({"XCPBUILD_BASE_IMAGES": "a:1=b:1, c=d"}) == {"a:1": "b:1", "c": "d"}
     with pytest.raises(ConfigError):
         environment.base_images({"XCPBUILD_BASE_IMAGES": "centos:7.5.1804"})
+
+
+@pytest.mark.parametrize(("name", "arch"), [("xcp-ng-9.0", "x86_64_v2"), ("xcp-ng-8.3", "x86_64"), ("local", None)])
+def test_binary_rpmbuild_targets_the_images_architecture(name: str, arch: str | None) -> None:
+    target = find_target(CONTAINERS, name)
+    assert target.rpm_arch == arch  # local: rpm's own default
+    options = SimpleNamespace(rpmbuild_stage=None, rpmbuild_opts=())
+    planned = SimpleNamespace(package=SimpleNamespace(target=target, defines=()), options=options)
+    runner = build._Runner(None, None, 0.0, planned)  # type: ignore[arg-type]
+    argv, _ = runner.binary_step("/x/demo.src.rpm")
+    assert argv[-1] == "/x/demo.src.rpm" and "--rebuild" in argv
+    assert (argv[argv.index("--target") + 1] if "--target" in argv else None) == arch
+
+
+def test_enablerepo_and_disablerepo_must_name_a_repository_of_the_image() -> None:
+    nine = find_target(CONTAINERS, "xcp-ng-9.0")
+    build.check_repo_names(nine, ["xcpng", "crb", "epel", "alma10-*"], None)
+    with pytest.raises(UsageError) as info:
+        build.check_repo_names(nine, ["xcp-ng-base"], None)
+    assert "has no repository `xcp-ng-base`" in info.value.message and "xcpng" in (info.value.hint or "")
+    eight = find_target(CONTAINERS, "xcp-ng-8.3")
+    build.check_repo_names(eight, ["xcp-ng-incoming", "xcp-ng-lab-src", "C7.5.1804-extras"], None)
+    with pytest.raises(UsageError, match="did you mean xcp-ng-incoming"):
+        build.check_repo_names(eight, ["xcp-ng-incomming"], None)

@@ -21,17 +21,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
-
-import docker
-import docker.errors
-import docker.models.containers
-import docker.types
-import requests.exceptions
+from typing import TYPE_CHECKING, Any
 
 from xcpbuild.adapters import engine, owned, process
-from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError
+from xcpbuild.adapters.lazy import Lazy
+from xcpbuild.errors import ContainerStepError, EngineError, StepTimeoutError, XcpbuildError
 from xcpbuild.log import get_logger
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.models.containers
+    import docker.types
+    import requests.exceptions
+else:  # imported on first use: a reused build never talks to the engine
+    docker = Lazy("docker", "errors", "models.containers", "types")
+    requests = Lazy("requests", "exceptions")
 
 log = get_logger("docker")
 
@@ -47,7 +52,10 @@ _counter = itertools.count()
 # The engine connection, for layers that may not import docker themselves (an opaque handle).
 Client = engine.Engine
 
-_DockerFailure = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+def _failures(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """What the Docker SDK raises when the engine fails, and ``also`` (looked up only when something was raised)."""
+    return (docker.errors.DockerException, requests.exceptions.RequestException, *also)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class BuildContainer:
                 f"image {opts.image} does not exist in the engine",
                 hint="build it first with `xcpbuild image build TARGET`",
             ) from exc
-        except _DockerFailure as exc:
+        except _failures() as exc:
             self._remove()
             raise EngineError(f"could not start a container from {opts.image}: {exc}") from exc
         log.debug("started container %s from %s", self.name, opts.image)
@@ -153,7 +161,7 @@ class BuildContainer:
             log.debug("removed container %s", self.name)
         except docker.errors.NotFound:
             pass
-        except _DockerFailure as exc:
+        except _failures() as exc:
             log.warning("could not remove container %s: %s", self.name, exc)
         self._container = None
 
@@ -195,7 +203,7 @@ class BuildContainer:
         self.exec(["mkdir", "-p", str(dest)], timeout=60)
         try:
             ok = self.container.put_archive(str(dest), data)
-        except _DockerFailure as exc:
+        except _failures() as exc:
             raise EngineError(f"could not copy files into {self.name}:{dest}: {exc}") from exc
         if not ok:
             raise EngineError(f"the engine refused the copy into {self.name}:{dest}")
@@ -210,7 +218,7 @@ class BuildContainer:
             raise ContainerStepError(
                 f"{path} does not exist in the container", hint="the step that should have made it failed; read its log"
             ) from exc
-        except _DockerFailure as exc:
+        except _failures() as exc:
             raise EngineError(f"could not copy {path} out of {self.name}: {exc}") from exc
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             members = tar.getmembers()
@@ -258,7 +266,7 @@ class BuildContainer:
                 stderr=True,
             )["Id"]
             chunks: Iterator[bytes] = api.exec_start(exec_id, stream=True)
-        except _DockerFailure as exc:
+        except _failures() as exc:
             raise EngineError(f"could not run a step in {self.name}: {exc}") from exc
 
         timed_out = threading.Event()
@@ -270,7 +278,7 @@ class BuildContainer:
                 timed_out.set()
                 try:
                     self.container.kill()
-                except _DockerFailure:
+                except _failures():
                     pass
 
         if timeout is not None:
@@ -292,7 +300,7 @@ class BuildContainer:
                 output.append(line)
                 if on_line is not None:
                     on_line(line)
-        except _DockerFailure as exc:
+        except _failures() as exc:
             if not timed_out.is_set():
                 raise EngineError(f"lost the output stream of a step in {self.name}: {exc}") from exc
         finally:
@@ -324,7 +332,7 @@ class BuildContainer:
         while True:
             try:
                 code = _exit_code(self._client.sdk.api.exec_inspect(exec_id))
-            except _DockerFailure as exc:
+            except _failures() as exc:
                 raise EngineError(f"could not read the exit code of a step in {self.name}: {exc}") from exc
             if code is not None or time.monotonic() > deadline:
                 return code
@@ -390,7 +398,7 @@ def image_id(client: engine.Engine, tag: str) -> str | None:
         return str(client.sdk.images.get(tag).id)
     except docker.errors.ImageNotFound:
         return None
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not look up image {tag}: {exc}") from exc
 
 
@@ -408,7 +416,7 @@ def import_rootfs(
     try:
         # A file path, not a stream: the SDK's streaming import sends a body the engine refuses.
         result = client.sdk.api.import_image(src=str(rootfs_tar), repository=repository, tag=tag, changes=list(changes))
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not import {rootfs_tar} as {repository}:{tag}: {exc}") from exc
     log.debug("import result: %s", result)
     found = image_id(client, f"{repository}:{tag}")
@@ -417,12 +425,75 @@ def import_rootfs(
         # Podman's Docker-compatible API imports the image but ignores repository and tag.
         try:
             client.sdk.api.tag(imported.group(0), repository, tag)
-        except _DockerFailure as exc:
+        except _failures() as exc:
             raise EngineError(f"could not tag imported image {imported.group(0)} as {repository}:{tag}: {exc}") from exc
         found = image_id(client, f"{repository}:{tag}")
     if found is None:
         raise EngineError(f"importing {rootfs_tar} did not produce {repository}:{tag}: {result}")
     return found
+
+
+_RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$")
+
+
+class ImageBuildStop:
+    """Stops an image build that another thread waits on.
+
+    A thread blocked reading the engine's build output cannot be interrupted, so
+    ``stop`` kills the container of the RUN step in progress (the classic builder
+    names it: `` ---> Running in ID``): the build then fails at once and the
+    engine removes that container (``forcerm``). A build stopped between steps is
+    stopped as its next step starts.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._client: engine.Engine | None = None
+        self._running: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            client, running = self._client, self._running
+        if client is not None and running is not None:
+            _kill_quietly(client, running)
+
+    def _step_started(self, client: engine.Engine, container_id: str) -> None:
+        with self._lock:
+            self._client, self._running = client, container_id
+            stopped = self._stopped.is_set()
+        if stopped:  # stop() came before the step's container was known
+            _kill_quietly(client, container_id)
+
+
+def _kill_quietly(client: engine.Engine, container_id: str, *, within: float = 60.0) -> None:
+    """Kill a build step's container; one just created is waited for (it cannot be killed before it starts)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            status = client.sdk.api.inspect_container(container_id)["State"]["Status"]
+            if status == "created" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            if status in ("running", "paused", "restarting"):
+                client.sdk.api.kill(container_id)
+            return
+        except docker.errors.NotFound:  # the build ended on its own and the engine removed it
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409 and time.monotonic() < deadline:  # not running yet, or just stopped
+                time.sleep(0.1)
+                continue
+            log.debug("could not kill build step container %s: %s", container_id, exc)
+            return
+        except _failures() as exc:
+            log.debug("could not kill build step container %s: %s", container_id, exc)
+            return
 
 
 def build_image(
@@ -437,13 +508,52 @@ def build_image(
     labels: Mapping[str, str] | None = None,
     pull: bool = False,
     platform: str | None = None,
+    stop: ImageBuildStop | None = None,
 ) -> str:
     """Build ``context_dir``'s Dockerfile as ``tag``; return the image id.
 
     ``host_network`` gives RUN steps the host's network, only for installing
     packages from the machine's own mirror. ``platform`` (``linux/amd64/v2``)
-    chooses the base image's variant.
+    chooses the base image's variant. ``stop`` lets another thread end the build
+    (ContainerStepError saying it was stopped).
     """
+    try:
+        found = _build_image(
+            client,
+            context_dir,
+            tag,
+            buildargs=buildargs,
+            host_network=host_network,
+            on_line=on_line,
+            timeout=timeout,
+            labels=labels,
+            pull=pull,
+            platform=platform,
+            stop=stop,
+        )
+    except XcpbuildError:
+        if stop is not None and stop.stopped:
+            raise ContainerStepError(f"building image {tag} was stopped", hint="the run was stopped") from None
+        raise
+    if stop is not None and stop.stopped:
+        raise ContainerStepError(f"building image {tag} was stopped", hint="the run was stopped")
+    return found
+
+
+def _build_image(
+    client: engine.Engine,
+    context_dir: Path,
+    tag: str,
+    *,
+    buildargs: Mapping[str, str] | None,
+    host_network: bool,
+    on_line: Callable[[str], None] | None,
+    timeout: int,
+    labels: Mapping[str, str] | None,
+    pull: bool,
+    platform: str | None,
+    stop: ImageBuildStop | None,
+) -> str:
     api = client.sdk.api
     image: str | None = None
     extra: dict[str, Any] = {"platform": platform} if platform else {}
@@ -464,6 +574,9 @@ def build_image(
         for item in stream:
             if "stream" in item:
                 for line in str(item["stream"]).splitlines():
+                    running = _RUNNING_IN.match(line)
+                    if running and stop is not None:
+                        stop._step_started(client, running[1])
                     if line.strip() and on_line is not None:
                         on_line(line)
             if "aux" in item and "ID" in item["aux"]:
@@ -473,7 +586,7 @@ def build_image(
                     f"building image {tag} failed: {str(item['error']).strip()}",
                     hint="the lines before this one show the failing Dockerfile step",
                 )
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not build image {tag}: {exc}") from exc
     found = image_id(client, tag)
     if found is None:
@@ -505,7 +618,7 @@ def list_images(client: engine.Engine, label: str) -> list[ImageInfo]:
     """Images carrying ``label`` (``key`` or ``key=value``)."""
     try:
         images = client.sdk.images.list(filters={"label": label})
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not list images: {exc}") from exc
     return [
         ImageInfo(
@@ -524,7 +637,7 @@ def list_containers(client: engine.Engine, role: str | None = None) -> list[str]
     label = f"{LABEL}={role}" if role else LABEL
     try:
         return [str(c.name) for c in client.sdk.containers.list(all=True, filters={"label": label})]
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not list containers: {exc}") from exc
 
 
@@ -532,7 +645,7 @@ def sweep_orphans(client: engine.Engine) -> list[str]:
     """Remove the containers whose owner on this host is gone (not those kept for inspection); their names."""
     try:
         found = client.sdk.containers.list(all=True, filters={"label": OWNER_LABEL})
-    except _DockerFailure as exc:
+    except _failures() as exc:
         log.warning("could not list containers to sweep: %s", exc)
         return []
     removed = []
@@ -545,7 +658,7 @@ def sweep_orphans(client: engine.Engine) -> list[str]:
             box.remove(force=True)
         except docker.errors.NotFound:
             continue
-        except _DockerFailure as exc:
+        except _failures() as exc:
             log.warning("could not remove container %s, left by process %d that is gone: %s", box.name, owner.pid, exc)
             continue
         log.info("removed container %s, left by process %d that is gone", box.name, owner.pid)
@@ -559,7 +672,7 @@ def container_exists(client: engine.Engine, name: str) -> bool:
         return True
     except docker.errors.NotFound:
         return False
-    except _DockerFailure as exc:
+    except _failures() as exc:
         raise EngineError(f"could not look up container {name}: {exc}") from exc
 
 
@@ -578,7 +691,7 @@ def run_in_netns(box: BuildContainer, argv: Sequence[str], *, timeout: float) ->
     try:
         box.container.reload()
         pid = int(box.container.attrs["State"]["Pid"])
-    except (KeyError, TypeError, ValueError, *_DockerFailure) as exc:
+    except _failures(KeyError, TypeError, ValueError) as exc:
         raise EngineError(f"could not find the process of container {box.name}: {exc}") from exc
     if pid <= 0:
         raise EngineError(f"container {box.name} is not running")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,42 @@ def failure_detail(output: str) -> str:
     first = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "problem"))), None)
     # dnf often prints "Error:" alone, with the reason on the following lines.
     return " ".join(lines[first : first + 3]) if first is not None else (lines[-1:] or ["no output"])[0]
+
+
+# What dnf (and EL7's yum-builddep) print for what it cannot install, one line per missing thing,
+# and why it could not read a repository (which it then ignores, so a package in it is "missing").
+# Debian dnf's local plugin always fails to read its own empty `_dnf_local`: that is never the reason.
+_UNMET = re.compile(
+    r"No match for argument: .+|No matching package to install: .+|nothing provides .+|No Package found for .+"
+    r"|Problem( \d+)?: .+|.+ conflicts with .+",
+    re.IGNORECASE,
+)
+_UNREADABLE = re.compile(
+    r"Failed to download metadata .+|Cannot find a valid baseurl .+|GPG check FAILED.*"
+    r"|repomd\.xml GPG signature verification error.*|Public key for .+ is not installed.*",
+    re.IGNORECASE,
+)
+LOCAL_PLUGIN_REPO = "'_dnf_local'"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def without_ansi(line: str) -> str:
+    """A line of a container's output without terminal colour codes (dnf colours its errors)."""
+    return _ANSI.sub("", line)
+
+
+def install_failure(output: str) -> str:
+    """Why dnf/yum could not install what was asked: the repositories it could not read, then what it
+    could not find; ``failure_detail`` when it said neither."""
+    lines = [without_ansi(line).strip() for line in output.splitlines()]
+    found: list[str] = []
+    for pattern in (_UNREADABLE, _UNMET):
+        for line in lines:
+            match = pattern.search(line)
+            said = match.group(0).strip() if match else ""
+            if said and said not in found and LOCAL_PLUGIN_REPO not in said:
+                found.append(said)
+    return "; ".join(found[:6]) if found else failure_detail("\n".join(lines))
 
 
 def base_argv(

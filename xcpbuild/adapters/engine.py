@@ -12,14 +12,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import docker
-import docker.errors
-import requests.exceptions
+from typing import TYPE_CHECKING
 
 from xcpbuild.adapters import process
+from xcpbuild.adapters.lazy import Lazy
 from xcpbuild.errors import EngineError
 from xcpbuild.log import get_logger
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import requests.exceptions
+else:  # imported on first use (see adapters/lazy.py)
+    docker = Lazy("docker", "errors")
+    requests = Lazy("requests", "exceptions")
 
 log = get_logger("engine")
 

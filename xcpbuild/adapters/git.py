@@ -16,13 +16,18 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import git
-
-from xcpbuild.adapters import owned
+from xcpbuild.adapters import owned, process
+from xcpbuild.adapters.lazy import Lazy
 from xcpbuild.errors import SourceError
 from xcpbuild.log import get_logger
+
+if TYPE_CHECKING:
+    import git
+else:  # GitPython is imported on first use: a reused build asks git only for its checkout's state
+    git = Lazy("git")
 
 log = get_logger("git")
 
@@ -198,14 +203,21 @@ def is_work_tree_root(path: Path) -> bool:
 
 
 def checkout_state(path: Path) -> tuple[str, bool] | None:
-    """The commit checked out at ``path`` and whether the work tree differs from it (None: not a checkout)."""
+    """The commit checked out at ``path`` and whether the work tree differs from it (None: not a checkout).
+
+    Two plain git commands, not GitPython: this is on the path of every reused build.
+    """
     if not is_work_tree_root(path):
         return None
-    repo = _open(path)
-    try:
-        return str(repo.head.commit.hexsha), repo.is_dirty(untracked_files=True)
-    except (ValueError, git.GitCommandError):
+    head = process.run(["git", "-C", path, "rev-parse", "--verify", "--quiet", "HEAD"], env=_NO_PROMPT, check=False)
+    if not head.ok:
         return None  # a repository with no commit yet
+    status = process.run(
+        ["git", "-C", path, "status", "--porcelain", "--untracked-files=all"], env=_NO_PROMPT, check=False
+    )
+    if not status.ok:
+        raise SourceError(f"git status failed in {path}: {status.stderr.strip()}", hint="is it a git checkout?")
+    return head.stdout.strip(), bool(status.stdout.strip())
 
 
 def format_patches(checkout: Path, base: str, branch: str, context: int) -> list[str]:

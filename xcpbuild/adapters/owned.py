@@ -6,7 +6,7 @@ boot (``/proc/PID/stat``), so a reused pid never passes for the dead owner.
 They live under the cache's ``tmp/`` (or beside what they replace, when a rename
 must stay on one filesystem, as builds' ``.staging``). Removing one also stops any
 gpg-agent a GnuPG home inside it started and detaches any mount left inside it
-(debootstrap mounts /proc), so nothing outlives it and nothing beyond it is
+(mmdebstrap mounts /proc), so nothing outlives it and nothing beyond it is
 touched. The first use of a directory in a run sweeps that directory's entries
 whose owner is gone: a SIGKILLed run is cleaned up by the next one.
 

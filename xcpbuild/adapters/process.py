@@ -37,7 +37,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "dnf": "dnf",
     "gpg": "gnupg",
     "qemu-img": "qemu-utils",
-    "debootstrap": "debootstrap",
+    "mmdebstrap": "mmdebstrap",
     "git": "git",
     "patch": "patch",
     "nginx": "nginx-light",

@@ -1,5 +1,9 @@
 """Sign RPMs with rpmsign and check their signatures with rpmkeys.
 
+Publishing signs with ``rpmsig`` (no gpg process per signature); ``sign`` here is
+its fallback for keys gpg-agent cannot use unattended, and the reference its
+output is tested against.
+
 Signing uses the macros Debian's rpm 4.18 understands: ``%_gpg_name`` (and
 ``%_openpgp_sign_id`` for newer rpm), ``%_gpg_path`` for the GnuPG home and
 ``%__gpg`` because Debian's default points at a ``gpg2`` that does not exist.

@@ -17,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=textwrap.fill(
             "Each target in containers/TARGET/ has a Dockerfile and a target.toml. `image build` builds "
             "its image under a tag that hashes every input (the folder's files, build arguments, the "
-            "debootstrap base's suite, mirror and packages), so a rebuild happens only when one changes. "
-            "The `local` target needs no registry: its base is made with debootstrap from this machine's "
-            "Debian mirror (root, ~1 min, once) and cached."
+            "bootstrapped base's suite, mirror and packages), so a rebuild happens only when one changes. "
+            "The `local` target needs no registry: its base is made with mmdebstrap from this machine's "
+            "Debian mirror (root, a minute or two, once) and cached."
         ),
         epilog=(
             "examples:\n"

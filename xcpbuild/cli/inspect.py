@@ -19,16 +19,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=textwrap.fill(
             "Read RPM headers (no rpm tool needed): NEVRA, summary, requires/provides, each file with "
             "its mode, size and digest, and for an SRPM its sources and the patches inside. With "
-            "--against OLD.rpm, list what the package changed: version, dependencies, files, patches."
+            "--against OLD.rpm, list what the package changed: version, dependencies, files, patches. "
+            "A package (a name of specs/ or a package repository directory) stands for the packages "
+            "of its recorded build for --target with its current inputs (RPMs, else the SRPM build)."
         ),
         epilog=(
             "examples:\n"
             "  xcpbuild inspect _work/builds/*/SRPMS/vhd-tool-*.src.rpm\n"
-            "  xcpbuild inspect new.rpm --against old.rpm --json"
+            "  xcpbuild inspect new.rpm --against old.rpm --json\n"
+            "  xcpbuild inspect ~/xcp-ng-rpms/vhd-tool --target xcp-ng-8.2 --against old.rpm"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("rpms", nargs="+", type=Path, metavar="RPM")
+    parser.add_argument("rpms", nargs="+", type=Path, metavar="RPM|PKG|DIR")
+    parser.add_argument("--target", default="local", help="whose build of a package to inspect (default: local)")
+    parser.add_argument(
+        "--define", action="append", default=[], metavar="'NAME VALUE'", help="as given to that build (repeatable)"
+    )
     parser.add_argument("--against", type=Path, metavar="OLD.rpm", help="compare each RPM with this one")
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -74,8 +81,37 @@ def _show_changes(changes: inspect.Changes) -> None:
             print(f"  {mark} {title} {item}")
 
 
+def _rpm_files(ctx: Context) -> list[Path]:
+    """The RPM files the arguments name: files as they are, each package as its recorded build's outputs."""
+    args, found = ctx.args, []
+    for item in args.rpms:
+        if item.is_file() or item.suffix == ".rpm":
+            found.append(item)
+            continue
+        from xcpbuild.pipeline.build import build
+        from xcpbuild.pipeline.sources.package import parse_define, resolve
+
+        package = resolve(ctx.settings, str(item), args.target, defines=[parse_define(d) for d in args.define])
+        done = None
+        for stage in ("rpm", "srpm"):
+            try:
+                done = build.recorded(ctx.settings, package, build.BuildOptions(stage=stage))
+            except UsageError:
+                continue  # e.g. RPMs this target cannot build: only its SRPM can have been built
+            if done is not None:
+                break
+        if done is None:
+            raise UsageError(
+                f"{item} is not an RPM, and {package.name} has no build for {args.target} with its current inputs",
+                hint=f"build it first: xcpbuild build {item} --target {args.target}",
+            )
+        found += [done.folder / artifact.path for artifact in done.record.outputs]
+    return found
+
+
 def run(ctx: Context) -> int:
     args = ctx.args
+    args.rpms = _rpm_files(ctx)
     headers = inspect.read(args.rpms)
     if args.against is not None:
         if args.against in args.rpms:

@@ -57,8 +57,10 @@ _REPO_KEYS = {
     "exclude_release_package",
     "metadata_expire",
     "source_repos",
+    "ids",
 }
-_DISTRO_KEYS = {"name", "mirror", "release", "repos", "disabled", "url", "gpgkey", "exclude"}
+_DISTRO_KEYS = {"name", "mirror", "release", "repos", "disabled", "url", "gpgkey", "exclude", "ids"}
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _EPEL_KEYS = {"release", "url", "gpgkey", "exclude", "packages"}
 
 
@@ -74,14 +76,16 @@ class XcpngRepos:
     exclude_release_package: tuple[str, ...] = ()  # channels with exclude=xcp-ng-release (7.x)
     metadata_expire: int | None = None
     source_repos: bool = False  # also each channel's Source/ (as the 7.x and 8.x images define)
+    # The image's own repository ids where they are not xcp-ng-CHANNEL (9.x: `xcpng`), so
+    # --enablerepo/--disablerepo take the names xcp-ng-dev users know.
+    ids: tuple[tuple[str, str], ...] = ()
 
     @property
     def channels(self) -> tuple[str, ...]:
         return self.enabled + self.available
 
-    @staticmethod
-    def repo_id(channel: str) -> str:
-        return f"xcp-ng-{channel}"
+    def repo_id(self, channel: str) -> str:
+        return dict(self.ids).get(channel, f"xcp-ng-{channel}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ class DistroRepos:
     gpgkey: str  # a file of /etc/pki/rpm-gpg/ the base image ships
     disabled: tuple[str, ...] = ()
     exclude: str = ""
+    # The ids the real image's repository files use (CentOS vault: C7.5.1804-base; AlmaLinux: crb).
+    ids: tuple[tuple[str, str], ...] = ()
+
+    def repo_id(self, repo: str) -> str:
+        return dict(self.ids).get(repo, f"{self.name.lower()}-{self.release}-{repo.lower()}")
 
 
 @dataclass(frozen=True)
@@ -131,15 +140,26 @@ class BuildEnv:
 
     @property
     def repo_ids(self) -> tuple[str, ...]:
-        ids = [XcpngRepos.repo_id(c) for c in self.xcpng.channels]
-        ids += [distro_repo_id(self.distro, r) for r in self.distro.repos]
+        ids = [self.xcpng.repo_id(c) for c in self.xcpng.channels]
+        if self.xcpng.source_repos:
+            ids += [f"{self.xcpng.repo_id(c)}-src" for c in self.xcpng.channels]
+        ids += [self.distro.repo_id(r) for r in self.distro.repos]
         if self.epel is not None:
             ids.append("epel")
         return tuple(ids)
 
 
-def distro_repo_id(distro: DistroRepos, repo: str) -> str:
-    return f"{distro.name.lower()}-{distro.release}-{repo.lower()}"
+def _ids(data: dict[str, Any], names: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
+    """An ``ids = { NAME = "repo-id" }`` table: for names this table defines, ids a .repo file takes."""
+    raw = data.get("ids", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and _REPO_ID_RE.match(v) for v in raw.values()):
+        raise ConfigError(f'`ids` in {where} must be a table of NAME = "repository-id"')
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"`ids` in {where} names {', '.join(unknown)}, which it does not define")
+    if len(set(raw.values())) != len(raw):
+        raise ConfigError(f"`ids` in {where} gives two repositories the same id")
+    return tuple(sorted(raw.items()))
 
 
 def _strings(data: dict[str, Any], key: str, where: str, *, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -193,6 +213,7 @@ def _xcpng(data: dict[str, Any], where: str) -> XcpngRepos:
         exclude_release_package=excluded,
         metadata_expire=expire,
         source_repos=bool(data.get("source_repos", False)),
+        ids=_ids(data, enabled + available, where),
     )
 
 
@@ -217,6 +238,7 @@ def _distro(data: dict[str, Any], where: str) -> DistroRepos:
         gpgkey=_text(data, "gpgkey", where),
         disabled=disabled,
         exclude=_text(data, "exclude", where, ""),
+        ids=_ids(data, repos, where),
     )
 
 

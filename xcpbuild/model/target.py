@@ -103,6 +103,12 @@ class Target:
         return self.dist
 
     @property
+    def rpm_arch(self) -> str | None:
+        """What binary builds pass as ``rpmbuild --target`` (xcp-ng-build-env's RPMARCH: the image's
+        repository architecture, x86_64_v2 on 9.x); None where rpm's own default is meant (local)."""
+        return self.env.xcpng.arch if self.env is not None else None
+
+    @property
     def context_dir(self) -> Path:
         """The folder holding the Dockerfile: the family's, or the target's own."""
         if self.family is not None:

@@ -32,7 +32,7 @@ _TOOLS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("dnf", ("--version",), True, "install from staged and published repos"),
     ("gpg", ("--version",), True, "sign repomd.xml and RPMs"),
     ("qemu-img", ("--version",), True, "independent VHD reader for export checks"),
-    ("debootstrap", ("--version",), True, "make the offline base image for the local target"),
+    ("mmdebstrap", ("--version",), True, "make the offline base image for the local target"),
     ("git", ("--version",), True, "GitPython drives it for sources and patches"),
     ("nsenter", ("--version",), True, "reach a network-none container's loopback from the verifier"),
 )

@@ -29,6 +29,7 @@ The folder ``WORK/builds/NAME-VERSION-RELEASE-TARGET-KEY12/`` keeps
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
-from xcpbuild.adapters import container, owned, rpmheader
+from xcpbuild.adapters import container, dnf, owned, rpmheader
 from xcpbuild.config import Settings
 from xcpbuild.errors import (
     BuildError,
@@ -55,6 +56,7 @@ from xcpbuild.errors import (
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.buildenv import ENV_SCRIPT
 from xcpbuild.model.stage import STAGES, Stage, is_stage, makes_binaries
+from xcpbuild.model.target import Target
 from xcpbuild.pipeline.build import givenrepos, image, provenance, spec
 from xcpbuild.pipeline.build.record import RECORD, Artifact, BuildRecord, Input, SourceInfo, StepRun
 from xcpbuild.pipeline.build.record import load as load_record
@@ -364,6 +366,7 @@ def plan(settings: Settings, package: Package, options: BuildOptions, sources_di
             f"target {target.name} has no repositories of its own: --enablerepo/--disablerepo change nothing",
             hint="use them with an xcp-ng-* target; give this one its repositories with --repo-url/--local-repo",
         )
+    check_repo_names(target, [*options.enablerepo, *options.disablerepo], given)
     return BuildPlan(
         package=package,
         options=options,
@@ -473,9 +476,28 @@ class _Runner:
 
     def binary_step(self, srpm: str) -> tuple[list[str], str]:
         letter = self.planned.options.rpmbuild_stage
+        # As xcp-ng-build-env: `--target RPMARCH`, the image's architecture (x86_64_v2 on 9.x).
+        arch = self.planned.package.target.rpm_arch
+        rpm_target = ["--target", arch] if arch else []
         if letter is None:
-            return self.rpmbuild("--rebuild", srpm), "rpmbuild --rebuild (binary RPMs from the SRPM)"
-        return self.rpmbuild(f"-r{letter}", srpm), f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
+            return self.rpmbuild("--rebuild", *rpm_target, srpm), "rpmbuild --rebuild (binary RPMs from the SRPM)"
+        title = f"rpmbuild -r{letter} (--rpmbuild-stage {letter} on the SRPM)"
+        return self.rpmbuild(f"-r{letter}", *rpm_target, srpm), title
+
+
+def check_repo_names(target: Target, names: Sequence[str], given: givenrepos.GivenRepos | None) -> None:
+    """--enablerepo/--disablerepo must name a repository of the image (or a glob, as dnf and yum take)."""
+    if target.env is None or not names:
+        return
+    known = [*target.env.repo_ids, *(r.repo_id for r in (given.repos if given else ()))]
+    for name in names:
+        if not any(ch in name for ch in "*?[") and name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            raise UsageError(
+                f"target {target.name} has no repository `{name}`"
+                + (f"; did you mean {' or '.join(close)}?" if close else ""),
+                hint=f"its repositories: {', '.join(known)}",
+            )
 
 
 def builddep_command(planned: BuildPlan) -> str:
@@ -497,8 +519,12 @@ def builddep_command(planned: BuildPlan) -> str:
     return f"{install} && {clean} && rm -rf {srpm} {givenrepos.INSIDE}"
 
 
-def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path) -> str:
-    """An image adding the SRPM's BuildRequires to the target image (see ``builddep_command``)."""
+def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, srpm: Path, buildlog: _Log) -> str:
+    """An image adding the SRPM's BuildRequires to the target image (see ``builddep_command``).
+
+    The layer's output goes into build.log; when the install fails, dnf's (or yum's) own
+    reason, e.g. ``No matching package to install: 'libfoo-devel'``, is the error's line.
+    """
     options, given = planned.options, planned.given
     repos = [f"--enablerepo={r}" for r in options.enablerepo] + [f"--disablerepo={r}" for r in options.disablerepo]
     wanted = sorted(planned.build_requires)
@@ -525,17 +551,36 @@ def _deps_image(client: container.Client, planned: BuildPlan, *, image_id: str, 
             "ARG BASE\nFROM ${BASE}\nUSER root\nCOPY package.src.rpm /tmp/package.src.rpm\n"
             f"{copy_given}RUN {builddep_command(planned)}\nUSER builder\n"
         )
+        buildlog.write(f"# install BuildRequires into {tag}: {builddep_command(planned)}")
+        output: list[str] = []
+
+        def on_line(line: str) -> None:
+            line = dnf.without_ansi(line)
+            output.append(line)
+            buildlog.write(line)
+
         with step(f"install BuildRequires into {tag}"):
-            container.build_image(
-                client,
-                context,
-                tag,
-                buildargs={"BASE": planned.image_tag},
-                # Offline targets install only from the copied repositories, with no network.
-                host_network=target.build_network,
-                on_line=lambda line: log.debug("docker build: %s", line),
-                labels={image.TARGET_LABEL: target.name},
-            )
+            try:
+                container.build_image(
+                    client,
+                    context,
+                    tag,
+                    buildargs={"BASE": planned.image_tag},
+                    # Offline targets install only from the copied repositories, with no network.
+                    host_network=target.build_network,
+                    on_line=on_line,
+                    labels={image.TARGET_LABEL: target.name},
+                )
+            except ContainerStepError as exc:
+                tool = "yum-builddep" if target.builddeps == "yum-builddep" else "dnf builddep"
+                reason = dnf.install_failure("\n".join(output))
+                buildlog.write(f"# {tool} failed: {reason}")
+                raise BuildError(
+                    f"{tool} could not install the BuildRequires of {planned.package.name}: {reason}",
+                    hint="build and publish what is missing and give its repository (--repo-url/--local-repo, "
+                    f"--enablerepo for a channel of the image), or fix the BuildRequires; {tool}'s whole output "
+                    f"is in {buildlog.handle.name}",
+                ) from exc
     return tag
 
 
@@ -572,7 +617,7 @@ def _in_container(planned: BuildPlan, *, image_id: str, folder: Path, runner: _R
             produced += box.get(TOPDIR / "RPMS", folder)
     if second and not here:
         srpm = next(p for p in produced if p.name.endswith(".src.rpm"))
-        deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm)
+        deps_tag = _deps_image(runner.client, planned, image_id=image_id, srpm=srpm, buildlog=runner.log)
         with runner.box(deps_tag) as box:
             runner.log.write(f"# container {box.name} from {deps_tag}")
             box.put([srpm], TOPDIR / "SRPMS")
@@ -706,6 +751,20 @@ def _build_or_reuse(
         if hit is not None:
             return hit
         return run(settings, planned, image_id, engine_client)
+
+
+def recorded(settings: Settings, package: Package, options: BuildOptions | None = None) -> BuildResult | None:
+    """The build ``build`` would reuse for these inputs and options (None: not built yet); no engine asked."""
+    options = options or BuildOptions()
+    options.check()
+    builds = settings.work_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    with owned.tempdir(".staging", parent=builds) as staging:
+        sources_dir = staging / "SOURCES"
+        sources_dir.mkdir()
+        planned = plan(settings, package, options, sources_dir)
+        image_id = image.recorded_id(settings, planned.image_tag)
+        return reuse(planned, image_id) if image_id is not None else None
 
 
 def _translate(exc: XcpbuildError, planned: BuildPlan, folder: Path, buildlog: _Log) -> XcpbuildError:

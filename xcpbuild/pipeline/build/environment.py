@@ -36,14 +36,19 @@ from xcpbuild.model.buildenv import (
     XCPNG_MIRROR,
     BuildEnv,
     EpelRepo,
-    XcpngRepos,
-    distro_repo_id,
 )
 from xcpbuild.model.target import Target
 
 XCPNG_KEY = "XCPBUILD_XCPNG_KEY"
 BASE_IMAGES = "XCPBUILD_BASE_IMAGES"
 GPG_DIR = "/etc/pki/rpm-gpg"
+# What xcp-ng-release 9 adds to macros.dist after %dist.
+_XCPNG_VENDOR = (
+    "%dist_vendor Vates SAS",
+    "%dist_name XCP-ng",
+    "%dist_home_url https://xcp-ng.org/",
+    "%dist_bug_report_url https://github.com/xcp-ng/xcp",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def xcpng_repo_file(target: Target, env: BuildEnv, mirror: str) -> str:
     sections = []
     for source in (False, True) if repos.source_repos else (False,):
         for channel in repos.channels:
-            repo_id = XcpngRepos.repo_id(channel) + ("-src" if source else "")
+            repo_id = repos.repo_id(channel) + ("-src" if source else "")
             kind = "Source" if source else repos.arch
             values = [
                 ("name", f"XCP-ng {target.xcpng_release} {channel}{' source' if source else ''}"),
@@ -130,7 +135,7 @@ def distro_repo_file(env: BuildEnv, mirror: str) -> str:
         ]
         if distro.exclude:
             values.append(("exclude", distro.exclude))
-        sections.append(_section(distro_repo_id(distro, repo), values))
+        sections.append(_section(distro.repo_id(repo), values))
     return "\n".join(sections)
 
 
@@ -153,13 +158,15 @@ def macros_dist(target: Target, env: BuildEnv) -> str:
     lines = ["# dist macros (as xcp-ng-release defines them)", ""]
     if env.distro.name == "AlmaLinux":
         # xcp-ng-release 9: %xcpng and the AlmaLinux names, %dist built on %distcore.
-        lines += [f"%xcpng {target.xcpng_release.split('.')[0]}"]
+        lines += ["%__bootstrap ~bootstrap", f"%xcpng {target.xcpng_release.split('.')[0]}"]
         if env.xenserver is not None:
             lines.append(f"%xenserver {env.xenserver}")
         lines += [f"%almalinux_ver {el}", f"%almalinux {el}"]
     lines += [f"%centos_ver {el}", f"%centos {el}", f"%rhel {el}"]
     if env.distro.name == "AlmaLinux":
-        lines += [f"%el{el} 1", f"%distcore .el{el}", f"%dist {target.dist}"]
+        # %dist is fixed here (xcp-ng-release builds it from %distprefix/%distsuffix; every rpmbuild
+        # defines it anyway); the vendor macros are xcp-ng-release 9's.
+        lines += [f"%el{el} 1", f"%distcore .el{el}", f"%dist {target.dist}", *_XCPNG_VENDOR]
     else:
         lines += [f"%dist {target.dist}", f"%el{el} 1"]
         if env.xenserver is not None:

@@ -2,10 +2,10 @@
 
 An image's tag is a hash of everything that goes into it: the files of
 ``containers/TARGET/``, the build arguments and, for ``local``, the key of its
-debootstrap base (suite, mirror, package list). So the tag can be computed
+bootstrapped base (suite, mirror, package list). So the tag can be computed
 without the engine, and the same inputs always name the same image.
 
-The ``local`` base is made with debootstrap from this machine's Debian mirror,
+The ``local`` base is made with mmdebstrap from this machine's Debian mirror,
 packed and imported as ``xcpbuild-base:KEY``; its tarball is kept in the cache so
 an engine that lost its images re-imports it instead of bootstrapping again.
 A small record per image (``CACHE/images/TAG.json``) remembers the image id, so
@@ -30,9 +30,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xcpbuild.adapters import container, rootfs
+from xcpbuild.adapters import container, dnf, rootfs
 from xcpbuild.config import Settings
-from xcpbuild.errors import ConfigError
+from xcpbuild.errors import ConfigError, ContainerStepError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.target import Target, find_target
 from xcpbuild.pipeline.build import environment
@@ -41,6 +41,8 @@ log = get_logger("image")
 
 # Bump when the way images are made changes in a way the inputs do not show.
 SCHEME = "1"
+# The same for a bootstrapped base alone. 2: made with mmdebstrap, without docs, unpacked with force-unsafe-io.
+BASE_SCHEME = "2"
 BASE_REPOSITORY = "xcpbuild-base"
 TARGET_LABEL = "org.xcpbuild.target"
 KEY_LABEL = "org.xcpbuild.key"
@@ -49,7 +51,7 @@ BASE_PATH = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 @dataclass(frozen=True)
 class BaseSpec:
-    """What a debootstrap base is made from; its key names the image and the cached tarball."""
+    """What a bootstrapped base is made from; its key names the image and the cached tarball."""
 
     suite: str
     mirror: str
@@ -57,7 +59,7 @@ class BaseSpec:
 
     @property
     def key(self) -> str:
-        text = json.dumps({"scheme": SCHEME, "suite": self.suite, "mirror": self.mirror, "include": self.include})
+        text = json.dumps({"scheme": BASE_SCHEME, "suite": self.suite, "mirror": self.mirror, "include": self.include})
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -172,14 +174,14 @@ def _remember(settings: Settings, result: ImageResult) -> None:
 
 
 def ensure_base(settings: Settings, client: container.Client, base: BaseSpec) -> str:
-    """The debootstrap base's image id: present, re-imported from the cached tarball, or made now."""
+    """The bootstrapped base's image id: present, re-imported from the cached tarball, or made now."""
     found = container.image_id(client, base.tag)
     if found is not None:
         return found
     tarball = settings.cache_dir / "rootfs" / f"{base.suite}-{base.key}.tar"
     if not tarball.exists():
-        with step(f"debootstrap {base.suite} (minbase + {', '.join(base.include)}) from {base.mirror}"):
-            rootfs.debootstrap(base.suite, base.mirror, base.include, tarball)
+        with step(f"mmdebstrap {base.suite} (minbase + {', '.join(base.include)}) from {base.mirror}"):
+            rootfs.bootstrap(base.suite, base.mirror, base.include, tarball)
     with step(f"import {tarball.name} as {base.tag}"):
         return container.import_rootfs(
             client,
@@ -221,17 +223,31 @@ def build(
             chosen.rendered.write(context)
         if chosen.base is not None:
             ensure_base(settings, engine_client, chosen.base)
-        image_id = container.build_image(
-            engine_client,
-            context,
-            chosen.tag,
-            buildargs=dict(chosen.build_args),
-            host_network=chosen.target.build_network,
-            on_line=lambda line: log.debug("docker build: %s", line),
-            labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
-            pull=chosen.base is None and not chosen.local_base,
-            platform=chosen.target.platform,
-        )
+        output: list[str] = []
+
+        def on_line(line: str) -> None:
+            output.append(dnf.without_ansi(line))
+            log.debug("docker build: %s", line)
+
+        try:
+            image_id = container.build_image(
+                engine_client,
+                context,
+                chosen.tag,
+                buildargs=dict(chosen.build_args),
+                host_network=chosen.target.build_network,
+                on_line=on_line,
+                labels={TARGET_LABEL: target_name, KEY_LABEL: chosen.key},
+                pull=chosen.base is None and not chosen.local_base,
+                platform=chosen.target.platform,
+            )
+        except ContainerStepError as exc:
+            # The Dockerfile's RUN installs packages: dnf's (or yum's) own reason says what is wrong.
+            reason = dnf.install_failure("\n".join(output))
+            raise ContainerStepError(
+                f"building image {chosen.tag} for target {target_name} failed: {reason}",
+                hint=f"{exc.message}; rerun with --debug to see every line of the image build",
+            ) from exc
     result = ImageResult(target_name, chosen.tag, image_id, base_ref, False, time.monotonic() - start)
     _remember(settings, result)
     return result

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,8 @@ def sha256_file(path: Path) -> str:
 
 
 def builder_version() -> str:
+    import importlib.metadata  # here: only a new statement needs it, not a reused build
+
     try:
         return importlib.metadata.version("xcpbuild")
     except importlib.metadata.PackageNotFoundError:

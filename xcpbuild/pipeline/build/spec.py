@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import jinja2
-
 from xcpbuild.adapters import container
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError
@@ -102,6 +100,8 @@ def context(
 
 
 def render_text(template_dir: Path, template: str, values: dict[str, Any]) -> str:
+    import jinja2  # here: a reused build (or a package repository's spec) renders no template
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,

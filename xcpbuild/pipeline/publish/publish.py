@@ -5,8 +5,10 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 1. check the inputs (readable RPMs of a publishable arch, a real key, a known
    channel) before touching anything;
 2. take the repository lock, clean up what an interrupted publisher left;
-3. copy the new RPMs into a staging directory, sign the copies (rpmsign) and
-   verify every signature against the exported public key only;
+3. write signed copies of the new RPMs into a staging directory (``rpmsig``:
+   one gpg-agent session per core, rpmsign for keys the agent cannot use
+   unattended; unsigned or kept signatures: plain copies) and verify every
+   signature against the exported public key only;
 4. rename the signed copies into ``Packages/``: no metadata names them yet, so
    clients cannot see them, and a failure later removes them again;
 5. build metadata in staging (``repodata`` next to a ``Packages`` symlink to the
@@ -40,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
+from xcpbuild.adapters import createrepo, dnf, gpg, rpmsig, rpmsign
 from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError
 from xcpbuild.log import get_logger, step
@@ -511,13 +513,17 @@ def _prepare(
     upgrade_from: Sequence[str] | None = None,
 ) -> _Prepared:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
-    with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
-        staged = _stage(plan, staging)
-        crashpoints.reach("staged")
-    if key is not None and resign and staged:
-        with step(f"sign {len(staged)} package(s) with key {key.short_id}") as signing:
-            rpmsign.sign(staged, key)
+    if key is not None and resign and plan.inputs:
+        # Signing writes the staged copies itself: one write per package, not a copy and then a rewrite.
+        with step(f"stage and sign {len(plan.inputs)} package(s) with key {key.short_id}") as signing:
+            staged = [staging / "incoming" / item.filename for item in plan.inputs]
+            rpmsig.sign_copies([item.path for item in plan.inputs], staged, key)
+            crashpoints.reach("staged")
         plan.report.sign_seconds = signing.seconds
+    else:
+        with step(f"stage {len(plan.inputs)} package(s) for {plan.repo.path}"):
+            staged = _stage(plan, staging)
+            crashpoints.reach("staged")
     crashpoints.reach("signed")
     to_check = staged + [plan.repo.path / href for href in plan.readd]
     with step(f"verify {len(to_check)} package signature(s)"):

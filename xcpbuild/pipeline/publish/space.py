@@ -121,7 +121,8 @@ def guard(watched: Sequence[Path], needed: int) -> Iterator[None]:
 
 def estimate(rpms: Sequence[Path], repodata: Sequence[Path]) -> int:
     """Bytes a publish may need at its peak: each RPM twice (the staged copy and rpmsign's
-    rewrite of it), the live metadata once more (the new generation), and 1 MiB to spare."""
+    rewrite of it, when rpmsign signs; rpmsig writes each signed copy once), the live metadata
+    once more (the new generation), and 1 MiB to spare."""
     total = MiB + 2 * sum(path.stat().st_size for path in rpms)
     for directory in repodata:
         if directory.is_dir():

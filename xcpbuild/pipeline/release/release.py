@@ -30,8 +30,8 @@ from xcpbuild.model.plan import Plan, PlannedPackage
 from xcpbuild.pipeline.build import build as builds
 from xcpbuild.pipeline.build import reproducible
 from xcpbuild.pipeline.publish import publish, repo
+from xcpbuild.pipeline.release import probe_images, summary, upstreams, verify_step
 from xcpbuild.pipeline.release import report as report_page
-from xcpbuild.pipeline.release import summary, upstreams, verify_step
 from xcpbuild.pipeline.release.summary import (
     BuildData,
     BuiltPackage,
@@ -70,6 +70,7 @@ class _State:
     resolved: dict[str, Package] = field(default_factory=dict)  # by plan name, resolved once
     built: dict[str, BuiltPackage] = field(default_factory=dict)
     upstreams: dict[str, str] = field(default_factory=dict)  # the upstream each git package was fetched from
+    probe_images: probe_images.ProbeImages | None = None  # built beside the build step, for verify
 
 
 @contextlib.contextmanager
@@ -141,6 +142,10 @@ def _built(result: builds.BuildResult) -> BuiltPackage:
 
 
 def _build(settings: Settings, options: ReleaseOptions, state: _State, data: BuildData) -> str:
+    # Verify's probe images need only their base: made now, they are ready by the time verify wants them.
+    state.probe_images = probe_images.start(
+        settings, verify_step.probe_recipes(settings, state.packages, options.plan.target)
+    )
     for planned in state.packages:
         built = _built(
             builds.build(
@@ -181,6 +186,7 @@ def _require_reproducible(
 
 
 def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: VerifyData, run_dir: Path) -> str:
+    images = state.probe_images
     checked = verify_step.run(
         settings,
         target=options.plan.target,
@@ -191,6 +197,8 @@ def _verify(settings: Settings, options: ReleaseOptions, state: _State, data: Ve
         run_dir=run_dir,
         stall=options.stall_seconds,
         keep_container=options.keep_container,
+        probes_ready=images.wait if images is not None else None,
+        stop=images.stop if images is not None else None,
     )
     data.checks = {item.package: item for item in checked}
     verify_step.require_all(checked, run_dir)
@@ -286,26 +294,40 @@ def run(
         report.exit_code = exc.exit_code
         _save(report, plan.release)
         return report
-    for outcome, body in bodies:
-        if report.failed_step is not None:
-            outcome.status = "skipped"
-            continue
-        start = time.monotonic()
-        try:
-            with step(f"{outcome.name}"):
-                outcome.detail = body()
-            outcome.status = "ok"
-        except XcpbuildError as exc:
-            outcome.status = "failed"
-            outcome.detail = exc.message
-            report.failed_step, report.error, report.hint = outcome.name, exc.message, exc.hint
-            report.exit_code = exc.exit_code
-        finally:
-            outcome.seconds = round(time.monotonic() - start, 2)
-            if on_step is not None:
-                on_step(outcome)
+    try:
+        for outcome, body in bodies:
+            _run_step(report, outcome, body, on_step)
+    finally:
+        # A step failed, or Ctrl-C/SIGTERM: the probe images' build goes too.
+        if state.probe_images is not None:
+            state.probe_images.stop()
     _save(report, plan.release)
     return report
+
+
+def _run_step(
+    report: ReleaseReport,
+    outcome: StepOutcome[StepData],
+    body: Callable[[], str],
+    on_step: Callable[[StepOutcome[StepData]], None] | None,
+) -> None:
+    if report.failed_step is not None:
+        outcome.status = "skipped"
+        return
+    start = time.monotonic()
+    try:
+        with step(f"{outcome.name}"):
+            outcome.detail = body()
+        outcome.status = "ok"
+    except XcpbuildError as exc:
+        outcome.status = "failed"
+        outcome.detail = exc.message
+        report.failed_step, report.error, report.hint = outcome.name, exc.message, exc.hint
+        report.exit_code = exc.exit_code
+    finally:
+        outcome.seconds = round(time.monotonic() - start, 2)
+        if on_step is not None:
+            on_step(outcome)
 
 
 def _save(report: ReleaseReport, release: str) -> None:

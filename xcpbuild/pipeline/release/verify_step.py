@@ -21,9 +21,10 @@ from typing import Any
 from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, VerifyError
 from xcpbuild.log import get_logger
-from xcpbuild.model.package import find_package, read_series
 from xcpbuild.model.plan import PlannedPackage
-from xcpbuild.pipeline.verify import exportserver_check, probe_check
+from xcpbuild.model.probe import ProbeRecipe
+from xcpbuild.pipeline.sources.package import resolve
+from xcpbuild.pipeline.verify import exportserver_check, probe, probe_check
 
 log = get_logger("release")
 
@@ -48,9 +49,33 @@ def _export_server(
     return Checked(name, result.ok, proof, result.problem, data)
 
 
-def _probe(settings: Settings, name: str, *, target: str, upstream: str | None, stall: float, keep: bool) -> Checked:
-    pkg = find_package(settings.specs_dir, name)
-    if not read_series(settings.patches_dir, name, pkg.pin(target).series):
+def _has_series(settings: Settings, name: str, target: str) -> bool:
+    # A definition's series, or a package repository's PatchNNNN lines for this target.
+    return bool(resolve(settings, name, target).patch_files)
+
+
+def probe_recipes(settings: Settings, packages: Sequence[PlannedPackage], target: str) -> dict[str, ProbeRecipe]:
+    """The probe recipe of each package this run will probe: its probe image can be made ahead of verify."""
+    return {
+        planned.name: probe.load_recipe(settings, planned.name, target)[1]
+        for planned in packages
+        if planned.verify == "probe" and _has_series(settings, planned.name, target)
+    }
+
+
+def _probe(
+    settings: Settings,
+    name: str,
+    *,
+    target: str,
+    upstream: str | None,
+    stall: float,
+    keep: bool,
+    ready: Callable[[], object] | None,
+) -> Checked:
+    if ready is not None:
+        ready()  # its probe image, built beside the build step, may still be on its way
+    if not _has_series(settings, name, target):
         # Nothing of ours to prove here (e.g. xcp-ng-8.2 builds upstream 0.43.0, which has its own fix).
         proof = f"no patch series for {target}: nothing to probe"
         return Checked(name, True, proof, "", {"kind": "probe", "proof": proof, "sides": []})
@@ -70,8 +95,15 @@ def run(
     run_dir: Path,
     stall: float,
     keep_container: bool = False,
+    probes_ready: Callable[[], object] | None = None,
+    stop: Callable[[], None] | None = None,
 ) -> list[Checked]:
-    """Run every planned check at once; ``require_all`` then says whether they all held."""
+    """Run every planned check at once; ``require_all`` then says whether they all held.
+
+    ``probes_ready`` waits for what the probes need that is still being made (the
+    other checks start at once); ``stop`` ends that work when the step is
+    interrupted, so the probes' wait ends with it.
+    """
     jobs: list[Callable[[], Checked]] = []
     for planned in packages:
         name = planned.name
@@ -101,6 +133,7 @@ def run(
                     upstream=upstreams.get(name),
                     stall=stall,
                     keep=keep_container,
+                    ready=probes_ready,
                 )
             )
     if not jobs:
@@ -108,7 +141,12 @@ def run(
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         # Each job in a copy of this context, so its log steps nest under verify's.
         futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
-        checked = [future.result() for future in futures]
+        try:
+            checked = [future.result() for future in futures]
+        except BaseException:
+            if stop is not None:  # Ctrl-C or a failed check: a probe waiting for its image must not wait it out
+                stop()
+            raise
     for item in checked:
         log.info("%s: %s", item.package, item.proof)
     return checked

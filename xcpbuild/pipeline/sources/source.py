@@ -19,6 +19,7 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import ConfigError, SourceError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.package import PackageDef
+from xcpbuild.pipeline.sources.package import DefinedPackage, Package
 
 log = get_logger("source")
 
@@ -111,4 +112,49 @@ def fetch(  # noqa: PLR0917 - the interface other steps call positionally
     log.info("wrote %s (sha256 %s)", destination, digest)
     return FetchedSource(
         package=pkg.name, version=version, ref=wanted, commit=commit, tarball=destination, sha256=digest
+    )
+
+
+def fetch_upstream(
+    settings: Settings,
+    package: Package,
+    *,
+    upstream: str | None = None,
+    ref: str | None = None,
+    out_dir: Path | None = None,
+) -> FetchedSource:
+    """``NAME-VERSION.tar.gz`` of the package's upstream at ``ref`` (default: the commit it pins).
+
+    A definition goes through ``fetch`` (its sha256 pin checked). A package
+    repository's upstream is the one its spec names (``Provides: gitsha(URL) =
+    SHA``, ``%global package_srccommit``, ``URL:``) or ``--upstream``; it has no
+    sha256 pin, since what it builds is its own SOURCES/ tarball.
+    """
+    if isinstance(package, DefinedPackage):
+        return fetch(settings, package.definition, package.target.name, upstream, ref, out_dir)
+    url = upstream or package.upstream_url
+    if not url:
+        raise ConfigError(
+            f"the spec of {package.name} names no upstream git repository (no gitsha() or URL:)",
+            hint=f"pass --upstream URL_OR_PATH, or add a URL: line to {package.where}",
+        )
+    wanted = ref or package.pinned_ref
+    if not wanted:
+        raise ConfigError(
+            f"the spec of {package.name} names no upstream commit (no package_srccommit or gitsha())",
+            hint="pass the upstream ref to use with --ref REF",
+        )
+    with step(f"mirror {url}"):
+        repo = git.mirror(settings.cache_dir, url)
+    commit = git.resolve(repo, wanted)
+    version = version_for_ref(wanted, package.pinned_ref or "", package.version, commit)
+    name = f"{package.name}-{version}.tar.gz"
+    with step(f"archive {package.name} {wanted} ({commit[:12]})"):
+        data = tarball_bytes(git.archive_tar(repo, commit, prefix=f"{package.name}-{version}/"))
+    digest = hashlib.sha256(data).hexdigest()
+    destination = (out_dir or settings.work_dir / "sources" / package.name) / name
+    _write_atomically(destination, data)
+    log.info("wrote %s (sha256 %s)", destination, digest)
+    return FetchedSource(
+        package=package.name, version=version, ref=wanted, commit=commit, tarball=destination, sha256=digest
     )

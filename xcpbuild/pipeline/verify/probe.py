@@ -31,6 +31,7 @@ import re
 import shutil
 import tarfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -41,9 +42,10 @@ from xcpbuild.config import Settings
 from xcpbuild.errors import BuildError, ConfigError, SourceError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.log import get_logger, step
 from xcpbuild.model.keys import one_of
+from xcpbuild.model.package import find_package
 from xcpbuild.model.probe import ProbeRecipe, parse_probe, recipe_files
 from xcpbuild.pipeline.sources import patch, source
-from xcpbuild.pipeline.sources.package import DefinedPackage, resolve
+from xcpbuild.pipeline.sources.package import Define, DefinedPackage, Package, resolve
 from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("probe")
@@ -109,15 +111,33 @@ class ProbeReport:
         return asdict(self)
 
 
-def load_recipe(settings: Settings, name: str, target: str = "local") -> tuple[DefinedPackage, ProbeRecipe]:
-    resolved = resolve(settings, name, target)
-    if not isinstance(resolved, DefinedPackage):
-        raise UsageError(
-            "probe needs a package of specs/ with a [probe] recipe; a package repository has none",
-            hint="write specs/NAME.toml with a [probe] table (see xcpbuild/model/probe.py)",
-        )
-    pkg = resolved.definition
-    recipe = parse_probe(pkg.probe, str(pkg.path))
+def load_recipe(
+    settings: Settings,
+    what: str,
+    target: str = "local",
+    *,
+    defines: Sequence[Define] = (),
+    recipe_from: str | None = None,
+) -> tuple[Package, ProbeRecipe]:
+    """The package ``what`` names (a name in specs/ or a package repository) and its probe recipe.
+
+    A definition carries its own ``[probe]`` table. A package repository has none: it
+    uses the ``[probe]`` of the specs/ definition named like its spec's Name (or
+    ``recipe_from``), since the recipe names our own drivers and shims in probes/.
+    """
+    resolved = resolve(settings, what, target, defines=defines)
+    if isinstance(resolved, DefinedPackage) and recipe_from is None:
+        definition = resolved.definition
+    else:
+        wanted = recipe_from or resolved.name
+        if not (settings.specs_dir / f"{wanted}.toml").is_file():
+            raise UsageError(
+                f"no probe recipe for {resolved.name}: there is no specs/{wanted}.toml with a [probe] table",
+                hint="pass --recipe NAME to use the [probe] of specs/NAME.toml, or write one "
+                "(see xcpbuild/model/probe.py)",
+            )
+        definition = find_package(settings.specs_dir, wanted)
+    recipe = parse_probe(definition.probe, str(definition.path))
     recipe_files(recipe, settings.project_root)  # fail before any fetch when one is missing
     return resolved, recipe
 
@@ -284,14 +304,18 @@ def probe(
     client: container.Client | None = None,
     target: str = "local",
     runs: tuple[str, ...] = RUNS,
+    defines: Sequence[Define] = (),
+    recipe_from: str | None = None,
 ) -> ProbeReport:
-    """Build ``name``'s probe from upstream (patched unless told not to) and stall-test it.
+    """Build the probe of ``name`` (a name in specs/ or a package repository) and stall-test it.
 
-    ``target`` picks the pin (ref, sha256) and the series; ``runs`` which of the runner's
-    runs are made (the main job skips the throttled one).
+    ``target`` picks the pin (ref, sha256) and the series of a definition, and the
+    %dist a package repository's spec is expanded with; ``defines`` resolve that
+    spec's conditional PatchNNNN lines; ``runs`` which of the runner's runs are made
+    (the main job skips the throttled one).
     """
-    resolved, recipe = load_recipe(settings, name, target)
-    pkg = resolved.definition
+    resolved, recipe = load_recipe(settings, name, target, defines=defines, recipe_from=recipe_from)
+    package = resolved.name
     ours = recipe_files(recipe, settings.project_root)
     runner = runner_path(settings)
     stall_seconds = recipe.stall if stall is None else stall
@@ -301,15 +325,15 @@ def probe(
         raise ConfigError(f"probe runs must be some of {', '.join(RUNS)}, each once (got {', '.join(runs)})")
     kind = "patched" if apply_patches else "unpatched"  # two probes of one package may run at once
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-    work = settings.work_dir / "probe" / f"{name}-{kind}-{stamp}"
+    work = settings.work_dir / "probe" / f"{package}-{kind}-{stamp}"
     work.mkdir(parents=True)
 
-    with step(f"fetch {name} {ref or 'at its pinned ref'}"):
-        fetched = source.fetch(settings, pkg, target=target, upstream=upstream, ref=ref, out_dir=work)
+    with step(f"fetch {package} {ref or 'at its pinned ref'}"):
+        fetched = source.fetch_upstream(settings, resolved, upstream=upstream, ref=ref, out_dir=work)
     tree = _unpack(fetched.tarball, work / "src")
     applied: list[str] = []
     if apply_patches:
-        with step(f"apply the series of {name}"):
+        with step(f"apply the patches of {package}"):
             applied = patch.apply_series(settings, resolved, tree)
     theirs = _upstream_files(recipe, tree, fetched.ref)
 
@@ -318,8 +342,8 @@ def probe(
     data, expected = cached_data_file(settings, recipe.file_mib)
     size = recipe.file_mib << 20
     report = ProbeReport(
-        package=name,
-        upstream=upstream or pkg.upstream or "",
+        package=package,
+        upstream=upstream or resolved.upstream_url or "",
         ref=fetched.ref,
         commit=fetched.commit,
         patched=apply_patches,
@@ -338,7 +362,7 @@ def probe(
     with container.BuildContainer(engine_client, options) as box:
         box.put([*theirs, *ours, runner, data], BUILD_DIR)
         box.put([verifier_kit(work / KIT_DIR)], BUILD_DIR / KIT_DIR)
-        _compile_or_reuse(settings, box, recipe, work, sources, name, key=compile_key(tag, recipe, [*theirs, *ours]))
+        _compile_or_reuse(settings, box, recipe, work, sources, package, key=compile_key(tag, recipe, [*theirs, *ours]))
         raw = _run(box, recipe, stall_seconds, expected, work, runs=runs)
     report.verdict, report.reason, report.runs = judge(raw, expected, size)
     report.driver_exit = raw.get("driver_exit")

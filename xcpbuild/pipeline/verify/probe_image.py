@@ -45,10 +45,21 @@ def probe_tag(settings: Settings, recipe: ProbeRecipe, base_tag: str) -> str:
     return f"xcpbuild-{recipe.image}:{digest.hexdigest()[:16]}"
 
 
-def ensure(settings: Settings, recipe: ProbeRecipe, client: container.Client) -> str:
-    """The probe image's tag, building the base and the probe image only when missing."""
-    base = image.build(settings, BASE_TARGET, client=client)
-    tag = probe_tag(settings, recipe, base.tag)
+def base(settings: Settings, client: container.Client) -> str:
+    """The tag of the image probe images are built on (the ``local`` target's), built when missing."""
+    return image.build(settings, BASE_TARGET, client=client).tag
+
+
+def ensure(
+    settings: Settings, recipe: ProbeRecipe, client: container.Client, *, stop: container.ImageBuildStop | None = None
+) -> str:
+    """The probe image's tag, building the base and the probe image only when missing.
+
+    ``stop`` lets another thread end the probe image's build (the release builds
+    it beside its build step).
+    """
+    base_tag = base(settings, client)
+    tag = probe_tag(settings, recipe, base_tag)
     if container.image_id(client, tag) is not None:
         log.info("probe image %s is cached", tag)
         return tag
@@ -58,12 +69,13 @@ def ensure(settings: Settings, recipe: ProbeRecipe, client: container.Client) ->
             context_dir(settings, recipe),
             tag,
             buildargs={
-                "BASE": base.tag,
+                "BASE": base_tag,
                 "MIRROR": rootfs.debian_mirror(SUITE),
                 "SUITE": SUITE,
                 "PACKAGES": " ".join(recipe.packages),
             },
             host_network=True,
             on_line=log.debug,
+            stop=stop,
         )
     return tag
