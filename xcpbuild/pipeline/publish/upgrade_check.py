@@ -146,9 +146,13 @@ def adopt(binary: repolib.RepoDir, holder: Path, key: str) -> None:
         shutil.rmtree(saved, ignore_errors=True)
         return
     roots = binary.path / ROOTS
-    roots.mkdir(exist_ok=True)
     target, old = roots / key, roots / f".old-{uuid.uuid4().hex[:8]}"
-    if target.exists():
-        target.rename(old)
-    saved.rename(target)
+    try:
+        roots.mkdir(exist_ok=True)
+        if target.exists():
+            target.rename(old)
+        saved.rename(target)
+    except OSError as exc:  # the generation is live already: a root not kept only costs the next check time
+        log.warning("the upgrade check's root was not kept: %s", exc)
+        shutil.rmtree(saved, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
