@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xcpbuild.adapters import owned
@@ -162,6 +162,8 @@ class UpgradeCheckResult:
     before: list[str]  # NEVRAs the live packages resolved to
     after: list[str]  # NEVRAs once upgraded to the staged ones
     unresolved: list[Unresolved]
+    root: str = "fresh"  # how the live packages were recorded: "fresh", or "reused, N kept, M added"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the helper
 
 
 def _system_python(dnf_path: str) -> str:
@@ -178,12 +180,16 @@ def upgrade_check(
     packages: Sequence[str],
     releasever: str,
     *,
+    cache: Path | None = None,
+    save: Path | None = None,
     timeout: float = 300,
 ) -> UpgradeCheckResult:
     """Resolve ``packages`` from ``live``, an upgrade of them to ``staged``, and repoclosure of ``check``.
 
     One run of ``dnf_upgrade_helper.py`` under dnf's own Python (see there); VerifyError only when
-    the helper itself fails, the findings are in the result.
+    the helper itself fails, the findings are in the result. ``cache``: a root a previous check
+    saved, reused only where it provably holds what a fresh one would; ``save``: a directory (not
+    yet existing) where a passing check leaves its root and manifest.
     """
     python = _system_python(require_tool("dnf"))
     request = {
@@ -192,6 +198,8 @@ def upgrade_check(
         "staged": [[r.repo_id, r.path.resolve().as_uri()] for r in staged],
         "check": check,
         "packages": list(packages),
+        "cache": str(cache) if cache else None,
+        "save": str(save) if save else None,
     }
     helper = Path(__file__).with_name("dnf_upgrade_helper.py")
     # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
@@ -206,6 +214,8 @@ def upgrade_check(
         before=answer["before"],
         after=answer["after"],
         unresolved=[Unresolved(p, tuple(reqs)) for p, reqs in answer["unresolved"]],
+        root=answer.get("root", "fresh"),
+        timings=answer.get("timings", {}),
     )
 
 

@@ -5,14 +5,26 @@ check within its time budget: dnf's start-up and metadata loading dominate. It
 reads a JSON request on stdin and prints a JSON answer:
 
 1. resolve the live package names against the live repositories and record the
-   resolved set in a fresh installroot's rpm database (``rpm --justdb``: the
-   upgrade needs to know what is installed, not the files);
+   resolved set in an installroot's rpm database (``rpm --justdb``: the upgrade
+   needs to know what is installed, not the files);
 2. with the staged metadata instead of the live channel, resolve an upgrade of
    everything with ``best`` on, so the newest staged version of each package
    must be reachable (no transaction is run);
 3. repoclosure, newest versions only: every requirement of the newest packages
    of the staged repository must be provided by the newest packages of some
-   repository.
+   repository. It runs even when the live packages do not resolve (then with
+   nothing installed), so a broken live channel cannot let a broken update by.
+
+Recording 2,000 packages costs seconds, so the installroot is kept between
+checks (``cache``: a root a previous passing check saved, with ``manifest.json``
+naming each recorded NEVRA, its package checksum and its header digest). The live
+set is still resolved from scratch each time; only the difference from the
+manifest is applied to a copy (``rpm -e``/``-i --justdb``), and before the copy
+is used the rpm database dnf reads must hold exactly the resolved NEVRAs, the
+kept ones with their recorded header digests. Anything else (no manifest, another
+rpm, a large difference, an rpm failure, a mismatch) records the whole set into
+a fresh root instead, which is what the check did before. A passing check writes
+its root and then its manifest (last) into ``save``; the caller moves it into place.
 
 Signatures are not checked here: the new-package install check does that.
 """
@@ -20,20 +32,26 @@ Signatures are not checked here: the new-package install check does that.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import dnf
 import dnf.exceptions
+import rpm
+
+MANIFEST_FORMAT = 1
+RPM_FLAGS = ["--justdb", "--nodeps", "--noscripts", "--notriggers", "--nosignature", "--nodigest"]
 
 
-def _base(tmp: Path, releasever: str, repos: list[list[str]]) -> Any:
+def _base(tmp: Path, root: Path, releasever: str, repos: list[list[str]]) -> Any:
     base = dnf.Base()
     conf = base.conf
-    conf.installroot = str(tmp / "root")
+    conf.installroot = str(root)
     conf.releasever = releasever
     conf.cachedir = str(tmp / "cache")
     conf.logdir = str(tmp / "log")
@@ -53,6 +71,10 @@ def _nevra(pkg: Any) -> str:
     return f"{pkg.name}-{pkg.evr}.{pkg.arch}"
 
 
+def _digest(value: Any) -> str | None:
+    return value[1].hex() if value else None
+
+
 def _closure(base: Any, check: str) -> list[list[Any]]:
     query = base.sack.query()
     newest = query.filter(empty=True)
@@ -70,34 +92,130 @@ def _closure(base: Any, check: str) -> list[list[Any]]:
     return unresolved
 
 
+def _rpm(root: Path, mode: str, args: list[str]) -> bool:
+    if not args:
+        return True
+    done = subprocess.run(["rpm", "--root", str(root), mode, *RPM_FLAGS, *args], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _identity() -> dict[str, Any]:
+    """What a saved root is only valid with: this format, this rpm and its database location."""
+    return {"format": MANIFEST_FORMAT, "rpm": rpm.__version__, "dbpath": rpm.expandMacro("%{_dbpath}")}
+
+
+def _load_manifest(cache: str | None) -> dict[str, Any] | None:
+    if not cache:
+        return None
+    try:
+        manifest = json.loads((Path(cache) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("identity") != _identity():
+        return None
+    packages = manifest.get("packages")
+    return manifest if isinstance(packages, dict) else None
+
+
+def _from_cache(
+    cache: str, manifest: dict[str, Any], wanted: dict[str, Any], root: Path
+) -> dict[str, str | None] | None:
+    """Copy the cached root to ``root`` and apply the difference; the kept NEVRAs' header digests, or None."""
+    held: dict[str, Any] = manifest["packages"]
+    removed = [n for n, entry in held.items() if n not in wanted or entry.get("chksum") != wanted[n]["chksum"]]
+    added = [n for n in wanted if n not in held or n in removed]
+    if len(removed) + len(added) > max(16, len(wanted) // 2):
+        return None  # about as much work as a fresh root
+    try:
+        # No -shm: sqlite rebuilds the WAL index when the first connection opens the copy.
+        shutil.copytree(Path(cache) / "root", root, ignore=shutil.ignore_patterns("*-shm", ".rpm.lock"))
+    except OSError:
+        return None
+    if not _rpm(root, "-e", removed) or not _rpm(root, "-i", [wanted[n]["file"] for n in added]):
+        return None
+    return {n: held[n].get("hdr") for n in held if n not in removed}
+
+
+def _fresh(root: Path, wanted: dict[str, Any]) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    subprocess.run(
+        ["rpm", "--root", str(root), "-i", *RPM_FLAGS, *[pkg["file"] for pkg in wanted.values()]],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _recorded(staged: Any) -> dict[str, str | None]:
+    return {_nevra(p): _digest(p.hdr_chksum) for p in staged.sack.query().installed()}
+
+
+def _matches(recorded: dict[str, str | None], wanted: dict[str, Any], kept: dict[str, str | None]) -> bool:
+    return recorded.keys() == wanted.keys() and all(recorded[n] == digest for n, digest in kept.items())
+
+
+def _save(save: Path, recorded: dict[str, str | None], wanted: dict[str, Any]) -> None:
+    """The manifest goes in last: a root without one is never used."""
+    packages = {n: {"chksum": wanted[n]["chksum"], "hdr": recorded[n]} for n in sorted(wanted)}
+    text = json.dumps({"identity": _identity(), "packages": packages})
+    (save / "manifest.json.tmp").write_text(text)
+    (save / "manifest.json.tmp").replace(save / "manifest.json")
+
+
 def main() -> int:
     request = json.load(sys.stdin)
-    answer: dict[str, Any] = {"stage": "", "detail": "", "before": [], "after": [], "unresolved": []}
+    answer: dict[str, Any] = {
+        "stage": "", "detail": "", "before": [], "after": [], "unresolved": [], "root": "fresh", "timings": {},
+    }  # fmt: skip
+    clock = [time.monotonic()]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        answer["timings"][name] = round(now - clock[0], 3)
+        clock[0] = now
+
     with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as name:
         tmp = Path(name)
-        for sub in ("root", "cache", "log", "persist"):
+        for sub in ("cache", "log", "persist", "empty"):
             (tmp / sub).mkdir()
+        save = Path(request["save"]) if request.get("save") else None
+        root = save / "root" if save else tmp / "root"
+        root.mkdir(parents=True)
+        wanted: dict[str, Any] = {}
+        kept: dict[str, str | None] | None = None
         if request["packages"]:
-            live = _base(tmp, request["releasever"], request["live"])
+            live = _base(tmp, tmp / "empty", request["releasever"], request["live"])
+            lap("live-load")
             try:
                 for spec in request["packages"]:
                     live.install(spec)
                 live.resolve()
+                wanted = {
+                    _nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in live.transaction.install_set
+                }
             except dnf.exceptions.Error as exc:
+                # Nothing to upgrade from; repoclosure of the staged metadata still runs (empty root).
                 answer.update(stage="live-install", detail=str(exc))
-                print(json.dumps(answer))
-                return 0
-            files = [pkg.localPkg() for pkg in live.transaction.install_set]
             live.close()
-            subprocess.run(
-                ["rpm", "--root", str(tmp / "root"), "-i", "--justdb", "--nodeps", "--noscripts", "--notriggers",
-                 "--nosignature", "--nodigest", *files],
-                check=True, capture_output=True,
-            )  # fmt: skip
-        staged = _base(tmp, request["releasever"], request["staged"])
-        before = staged.sack.query().installed()
-        answer["before"] = sorted(_nevra(p) for p in before)
-        if request["packages"]:
+            lap("live-resolve")
+            manifest = _load_manifest(request.get("cache")) if wanted else None
+            if manifest is not None:
+                shutil.rmtree(root)
+                kept = _from_cache(request["cache"], manifest, wanted, root)
+            if kept is None and wanted:
+                _fresh(root, wanted)
+            lap("record")
+        staged = _base(tmp, root, request["releasever"], request["staged"])
+        recorded = _recorded(staged)
+        if kept is not None and not _matches(recorded, wanted, kept):
+            staged.close()  # the cached root does not hold what a fresh one would: use a fresh one
+            _fresh(root, wanted)
+            kept = None
+            staged = _base(tmp, root, request["releasever"], request["staged"])
+            recorded = _recorded(staged)
+        answer["root"] = "fresh" if kept is None else f"reused, {len(kept)} kept, {len(wanted) - len(kept)} added"
+        lap("staged-load")
+        answer["before"] = sorted(recorded)
+        if wanted:
             try:
                 staged.upgrade_all()
                 staged.resolve()
@@ -109,9 +227,12 @@ def main() -> int:
             added = {_nevra(p) for p in staged.transaction.install_set}
             answer["after"] = sorted((set(answer["before"]) - removed) | added)
         answer["unresolved"] = _closure(staged, request["check"])
+        staged.close()
+        lap("upgrade-closure")
         if answer["unresolved"]:
             answer["stage"] = "closure"
-        staged.close()
+        elif save and wanted and _matches(recorded, wanted, {}):
+            _save(save, recorded, wanted)
     print(json.dumps(answer))
     return 0
 

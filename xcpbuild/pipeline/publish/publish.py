@@ -72,6 +72,7 @@ class RepoDirReport:
     packages_reused: int = 0
     dnf_installed: list[str] = field(default_factory=list)
     upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
+    upgrade_root: str = ""  # how the upgrade check recorded them: "fresh" or "reused, ..." ("" if it did not run)
     provenance: list[str] = field(default_factory=list)  # signed envelopes the new generation brought
     provenance_seconds: float = 0.0
 
@@ -123,6 +124,7 @@ class _Prepared:
     staging: Path
     created: tuple[str, ...]  # files this publish put into Packages/ (taken away unless it goes live)
     generation: Generation
+    upgrade_root: str = ""  # the key of the root the upgrade check saved in staging ("" if none)
 
 
 def _canonical_name(record: PackageRecord) -> str:
@@ -306,13 +308,14 @@ def _check_staged(
     extra: Sequence[dnf.Repo] | None,
     *,
     upgrade_from: Sequence[str] | None = None,
-) -> None:
+) -> str:
+    """Check the staged repo dir; the key of the upgrade check's saved root ("" if none)."""
     problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
     crashpoints.reach("checked")
     if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
-        return
+        return ""
     # One dnf transaction installs one version of a name: check the newest of each.
     targets = sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values())
     with step(f"dnf test-installs {len(targets)} new package(s) from the staged repository") as checking:
@@ -327,10 +330,14 @@ def _check_staged(
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
     started = time.monotonic()
-    upgrade = upgrade_check.check(plan.repo, release, staging, upgrade_from=upgrade_from)
+    upgrade = upgrade_check.check(
+        plan.repo, release, staging, upgrade_from=upgrade_from, save=staging / upgrade_check.SAVED
+    )
     plan.report.upgrade_checked = upgrade.upgraded
+    plan.report.upgrade_root = upgrade.root
     plan.report.check_seconds += time.monotonic() - started
     crashpoints.reach("dnf-checked")
+    return upgrade.cache_key
 
 
 def _go_live(prepared: _Prepared) -> int:
@@ -355,6 +362,9 @@ def _go_live(prepared: _Prepared) -> int:
         if repolib.current_number(repo) != generation.number:
             shutil.rmtree(built, ignore_errors=True)  # never swapped in: not a generation anyone sees
         raise
+    # The check's recorded root was made durable by the syncfs above; a crash before this leaves it
+    # in the generation dir (pruned with it) and the previous root in place.
+    upgrade_check.adopt(repo, built, prepared.upgrade_root)
     crashpoints.reach("swapped")
     return generation.number
 
@@ -530,11 +540,13 @@ def _prepare(
         if key is not None:
             _attest(plan, staging, generation.number, key)
         crashpoints.reach("attested")
-        _check_staged(plan, staging, key.public_key if key else None, release, extra, upgrade_from=upgrade_from)
+        upgrade_root = _check_staged(
+            plan, staging, key.public_key if key else None, release, extra, upgrade_from=upgrade_from
+        )
     except BaseException:
         _unplace(plan.repo, created)
         raise
-    return _Prepared(plan, staging, created, generation)
+    return _Prepared(plan, staging, created, generation, upgrade_root)
 
 
 def _attest(plan: _Plan, staging: Path, number: int, key: gpg.SigningKey) -> None:

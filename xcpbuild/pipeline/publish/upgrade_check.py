@@ -15,12 +15,23 @@ anything goes live:
 Both run in one dnf process (``adapters/dnf_upgrade_helper.py``): dnf's
 start-up, not the solving, is what costs.
 
+Recording the live packages (``rpm --justdb``) costs seconds for thousands, so
+a passing check leaves its installroot in the staging dir, and ``adopt`` moves
+it to ``<repo dir>/.upgrade-roots/<channels>`` once the generation is live. The
+next check copies it and applies only the difference to the freshly resolved
+live set, and uses it only if dnf then reads exactly that set from it (else it
+records a fresh root, as without a cache). Replacing it is two renames under
+the publish lock; a crash between them leaves no root (a fresh one next time)
+and an ``.old-*`` dir that the next check removes.
+
 Either failing raises VerifyError naming the package and the unresolved
 dependency as dnf said it; the caller has not swapped anything yet.
 """
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +46,8 @@ from xcpbuild.pipeline.publish import repo as repolib
 log = get_logger("upgrade")
 
 HINT = "nothing was published; the live repository is unchanged"
+ROOTS = ".upgrade-roots"  # in the binary repo dir, next to .generations
+SAVED = "upgrade-root"  # in the staging dir, then in the generation dir until adopted
 
 
 @dataclass
@@ -42,6 +55,8 @@ class UpgradeCheck:
     installed: list[str] = field(default_factory=list)  # what the live packages installed as
     upgraded: list[str] = field(default_factory=list)  # what they became
     note: str = ""  # why the upgrade part did not run
+    root: str = "fresh"  # how the live packages were recorded (fresh, or a reused root)
+    cache_key: str = ""  # the name under ROOTS of the root this check saved ("" if none)
 
 
 def _live_names(repo: repolib.RepoDir) -> list[str]:
@@ -70,9 +85,15 @@ def check(
     staged: Path,
     *,
     upgrade_from: Sequence[str] | None = None,
+    save: Path | None = None,
 ) -> UpgradeCheck:
-    """Check the staged metadata of the binary repo dir ``binary`` (in ``staged``) against the live packages."""
+    """Check the staged metadata of the binary repo dir ``binary`` (in ``staged``) against the live packages.
+
+    ``save``: where a passing check leaves its recorded root for ``adopt`` (a path not yet existing).
+    """
     repo_root, channel = _root_and_channel(binary, release)
+    roots = binary.path / ROOTS
+    _sweep(roots)
     result = UpgradeCheck()
     channels = list(dict.fromkeys(upgrade_from or [channel]))
     live: dict[str, repolib.RepoDir] = {}
@@ -84,8 +105,16 @@ def check(
     names = [n for name in channels if name in live for n in _live_names(live[name])]
     live_repos = [dnf.Repo(f"live-{name}", d.path) for name, d in live.items()]
     what = f"{len(names)} live package(s) of {', '.join(channels)} upgraded to the staged; repoclosure"
+    key = "+".join(sorted(channels))
     with step(f"dnf resolves {what}"):
-        found = dnf.upgrade_check(live_repos, [dnf.Repo("staged", staged), *others], "staged", names, release)
+        found = dnf.upgrade_check(
+            live_repos, [dnf.Repo("staged", staged), *others], "staged", names, release,
+            cache=roots / key if (roots / key).is_dir() else None, save=save,
+        )  # fmt: skip
+    log.debug("upgrade check: %s root; %s", found.root, ", ".join(f"{k} {v:.2f}s" for k, v in found.timings.items()))
+    result.root = found.root
+    if save is not None and (save / "manifest.json").exists():
+        result.cache_key = key
     if not names:
         result.note = f"nothing live in {', '.join(channels)} to upgrade from"
     elif found.problem == "live-install":
@@ -102,3 +131,28 @@ def check(
             f"repoclosure: {first.package} has unresolved dependencies: {', '.join(first.requires)}{more}", hint=HINT
         )
     return result
+
+
+def _sweep(roots: Path) -> None:
+    """Remove what an interrupted ``adopt`` left (the caller holds the publish lock)."""
+    for leftover in roots.glob(".old-*") if roots.is_dir() else []:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def adopt(binary: repolib.RepoDir, holder: Path, key: str) -> None:
+    """Make the root a passing check saved in ``holder`` (the new live generation's dir) the cached one."""
+    saved = holder / SAVED
+    if not key or not (saved / "manifest.json").exists():
+        shutil.rmtree(saved, ignore_errors=True)
+        return
+    roots = binary.path / ROOTS
+    target, old = roots / key, roots / f".old-{uuid.uuid4().hex[:8]}"
+    try:
+        roots.mkdir(exist_ok=True)
+        if target.exists():
+            target.rename(old)
+        saved.rename(target)
+    except OSError as exc:  # the generation is live already: a root not kept only costs the next check time
+        log.warning("the upgrade check's root was not kept: %s", exc)
+        shutil.rmtree(saved, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
