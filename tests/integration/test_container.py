@@ -123,9 +123,15 @@ def _build_in_thread(
     return thread, errors
 
 
+def _is_podman(client: Engine) -> bool:
+    return any("podman" in str(c.get("Name", "")).lower() for c in client.sdk.version().get("Components", []))
+
+
 def test_a_stopped_image_build_ends_at_once_and_leaves_no_step_container(
     docker_client: Engine, tiny_image: str, tmp_path: Path
 ) -> None:
+    if _is_podman(docker_client):
+        pytest.skip("Podman's builder runs RUN steps outside the Docker API's containers: a running step cannot be cut")
     marker = f"stop-me-{uuid.uuid4().hex}"
     tag = f"xcpbuild-test-stopped:{marker[-12:]}"
     stop = ctr.ImageBuildStop()

@@ -443,7 +443,9 @@ class ImageBuildStop:
     ``stop`` kills the container of the RUN step in progress (the classic builder
     names it: `` ---> Running in ID``): the build then fails at once and the
     engine removes that container (``forcerm``). A build stopped between steps is
-    stopped as its next step starts.
+    stopped as its next step starts, and one stopped before it began never starts.
+    Podman's builder (buildah) runs its steps outside the containers the Docker API
+    lists, so there a step in progress runs to its end; ``stop`` cannot cut it short.
     """
 
     def __init__(self) -> None:
@@ -517,6 +519,8 @@ def build_image(
     chooses the base image's variant. ``stop`` lets another thread end the build
     (ContainerStepError saying it was stopped).
     """
+    if stop is not None and stop.stopped:  # on any engine: a stopped build never starts
+        raise ContainerStepError(f"building image {tag} was stopped", hint="the run was stopped")
     try:
         found = _build_image(
             client,

@@ -24,6 +24,9 @@ from xcpbuild.pipeline.verify import probe_image
 
 log = get_logger("release")
 
+# How long a stopped run waits for its probe-image thread: Docker ends the build at once.
+STOP_WAIT_S = 30.0
+
 
 class ProbeImages:
     """The probe images of one run, being built (see ``start``)."""
@@ -57,11 +60,17 @@ class ProbeImages:
             raise self._error
 
     def stop(self) -> None:
-        """End a build still running and wait for the thread (nothing once it has finished)."""
+        """End a build still running and wait a little for the thread (nothing once it has finished)."""
         if self._thread.is_alive():
             log.info("stopping the probe image build(s) of %s", ", ".join(self._recipes))
             self._stop.stop()
-        self._thread.join()
+        self._thread.join(STOP_WAIT_S)
+        if self._thread.is_alive():  # a daemon thread: it does not hold the run's exit
+            log.warning(
+                "the engine's build of the probe image(s) of %s could not be cut short (Podman runs build "
+                "steps outside the containers its Docker API lists); it ends on its own",
+                ", ".join(self._recipes),
+            )
 
 
 def start(settings: Settings, recipes: Mapping[str, ProbeRecipe]) -> ProbeImages | None:
