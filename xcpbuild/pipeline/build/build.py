@@ -28,6 +28,7 @@ The folder ``WORK/builds/NAME-VERSION-RELEASE-TARGET-KEY12/`` keeps
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import hashlib
@@ -37,7 +38,7 @@ import shlex
 import shutil
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
@@ -725,13 +726,9 @@ def build(
     return result
 
 
-def _build_or_reuse(
-    settings: Settings,
-    package: Package,
-    options: BuildOptions | None = None,
-    *,
-    client: container.Client | None = None,
-) -> BuildResult:
+@contextlib.contextmanager
+def _planned(settings: Settings, package: Package, options: BuildOptions | None) -> Iterator[BuildPlan]:
+    """The build plan of these inputs, its sources staged in a folder that lives as long as the block."""
     options = options or BuildOptions()
     options.check()
     builds = settings.work_dir / "builds"
@@ -739,7 +736,17 @@ def _build_or_reuse(
     with owned.tempdir(".staging", parent=builds) as staging:
         sources_dir = staging / "SOURCES"
         sources_dir.mkdir()
-        planned = plan(settings, package, options, sources_dir)
+        yield plan(settings, package, options, sources_dir)
+
+
+def _build_or_reuse(
+    settings: Settings,
+    package: Package,
+    options: BuildOptions | None = None,
+    *,
+    client: container.Client | None = None,
+) -> BuildResult:
+    with _planned(settings, package, options) as planned:
         # First with the image id remembered in the cache: a hit then needs no engine at all.
         recorded = image.recorded_id(settings, planned.image_tag)
         hit = reuse(planned, recorded) if recorded is not None else None
@@ -755,14 +762,7 @@ def _build_or_reuse(
 
 def recorded(settings: Settings, package: Package, options: BuildOptions | None = None) -> BuildResult | None:
     """The build ``build`` would reuse for these inputs and options (None: not built yet); no engine asked."""
-    options = options or BuildOptions()
-    options.check()
-    builds = settings.work_dir / "builds"
-    builds.mkdir(parents=True, exist_ok=True)
-    with owned.tempdir(".staging", parent=builds) as staging:
-        sources_dir = staging / "SOURCES"
-        sources_dir.mkdir()
-        planned = plan(settings, package, options, sources_dir)
+    with _planned(settings, package, options) as planned:
         image_id = image.recorded_id(settings, planned.image_tag)
         return reuse(planned, image_id) if image_id is not None else None
 
