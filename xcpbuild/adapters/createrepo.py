@@ -16,16 +16,29 @@ place by rename (as publish and rpmsign do) gets a new inode and mtime. ctime
 is deliberately not part of the key: dnf/librepo cache checksums in extended
 attributes of local packages, which bumps ctime on every client read.
 
-Packages are read in this process and handed to the XML writers as
-createrepo_c objects (``add_pkg``), with no Python-side XML strings. A process
-pool (workers returning XML chunks) measured slower on the 2-core machines this
-runs on: the pickling and fork cost more than the parallel header reads save.
+Reading is split between this process and forked readers, one per core beyond
+it (the bindings hold the GIL while they read, so threads cannot share the
+work). Each reader gets a contiguous slice of the packages to read, and sends
+back in one message (marshal over a pipe) their record fields and the three XML
+chunks ``cr.xml_dump`` makes, which are what ``add_pkg`` writes. This process
+reads the first packages itself, handing them straight to the writers
+(``add_pkg``) along with the reused ones, then writes the readers' chunks in
+their place (``add_chunk``): the output is byte for byte what one process
+writes. Its share is smaller than a reader's as it also compresses everything.
+Below ``PARALLEL_MIN`` packages to read (adding a few RPMs to a repo) a fork
+costs more than it saves, and everything is read here; so is ``sqlite=True``,
+whose databases need every package object. A reader that fails reports the
+error (RpmError, PublishError) and one that dies is a PublishError; every reader
+is reaped (killed first if its message was not read) and the XML files are
+removed when writing did not finish. Measured in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
+import signal
 import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -139,6 +152,8 @@ def _load(path: Path | str, href: str) -> cr.Package:
     try:
         return cr.package_from_rpm(str(path), cr.SHA256, href, None, 10)
     except (OSError, cr.CreaterepoCError) as exc:
+        if not os.path.lexists(path):
+            raise PublishError(f"{path} vanished while building metadata") from exc
         raise RpmError(f"{Path(path).name} is not a readable RPM package ({exc})") from exc
 
 
@@ -171,20 +186,24 @@ def build_repodata(
     previous: Path | None = None,
     previous_stats: Mapping[str, StatKey] | None = None,
     sqlite: bool = False,
+    workers: int | None = None,
 ) -> RepodataResult:
     """Write repodata for ``hrefs`` (paths relative to ``repo_dir``) into ``out_dir``.
 
     ``previous`` is the last generation's repodata directory and ``previous_stats``
     the stat keys its packages were read at; matching packages are reused.
+    ``workers`` is the number of forked readers (None: one per core beyond this
+    process when at least ``PARALLEL_MIN`` packages must be read; 0: read here).
+    ``sqlite=True`` always reads here: the databases need every package object.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     old = _previous_packages(previous) if previous_stats else {}
     stats = previous_stats or {}
     ordered = sorted(hrefs)
-    packages: list[cr.Package] = []
-    records: list[PackageRecord] = []
-    read = 0
     base = str(repo_dir)
+    paths: list[str] = []
+    keys: list[StatKey] = []
+    reused: list[cr.Package | None] = []
     for href in ordered:
         path = os.path.join(base, href)  # noqa: PTH118 (plain strings: this loop runs once per package)
         try:
@@ -192,37 +211,260 @@ def build_repodata(
         except OSError as exc:
             raise PublishError(f"{path} vanished while building metadata") from exc
         pkg = old.get(href)
-        if pkg is None or stats.get(href) != current or pkg.checksum_type != CHECKSUM:
-            pkg = _load(path, href)
-            read += 1
-        packages.append(pkg)
-        records.append(_record(pkg, current))
-    files = _write(out_dir, packages, sqlite)
-    return RepodataResult(records, files, read=read, reused=len(ordered) - read)
+        if pkg is not None and (stats.get(href) != current or pkg.checksum_type != CHECKSUM):
+            pkg = None
+        paths.append(path)
+        keys.append(current)
+        reused.append(pkg)
+    to_read = [index for index, pkg in enumerate(reused) if pkg is None]
+    count = _worker_count(len(to_read)) if workers is None else max(0, workers)
+    if sqlite or count == 0:
+        packages = [
+            pkg if pkg is not None else _load(path, href)
+            for pkg, path, href in zip(reused, paths, ordered, strict=True)
+        ]
+        records = [_record(pkg, key) for pkg, key in zip(packages, keys, strict=True)]
+        with _XmlFiles(out_dir, len(packages)) as xml:
+            for pkg in packages:
+                xml.add_pkg(pkg)
+        files = _finish(out_dir, packages if sqlite else [])
+    else:
+        records = _build_parallel(out_dir, _Tree(ordered, paths, keys, reused, to_read), count)
+        files = _finish(out_dir, [])
+    return RepodataResult(records, files, read=len(to_read), reused=len(ordered) - len(to_read))
 
 
-def _write(out_dir: Path, packages: list[cr.Package], sqlite: bool) -> list[str]:
-    writers = (
-        ("primary", cr.PrimaryXmlFile(str(out_dir / "primary.xml.gz"), cr.GZ_COMPRESSION)),
-        ("filelists", cr.FilelistsXmlFile(str(out_dir / "filelists.xml.gz"), cr.GZ_COMPRESSION)),
-        ("other", cr.OtherXmlFile(str(out_dir / "other.xml.gz"), cr.GZ_COMPRESSION)),
-    )
-    for _, writer in writers:
-        writer.set_num_of_pkgs(len(packages))
-        for pkg in packages:
+# Below this many packages to read, forking a reader costs more than it saves
+# (measured on 2 cores: see benchmarks/README.md, "Publishing").
+PARALLEL_MIN = 150
+_MAX_WORKERS = 7
+# Relative cost per package of reading it (header + sha256), dumping its XML and
+# compressing that XML, measured on the 2,000-RPM benchmark (0.10, 0.035, 0.02 ms).
+_READ, _DUMP, _COMPRESS = 1.0, 0.35, 0.2
+
+
+def _worker_count(to_read: int) -> int:
+    if to_read < PARALLEL_MIN:
+        return 0
+    return max(0, min(len(os.sched_getaffinity(0)) - 1, _MAX_WORKERS))
+
+
+def _own_share(to_read: int, reused: int, workers: int) -> int:
+    """How many of the packages to read this process reads itself (the first ones in order).
+
+    It also dumps and compresses every package, so it takes the share that makes it
+    reach the readers' first package when they are done with theirs."""
+    per_worker = (_READ + _DUMP) / workers
+    own = (to_read * per_worker - reused * (_DUMP + _COMPRESS)) / (_READ + _DUMP + _COMPRESS + per_worker)
+    return max(0, min(to_read, int(own)))
+
+
+class _XmlFiles:
+    """The three gz XML writers, fed in package order; their files are removed unless closed cleanly."""
+
+    def __init__(self, out_dir: Path, count: int) -> None:
+        self.paths = [out_dir / f"{kind}.xml.gz" for kind in _METADATA_TYPES]
+        self.writers: list[Any] = []
+        for path, kind in zip(self.paths, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True):
+            path.unlink(missing_ok=True)
+            writer = kind(str(path), cr.GZ_COMPRESSION)
+            writer.set_num_of_pkgs(count)
+            self.writers.append(writer)
+
+    def add_pkg(self, pkg: cr.Package) -> None:
+        for writer in self.writers:
             writer.add_pkg(pkg)
-        writer.close()
+
+    def add_chunks(self, primary: str, filelists: str, other: str) -> None:
+        self.writers[0].add_chunk(primary)
+        self.writers[1].add_chunk(filelists)
+        self.writers[2].add_chunk(other)
+
+    def __enter__(self) -> _XmlFiles:
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        for writer in self.writers:
+            writer.close()
+        if exc is not None:
+            for path in self.paths:
+                path.unlink(missing_ok=True)
+
+
+# What a reader sends back for each package: the PackageRecord fields but the stat
+# key, then its primary, filelists and other XML.
+_Read = tuple[str, str, str, str, str, str, str, int, str, str, str]
+
+
+class _Reader:
+    """A forked process that reads a slice of the packages and sends back, in one
+    message, their record fields and XML chunks (``cr.xml_dump``: what ``add_pkg`` writes).
+
+    It is always reaped: by ``result`` or, if that was never reached, by ``stop``
+    (which kills it first)."""
+
+    def __init__(self, paths: Sequence[str], hrefs: Sequence[str]) -> None:
+        self.first = Path(paths[0]).name
+        self.last = Path(paths[-1]).name
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child; its outcome is checked through the parent)
+            os.close(read_end)
+            _reader_child(write_end, paths, hrefs)
+        os.close(write_end)
+        self.pid: int | None = pid
+        self.fd: int | None = read_end
+
+    def result(self) -> list[_Read]:
+        """The reader's packages; RpmError or PublishError as it met them, PublishError if it died."""
+        assert self.fd is not None and self.pid is not None
+        parts = []
+        while block := os.read(self.fd, 1 << 20):
+            parts.append(block)
+        os.close(self.fd)
+        self.fd = None
+        message: Any = None
+        try:
+            message = marshal.loads(b"".join(parts))
+        except (EOFError, ValueError, TypeError):
+            pass  # nothing or half a message: it died, and its status says how
+        if isinstance(message, tuple) and message[0] == "ok":
+            return list(message[1])  # reaped by stop(): it closed the pipe just before os._exit
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if isinstance(message, tuple) and message[0] == "RpmError":
+            raise RpmError(str(message[1]))
+        if isinstance(message, tuple) and message[0] == "PublishError":
+            raise PublishError(str(message[1]))
+        why = str(message[1]) if isinstance(message, tuple) and message[0] == "error" else _ended(status)
+        raise PublishError(f"the metadata reader for {self.first} .. {self.last} failed: {why}")
+
+    def stop(self) -> None:
+        """Reap the reader; one whose message was not read in full is killed first."""
+        if self.pid is not None:
+            if self.fd is not None:
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _ended(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+
+
+def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> None:  # pragma: no cover (forked)
+    """Read, dump, send one message, and leave with os._exit: never return into the parent's code."""
+    code = 1
+    try:
+        # The parent owns interrupts (its handlers may kill containers); the reader just dies.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        message: tuple[Any, ...]
+        try:
+            out: list[_Read] = []
+            for path, href in zip(paths, hrefs, strict=True):
+                pkg = _load(path, href)
+                primary, filelists, other = cr.xml_dump(pkg)
+                out.append(
+                    (
+                        pkg.location_href,
+                        pkg.name,
+                        pkg.epoch or "0",
+                        pkg.version,
+                        pkg.release,
+                        pkg.arch,
+                        pkg.pkgId,
+                        int(pkg.size_package),
+                        primary,
+                        filelists,
+                        other,
+                    )
+                )
+            message = ("ok", out)
+        except (RpmError, PublishError) as exc:
+            message = (type(exc).__name__, exc.message)
+        except Exception as exc:  # reported to the parent, which raises PublishError
+            message = ("error", f"{type(exc).__name__}: {exc}")
+        data = memoryview(marshal.dumps(message))
+        while data:
+            data = data[os.write(fd, data) :]
+        os.close(fd)  # the parent reads EOF now, not after this process's memory is torn down
+        code = 0
+    finally:
+        os._exit(code)
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """The packages of a generation in order: path, stat key, reused package (None: to read)."""
+
+    hrefs: Sequence[str]
+    paths: Sequence[str]
+    keys: Sequence[StatKey]
+    reused: Sequence[cr.Package | None]
+    to_read: Sequence[int]  # indexes of the packages to read
+
+
+def _build_parallel(out_dir: Path, tree: _Tree, workers: int) -> list[PackageRecord]:
+    """The XML files for ``tree``: this process reads the first packages of
+    ``to_read`` and writes as it goes; ``workers`` forked readers read the rest,
+    in contiguous slices, and the chunks they send are written in their place."""
+    ordered, paths, keys, reused, to_read = tree.hrefs, tree.paths, tree.keys, tree.reused, tree.to_read
+    own = _own_share(len(to_read), len(ordered) - len(to_read), workers)
+    rest = to_read[own:]
+    readers: list[_Reader] = []
+    try:
+        # Fork before the writers open: the readers inherit no half-written gz stream.
+        for part in range(workers):
+            piece = rest[len(rest) * part // workers : len(rest) * (part + 1) // workers]
+            if piece:
+                readers.append(_Reader([paths[i] for i in piece], [ordered[i] for i in piece]))
+        mine = set(to_read[:own])
+        pending = iter(readers)
+        received: list[_Read] = []
+        position = 0
+        records: list[PackageRecord] = []
+        with _XmlFiles(out_dir, len(ordered)) as xml:
+            for index, href in enumerate(ordered):
+                pkg = reused[index]
+                if pkg is None and index in mine:
+                    pkg = _load(paths[index], href)
+                if pkg is not None:
+                    xml.add_pkg(pkg)
+                    records.append(_record(pkg, keys[index]))
+                    continue
+                if position == len(received):
+                    received, position = next(pending).result(), 0
+                item = received[position]
+                position += 1
+                if item[0] != href:
+                    raise PublishError(f"the metadata reader sent {item[0]} where {href} was due")
+                xml.add_chunks(item[8], item[9], item[10])
+                records.append(PackageRecord(*item[:8], stat=keys[index]))
+        return records
+    finally:
+        for reader in readers:
+            reader.stop()
+
+
+def _finish(out_dir: Path, packages: list[cr.Package]) -> list[str]:
+    """repomd.xml for the three XML files (renamed to their checksums), and the
+    sqlite databases of ``packages`` when given."""
     repomd = cr.Repomd()
     repomd.set_revision(str(int(time.time())))
     names: list[str] = []
     databases = {"primary": cr.PrimarySqlite, "filelists": cr.FilelistsSqlite, "other": cr.OtherSqlite}
-    for kind, _ in writers:
+    for kind in _METADATA_TYPES:
         record = cr.RepomdRecord(kind, str(out_dir / f"{kind}.xml.gz"))
         record.fill(cr.SHA256)
         record.rename_file()
         repomd.set_record(record)
         names.append(Path(record.location_href).name)
-        if sqlite:
+        if packages:
             db_path = out_dir / f"{kind}.sqlite"
             database = databases[kind](str(db_path))
             for pkg in packages:
