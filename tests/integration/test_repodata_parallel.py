@@ -218,3 +218,34 @@ def test_an_interrupted_build_kills_and_reaps_its_readers(fifo_tree: Path, tmp_p
     assert seen
     assert children() == before
     assert list((tmp_path / "out" / "repodata").iterdir()) == []
+
+
+def test_a_failed_fork_falls_back_to_reading_here(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = build(tree, tmp_path / "serial", 0)
+    real_fork = os.fork
+    forks: list[int] = []
+
+    def fork_once() -> int:
+        forks.append(len(forks))
+        if len(forks) > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    before = children()
+    fallback = build(tree, tmp_path / "fallback", 3)  # the first reader forked, the second could not
+    assert forks == [0, 1]
+    assert children() == before
+    assert fallback.packages == serial.packages
+    assert xml_texts(tmp_path / "fallback" / "repodata") == xml_texts(tmp_path / "serial" / "repodata")
+
+
+def test_forked_readers_from_a_thread(tree: Path, tmp_path: Path) -> None:
+    """Publishing may run off the main thread; the readers still reset their signals and report."""
+    serial = build(tree, tmp_path / "serial", 0)
+    results: list[createrepo.RepodataResult] = []
+    worker = threading.Thread(target=lambda: results.append(build(tree, tmp_path / "thread", 1)))
+    worker.start()
+    worker.join()
+    assert [result.packages for result in results] == [serial.packages]
+    assert xml_texts(tmp_path / "thread" / "repodata") == xml_texts(tmp_path / "serial" / "repodata")

@@ -307,7 +307,12 @@ class _Reader:
         self.first = Path(paths[0]).name
         self.last = Path(paths[-1]).name
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            raise
         if pid == 0:  # pragma: no cover (the child; its outcome is checked through the parent)
             os.close(read_end)
             _reader_child(write_end, paths, hrefs)
@@ -419,10 +424,16 @@ def _build_parallel(out_dir: Path, tree: _Tree, workers: int) -> list[PackageRec
     readers: list[_Reader] = []
     try:
         # Fork before the writers open: the readers inherit no half-written gz stream.
-        for part in range(workers):
-            piece = rest[len(rest) * part // workers : len(rest) * (part + 1) // workers]
-            if piece:
-                readers.append(_Reader([paths[i] for i in piece], [ordered[i] for i in piece]))
+        try:
+            for part in range(workers):
+                piece = rest[len(rest) * part // workers : len(rest) * (part + 1) // workers]
+                if piece:
+                    readers.append(_Reader([paths[i] for i in piece], [ordered[i] for i in piece]))
+        except OSError as exc:  # no process to spare (EAGAIN, ENOMEM): slower, not wrong
+            log.warning("cannot fork a metadata reader (%s), reading every package in this process", exc)
+            for reader in readers:
+                reader.stop()
+            readers, own = [], len(to_read)
         mine = set(to_read[:own])
         pending = iter(readers)
         received: list[_Read] = []
