@@ -1,8 +1,10 @@
-"""How ``build_repodata`` splits the packages to read between itself and its forked readers."""
+"""How ``build_repodata`` splits the packages to read between itself and its forked readers,
+and what its XML writers leave behind when they fail."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,19 @@ def test_reused_packages_shift_reading_to_the_readers() -> None:
 @pytest.mark.parametrize(("to_read", "reused", "workers"), [(0, 0, 1), (1, 0, 1), (150, 0, 7), (10, 10_000, 2)])
 def test_the_share_is_within_what_there_is_to_read(to_read: int, reused: int, workers: int) -> None:
     assert 0 <= createrepo._own_share(to_read, reused, workers) <= to_read
+
+
+def test_unfinished_xml_files_are_removed_and_foreign_ones_kept(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), createrepo._XmlFiles(tmp_path, 3):
+        assert sorted(path.name for path in tmp_path.iterdir()) == [
+            "filelists.xml.gz",
+            "other.xml.gz",
+            "primary.xml.gz",
+        ]
+        raise RuntimeError("stopped half-way")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "filelists.xml.gz").write_text("someone else's")
+    with pytest.raises(OSError, match="exists"):
+        createrepo._XmlFiles(tmp_path, 3)
+    assert [path.name for path in tmp_path.iterdir()] == ["filelists.xml.gz"]  # primary's removed, this one kept
+    assert (tmp_path / "filelists.xml.gz").read_text() == "someone else's"

@@ -265,11 +265,14 @@ class _XmlFiles:
     def __init__(self, out_dir: Path, count: int) -> None:
         self.paths = [out_dir / f"{kind}.xml.gz" for kind in _METADATA_TYPES]
         self.writers: list[Any] = []
-        for path, kind in zip(self.paths, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True):
-            path.unlink(missing_ok=True)
-            writer = kind(str(path), cr.GZ_COMPRESSION)
-            writer.set_num_of_pkgs(count)
-            self.writers.append(writer)
+        try:
+            for path, kind in zip(self.paths, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True):
+                writer = kind(str(path), cr.GZ_COMPRESSION)  # OSError if the file exists: never ours to remove
+                self.writers.append(writer)
+                writer.set_num_of_pkgs(count)
+        except BaseException:
+            self.__exit__(None, True, None)
+            raise
 
     def add_pkg(self, pkg: cr.Package) -> None:
         for writer in self.writers:
@@ -287,7 +290,7 @@ class _XmlFiles:
         for writer in self.writers:
             writer.close()
         if exc is not None:
-            for path in self.paths:
+            for path in self.paths[: len(self.writers)]:
                 path.unlink(missing_ok=True)
 
 
