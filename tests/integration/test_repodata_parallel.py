@@ -249,3 +249,13 @@ def test_forked_readers_from_a_thread(tree: Path, tmp_path: Path) -> None:
     worker.join()
     assert [result.packages for result in results] == [serial.packages]
     assert xml_texts(tmp_path / "thread" / "repodata") == xml_texts(tmp_path / "serial" / "repodata")
+
+
+def test_a_package_missing_from_the_start_is_a_publish_error(tree: Path, tmp_path: Path) -> None:
+    """Every package is stat-ed before any is read, so a missing one fails before a fork."""
+    before = children()
+    out = tmp_path / "out" / "repodata"
+    with pytest.raises(PublishError, match=r"zzz-missing\.rpm vanished while building metadata"):
+        createrepo.build_repodata(tree, [*hrefs(tree), "Packages/zzz-missing.rpm"], out, workers=1)
+    assert children() == before
+    assert list(out.iterdir()) == []

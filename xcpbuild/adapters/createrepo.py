@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import createrepo_c as cr
 
@@ -364,7 +364,7 @@ def _ended(status: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
-def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> None:  # pragma: no cover (forked)
+def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> NoReturn:  # pragma: no cover (forked)
     """Read, dump, send one message, and leave with os._exit: never return into the parent's code."""
     code = 1
     try:
