@@ -16,7 +16,7 @@ from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.repotree import Arg, cli, snapshot, start, wait_stopped
 from tests.fixtures.rpms import make_rpm, make_srpm
-from xcpbuild.adapters import createrepo, dnf, gpg, rpmsign
+from xcpbuild.adapters import createrepo, dnf, gpg, rpmsig, rpmsign
 from xcpbuild.errors import PublishError, RpmError, SigningError, UsageError, VerifyError, XcpbuildError
 from xcpbuild.pipeline.publish import history, publish
 from xcpbuild.pipeline.publish import repo as repolib
@@ -407,6 +407,30 @@ def test_publish_signs_through_agent_sessions_and_dnf_checks_them(
     assert rpmsign.check(packages, key.public_key, key.short_id) == []
     assert [p.stat().st_size for p in packages] == [rpms["hello-1.0"].stat().st_size, resigned.stat().st_size]
     assert sorted(install_live(root, key, "world")) == ["hello-1.0-1.noarch", "world-1.0-1.noarch"]
+    # Built by rpm 4.18 (a payload digest): the header signature alone, as rpmsign writes without --rpmv3.
+    assert [signature_tags(p) for p in packages] == [{rpmsig.RSAHEADER}] * 2
+
+
+def signature_tags(path: Path) -> set[int]:
+    with open(path, "rb") as src:
+        entries = rpmsig.read_package(src, path).signature.entries
+    return {e.tag for e in entries} & {rpmsig.RSAHEADER, rpmsig.SIG_PGP}
+
+
+def test_rpmv3_adds_the_header_payload_signature_everywhere(
+    tmp_path: Path, key: GpgTestKey, rpms: dict[str, Path]
+) -> None:
+    root = tmp_path / "repo"
+    publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key, rpmv3=True)
+    placed = live(root).packages_dir / "hello-1.0-1.noarch.rpm"
+    assert signature_tags(placed) == {rpmsig.RSAHEADER, rpmsig.SIG_PGP}
+    assert rpmsign.check([placed], key.public_key, key.short_id) == []
+    # Asking for it without a key is a usage mistake, said before anything happens.
+    done = cli(["publish", rpms["hello-1.0"], "--repo", tmp_path / "unsigned", "--release", RELEASE,
+                "--channel", "lab", "--rpmv3"])  # fmt: skip
+    assert done.returncode == UsageError.exit_code
+    assert "--rpmv3 chooses which signatures to write: it needs --sign-key" in done.stderr
+    assert not (tmp_path / "unsigned").exists()
 
 
 def test_one_filesystem_sync_before_the_swap_replaces_an_fsync_per_package(

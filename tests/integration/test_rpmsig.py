@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -49,7 +52,7 @@ def copy(source: Path, dest_dir: Path, name: str | None = None) -> Path:
     return dest
 
 
-def rpmsign_at(path: Path, key: GpgTestKey, created: int) -> None:
+def rpmsign_at(path: Path, key: GpgTestKey, created: int, *, rpmv3: bool = True) -> None:
     """What ``rpmsign.sign`` runs, with gpg's clock frozen at ``created`` so the signatures are comparable."""
     frozen = time.strftime("%Y%m%dT%H%M%S", time.gmtime(created)) + "!"
     defines = {
@@ -60,7 +63,7 @@ def rpmsign_at(path: Path, key: GpgTestKey, created: int) -> None:
         "_gpg_digest_algo": "sha256",
         "_gpg_sign_cmd_extra_args": f"--faked-system-time {frozen}",
     }
-    argv = ["rpmsign", "--addsign", "--rpmv3"]
+    argv = ["rpmsign", "--addsign", *(["--rpmv3"] if rpmv3 else [])]
     for name, value in defines.items():
         argv += ["--define", f"{name} {value}"]
     subprocess.run([*argv, str(path)], check=True, capture_output=True)
@@ -97,24 +100,75 @@ def list_packets(packet: bytes, tmp: Path) -> str:
     return done.stdout
 
 
+def without_payload_digest(source: Path, dest: Path) -> Path:
+    """``source`` as rpm before 4.14 built packages: no payload digest in its header, digests to match.
+
+    The main header is laid out again without the payload digest tags, and the
+    signature header's header digests, MD5 and size are recomputed, so rpm and
+    rpmsign read it as an intact legacy package.
+    """
+    with open(source, "rb") as src:
+        pkg = rpmsig.read_package(src, source)
+        payload = src.read()
+    dropped = (rpmsig.PAYLOADDIGEST, rpmsig.PAYLOADDIGESTALGO, rpmsig.PAYLOADDIGESTALT)
+    header = rpmsig.layout([e for e in pkg.header.entries if e.tag not in dropped], rpmsig.REGION_IMMUTABLE)
+    replaced = {
+        rpmsig.SHA256HEADER: hashlib.sha256(header).hexdigest().encode() + b"\0",
+        rpmsig.SHA1HEADER: hashlib.sha1(header).hexdigest().encode() + b"\0",
+        rpmsig.SIG_MD5: hashlib.md5(header + payload).digest(),
+        rpmsig.SIG_SIZE: struct.pack(">I", len(header) + len(payload)),
+    }
+    entries = [
+        dataclasses.replace(e, data=replaced[e.tag]) if e.tag in replaced else e
+        for e in pkg.signature.entries
+        if e.tag not in (rpmsig.RSAHEADER, rpmsig.SIG_PGP)
+    ]
+    signature = rpmsig.layout(entries, rpmsig.REGION_SIGNATURES)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(pkg.lead + signature + bytes(-len(signature) % 8) + header + payload)
+    return dest
+
+
+@pytest.mark.parametrize("rpmv3", [False, True], ids=["default", "rpmv3"])
 @pytest.mark.parametrize("kind", ["binary", "source"])
 def test_signatures_are_rpmsigns_own_byte_for_byte(
-    tmp_path: Path, key: GpgTestKey, packages: dict[str, Path], kind: str
+    tmp_path: Path, key: GpgTestKey, packages: dict[str, Path], kind: str, rpmv3: bool
 ) -> None:
     created = int(time.time()) + 60
     reference = copy(packages[kind], tmp_path / "rpmsign")
     ours = copy(packages[kind], tmp_path / "rpmsig")
-    rpmsign_at(reference, key, created)
-    rpmsig.sign([ours], key, created=created)
+    rpmsign_at(reference, key, created, rpmv3=rpmv3)
+    rpmsig.sign([ours], key, created=created, rpmv3=rpmv3)
     # Same packets (RSA PKCS#1 v1.5 is deterministic), same header layout, same reserved space: the same file.
     assert ours.read_bytes() == reference.read_bytes()
     assert ours.stat().st_size == packages[kind].stat().st_size
+    # These packages carry a payload digest: the header+payload signature is there only when asked for.
+    assert set(packets(ours)) == ({rpmsig.RSAHEADER, rpmsig.SIG_PGP} if rpmv3 else {rpmsig.RSAHEADER})
     # And rpm says the same of both, field by field.
     lines = rpmkeys_lines(ours, key.public_key, tmp_path)
     assert lines == rpmkeys_lines(reference, key.public_key, tmp_path)
     assert f"Header V4 RSA/SHA256 Signature, key ID {key.short_id}: OK" in lines
-    assert f"V4 RSA/SHA256 Signature, key ID {key.short_id}: OK" in lines
+    assert (f"V4 RSA/SHA256 Signature, key ID {key.short_id}: OK" in lines) is rpmv3
     assert all(line.endswith(": OK") for line in lines)
+
+
+def test_package_without_payload_digest_gets_both_signatures_as_from_rpmsign(
+    tmp_path: Path, key: GpgTestKey, packages: dict[str, Path]
+) -> None:
+    """rpm's own rule: a package built before rpm 4.14 (CentOS 7's rpmbuild) gets the header+payload one too."""
+    legacy = without_payload_digest(packages["binary"], tmp_path / "legacy" / packages["binary"].name)
+    assert rpmkeys_lines(legacy, key.public_key, tmp_path)  # rpm reads the crafted package
+    assert all(line.endswith(": OK") for line in rpmkeys_lines(legacy, key.public_key, tmp_path))
+    created = int(time.time()) + 90
+    reference = copy(legacy, tmp_path / "rpmsign")
+    ours = copy(legacy, tmp_path / "rpmsig")
+    rpmsign_at(reference, key, created, rpmv3=False)
+    rpmsig.sign([ours], key, created=created)
+    assert set(packets(reference)) == {rpmsig.RSAHEADER, rpmsig.SIG_PGP}
+    assert ours.read_bytes() == reference.read_bytes()
+    lines = rpmkeys_lines(ours, key.public_key, tmp_path)
+    assert f"V4 RSA/SHA256 Signature, key ID {key.short_id}: OK" in lines
+    assert rpmsign.check([ours], key.public_key, key.short_id) == []
 
 
 def test_packets_read_by_gpg_as_gpg_writes_them(tmp_path: Path, key: GpgTestKey, packages: dict[str, Path]) -> None:
@@ -123,7 +177,7 @@ def test_packets_read_by_gpg_as_gpg_writes_them(tmp_path: Path, key: GpgTestKey,
     reference = copy(packages["binary"], tmp_path / "rpmsign")
     ours = copy(packages["binary"], tmp_path / "rpmsig")
     rpmsign_at(reference, key, created)
-    rpmsig.sign([ours], key, created=created)
+    rpmsig.sign([ours], key, created=created, rpmv3=True)
     theirs, mine = packets(reference), packets(ours)
     assert set(mine) == {rpmsig.RSAHEADER, rpmsig.SIG_PGP}
     for tag in mine:
@@ -147,12 +201,13 @@ def test_resigning_replaces_the_signatures(
 ) -> None:
     path = copy(packages["binary"], tmp_path)
     size = path.stat().st_size
-    rpmsig.sign([path], other_key)
+    rpmsig.sign([path], other_key, rpmv3=True)
     rpmsig.sign([path], key)
     rpmsig.sign([path], key)
     with open(path, "rb") as src:
         tags = [e.tag for e in rpmsig.read_package(src, path).signature.entries]
-    assert tags.count(rpmsig.RSAHEADER) == 1 and tags.count(rpmsig.SIG_PGP) == 1
+    # Replaced, not added to: other_key's header+payload signature is gone with its header signature.
+    assert tags.count(rpmsig.RSAHEADER) == 1 and tags.count(rpmsig.SIG_PGP) == 0
     assert path.stat().st_size == size
     assert rpmsign.check([path], key.public_key, key.short_id) == []
     problems = rpmsign.check([path], other_key.public_key, other_key.short_id)

@@ -72,6 +72,13 @@ def test_upgrade_from_names_the_channels_hosts_run() -> None:
         parse_plan(BASE.replace("[[packages]]", 'upgrade_from = "base"\n[[packages]]'), "p.toml")
 
 
+def test_rpmv3_is_a_strict_flag() -> None:
+    assert parse_plan(BASE, "p.toml").rpmv3 is False
+    assert parse_plan(BASE.replace("[[packages]]", "rpmv3 = true\n[[packages]]"), "p.toml").rpmv3 is True
+    with pytest.raises(ConfigError, match="`rpmv3` as true or false"):
+        parse_plan(BASE.replace("[[packages]]", 'rpmv3 = "no"\n[[packages]]'), "p.toml")
+
+
 def test_upgrade_from_reaches_publish_and_promote_from_the_plan_or_the_cli(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -1,11 +1,17 @@
 """Signing RPMs by writing their signature header ourselves, with gpg-agent making the RSA signatures.
 
-What ``rpmsign --addsign --rpmv3`` does, without a gpg process per signature:
-the package's digests are checked first (a damaged package is never signed),
-then the header (RSAHEADER, 268) and header+payload (PGP, 1002; what EL7's rpm
-checks next to the header signature) are hashed with SHA-256 and signed by a
-long-lived agent session (``gpgagent``), the OpenPGP packets built as gpg builds
-them (``openpgp``). Earlier signatures are replaced, never added to. The new
+What ``rpmsign --addsign`` does, without a gpg process per signature: the
+package's digests are checked first (a damaged package is never signed), then
+the header is hashed with SHA-256 and signed (RSAHEADER, 268) by a long-lived
+agent session (``gpgagent``), the OpenPGP packets built as gpg builds them
+(``openpgp``). The header+payload signature (PGP, 1002) is added by rpm's own
+rule (rpmsign 4.16 and later): when the package has no payload digest (built by
+rpm before 4.14, such as CentOS 7's rpmbuild for XCP-ng 8.x), or when asked
+(``rpmv3``, rpmsign's ``--rpmv3``, for an EL7 ``rpm -K`` that should also check
+the payload). A package with a payload digest needs no more: its header
+signature covers that digest, and EL7's rpm installs by its header signature
+too, checking each file's digest as it unpacks. Each signature is one RSA
+operation, most of the cost of signing. Earlier signatures are replaced, never added to. The new
 signature header is laid out as rpm lays one out (entries by tag, each aligned
 for its type, the region trailer last) and RESERVEDSPACE (1008) shrinks or
 grows so the file keeps its size, as rpmsign arranges. The file is rewritten
@@ -49,7 +55,7 @@ _CHUNK = 1 << 20
 REGION_SIGNATURES, REGION_IMMUTABLE = 62, 63
 DSAHEADER, RSAHEADER, SHA1HEADER, LONGSIZE, SHA256HEADER = 267, 268, 269, 270, 273
 SIG_SIZE, SIG_PGP, SIG_MD5, SIG_GPG, SIG_PGP5, SIG_RESERVEDSPACE = 1000, 1002, 1004, 1005, 1006, 1008
-PAYLOADDIGEST, PAYLOADDIGESTALGO = 5092, 5093
+PAYLOADDIGEST, PAYLOADDIGESTALGO, PAYLOADDIGESTALT = 5092, 5093, 5097
 # What rpmsign deletes before it adds its own signatures.
 _REPLACED = frozenset({SIG_GPG, SIG_PGP, DSAHEADER, RSAHEADER, SIG_PGP5})
 _BIN, _STRING, _STRING_ARRAY, _I18NSTRING = 7, 6, 8, 9
@@ -146,13 +152,12 @@ def layout(entries: Sequence[Entry], region: int) -> bytes:
     return head + b"".join(index) + bytes(store)
 
 
-def signature_header(original: Header, header_packet: bytes, package_packet: bytes) -> bytes:
+def signature_header(original: Header, header_packet: bytes, package_packet: bytes | None) -> bytes:
     """``original`` with earlier signatures replaced by ours, the same size if RESERVEDSPACE allows."""
     entries = [e for e in original.entries if e.tag not in _REPLACED]
-    entries += [
-        Entry(RSAHEADER, _BIN, len(header_packet), header_packet),
-        Entry(SIG_PGP, _BIN, len(package_packet), package_packet),
-    ]
+    entries.append(Entry(RSAHEADER, _BIN, len(header_packet), header_packet))
+    if package_packet is not None:
+        entries.append(Entry(SIG_PGP, _BIN, len(package_packet), package_packet))
     blob = layout(entries, REGION_SIGNATURES)
     diff = len(blob) - len(original.raw)
     reserved = next((e for e in entries if e.tag == SIG_RESERVEDSPACE and e.type == _BIN), None)
@@ -253,10 +258,21 @@ def _first(values: list[str]) -> str | None:
     return values[0] if values else None
 
 
+def needs_v3(header: Header) -> bool:
+    """Whether rpm's rule gives this package a header+payload signature: it has no payload digest."""
+    return header.get(PAYLOADDIGEST) is None and header.get(PAYLOADDIGESTALT) is None
+
+
 def sign_package(
-    path: Path, session: gpgagent.AgentSession, created: int | None = None, dest: Path | None = None
+    path: Path,
+    session: gpgagent.AgentSession,
+    created: int | None = None,
+    dest: Path | None = None,
+    *,
+    rpmv3: bool = False,
 ) -> None:
-    """Give ``path`` ``session``'s key's header and header+payload signatures, replacing earlier ones.
+    """Give ``path`` ``session``'s key's header signature (and header+payload one, see the module
+    docstring), replacing earlier ones.
 
     With ``dest`` the signed package is written there (a new file) and ``path``
     is left alone; without, ``path`` is replaced by its signed copy.
@@ -266,14 +282,15 @@ def sign_package(
         digests = _hash_package(src, pkg)
     check_digests(pkg, digests, path)
     template = openpgp.SignatureTemplate(bytes.fromhex(session.key.public.fingerprint), created or int(time.time()))
+    covered = [digests.header, digests.package] if rpmv3 or needs_v3(pkg.header) else [digests.header]
     finals = []
-    for running in (digests.header, digests.package):
+    for running in covered:
         final = running.copy()
         final.update(template.trailer)
         finals.append(final.digest())
     values = session.sign(finals)
-    header_packet, package_packet = (template.packet(d, s) for d, s in zip(finals, values, strict=True))
-    signature = signature_header(pkg.signature, header_packet, package_packet)
+    packets = [template.packet(d, s) for d, s in zip(finals, values, strict=True)]
+    signature = signature_header(pkg.signature, packets[0], packets[1] if len(packets) > 1 else None)
     if dest is not None:
         _write_signed(path, pkg, signature, dest, exclusive=True)
         return
@@ -311,16 +328,24 @@ def _workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def sign(paths: Sequence[Path], key: SigningKey, *, created: int | None = None) -> None:
-    """Add (or replace) ``key``'s header and header+payload signatures on ``paths``, each replaced by rename.
+def sign(paths: Sequence[Path], key: SigningKey, *, created: int | None = None, rpmv3: bool = False) -> None:
+    """Add (or replace) ``key``'s signatures on ``paths``, each replaced by rename.
 
     ``created`` fixes the signatures' creation time (tests compare with rpmsign);
-    by default it is the time each package is signed, as gpg does.
+    by default it is the time each package is signed, as gpg does. ``rpmv3``
+    adds the header+payload signature to packages that do not need it.
     """
-    _sign_all([(path, None) for path in paths], key, created)
+    _sign_all([(path, None) for path in paths], key, created, rpmv3)
 
 
-def sign_copies(sources: Sequence[Path], dests: Sequence[Path], key: SigningKey, *, created: int | None = None) -> None:
+def sign_copies(
+    sources: Sequence[Path],
+    dests: Sequence[Path],
+    key: SigningKey,
+    *,
+    created: int | None = None,
+    rpmv3: bool = False,
+) -> None:
     """Write signed copies of ``sources`` to ``dests`` (new files); the sources are never modified.
 
     One read and one write per package, where copying and then signing in place
@@ -328,10 +353,10 @@ def sign_copies(sources: Sequence[Path], dests: Sequence[Path], key: SigningKey,
     """
     if len(sources) != len(dests):
         raise ValueError("one destination per source")
-    _sign_all(list(zip(sources, dests, strict=True)), key, created)
+    _sign_all(list(zip(sources, dests, strict=True)), key, created, rpmv3)
 
 
-def _sign_all(jobs: Sequence[tuple[Path, Path | None]], key: SigningKey, created: int | None) -> None:
+def _sign_all(jobs: Sequence[tuple[Path, Path | None]], key: SigningKey, created: int | None, rpmv3: bool) -> None:
     if not jobs:
         return
     try:
@@ -343,7 +368,7 @@ def _sign_all(jobs: Sequence[tuple[Path, Path | None]], key: SigningKey, created
         for source, dest in jobs:
             if dest is not None:
                 shutil.copyfile(source, dest)
-        rpmsign.sign([dest or source for source, dest in jobs], key)
+        rpmsign.sign([dest or source for source, dest in jobs], key, rpmv3=rpmv3)
         return
     queue = list(reversed(jobs))
     lock = threading.Lock()
@@ -357,7 +382,7 @@ def _sign_all(jobs: Sequence[tuple[Path, Path | None]], key: SigningKey, created
                         return
                     source, dest = queue.pop()
                 try:
-                    sign_package(source, session, created, dest)
+                    sign_package(source, session, created, dest, rpmv3=rpmv3)
                 except BaseException:
                     stop.set()
                     raise

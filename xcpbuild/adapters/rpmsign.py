@@ -7,8 +7,9 @@ output is tested against.
 Signing uses the macros Debian's rpm 4.18 understands: ``%_gpg_name`` (and
 ``%_openpgp_sign_id`` for newer rpm), ``%_gpg_path`` for the GnuPG home and
 ``%__gpg`` because Debian's default points at a ``gpg2`` that does not exist.
-``--rpmv3`` adds the header+payload signature next to the header signature, and
-the digest is SHA-256, so EL7's rpm (XCP-ng 7.x/8.x hosts) can check them.
+The digest is SHA-256, so EL7's rpm (XCP-ng 7.x/8.x hosts) can check it. rpmsign
+adds the header+payload signature next to the header one when the package has
+no payload digest, and with ``rpmv3`` (its ``--rpmv3``) always.
 
 Checking imports only the expected public key into a temporary rpm database and
 runs ``rpmkeys -Kv``: every package must carry a header signature by that key,
@@ -71,7 +72,7 @@ def _each_batch(paths: Sequence[Path], work: Callable[[list[Path]], _T]) -> list
                 future.cancel()
 
 
-def sign(paths: Sequence[Path], key: SigningKey) -> None:
+def sign(paths: Sequence[Path], key: SigningKey, *, rpmv3: bool = False) -> None:
     """Add (or replace) ``key``'s signatures on ``paths`` in place."""
     rpmsign = require_tool("rpmsign")
     gpg = require_tool("gpg")
@@ -82,7 +83,7 @@ def sign(paths: Sequence[Path], key: SigningKey) -> None:
         "__gpg": gpg,
         "_gpg_digest_algo": "sha256",
     }
-    argv: list[str] = [rpmsign, "--addsign", "--rpmv3"]
+    argv: list[str] = [rpmsign, "--addsign", *(["--rpmv3"] if rpmv3 else [])]
     for name, value in defines.items():
         argv += ["--define", f"{name} {value}"]
 

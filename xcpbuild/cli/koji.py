@@ -13,7 +13,7 @@ from typing import TextIO, TypedDict
 from xcpbuild.adapters import koji as kojilib
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, show
+from xcpbuild.cli.publish import add_key_arguments, add_repo_arguments, add_rpmv3_argument, show
 from xcpbuild.errors import UsageError
 from xcpbuild.model.repo import PROMOTION_ORDER
 from xcpbuild.pipeline.koji import channel, importer, submit, tags, watch
@@ -131,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_repo_arguments(pub)
     pub.add_argument("--channel", required=True)
     add_key_arguments(pub)
+    add_rpmv3_argument(pub)
     pub.add_argument(
         "--koji-key",
         action="append",
@@ -258,6 +259,8 @@ def run_publish(ctx: Context) -> int:
         raise UsageError("--workers must be at least 1")
     if args.keep_signatures and not args.sign_key:
         raise UsageError("--keep-signatures needs --sign-key: the key koji's signatures must verify against")
+    if args.rpmv3 and (args.keep_signatures or not args.sign_key):
+        raise UsageError("--rpmv3 is how xcpbuild signs: it needs --sign-key and no --keep-signatures")
     with publish.signing_key(args.sign_key, args.gnupg_home) as key, session(args) as hub:
         report = channel.publish_tag(
             hub,
@@ -271,6 +274,7 @@ def run_publish(ctx: Context) -> int:
             keep_signatures=args.keep_signatures,
             workers=args.workers,
             dnf_check=not args.no_dnf_check,
+            rpmv3=args.rpmv3,
         )
     if args.json:
         emit_json(report)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
+from xcpbuild.errors import UsageError
 from xcpbuild.model.repo import CHANNELS
 from xcpbuild.pipeline.publish import publish
 
@@ -17,7 +18,8 @@ examples:
   xcpbuild publish out/*.rpm --repo /srv/repo --release 8.3 --channel testing --upgrade-from base --upgrade-from updates
 
 Binary RPMs go to ROOT/<major>/<X.Y>/<channel>/x86_64/Packages, SRPMs to .../Source/SPackages.
-Order: sign -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
+Order: sign (a header signature; with --rpmv3, or for packages without a payload digest, a
+header+payload one as well) -> verify every signature -> metadata in staging (gz, EL7-readable) -> sign repomd.xml
 -> with a key, each build's signed provenance beside repomd.xml
 -> check checksums, install the new packages with a real dnf, upgrade the live ones to them
 (--upgrade-from: the live packages of the channels hosts run) and repoclosure -> atomic swap. Nothing live
@@ -37,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_repo_arguments(parser)
     parser.add_argument("--channel", required=True, help=f"one of: {', '.join(CHANNELS)}")
     add_key_arguments(parser)
+    add_rpmv3_argument(parser)
     parser.add_argument(
         "--unfreeze-base", action="store_true", help="allow publishing to an already published (frozen) base channel"
     )
@@ -58,6 +61,16 @@ def add_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sign-key", metavar="KEYID", help="GnuPG key to sign with (without it: unsigned repo)")
     parser.add_argument(
         "--gnupg-home", type=Path, metavar="DIR", help="GnuPG home holding the key (default: GNUPGHOME)"
+    )
+
+
+def add_rpmv3_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rpmv3",
+        action="store_true",
+        help="give every package the header+payload signature too, as rpmsign --rpmv3 does, so an EL7 `rpm -K` "
+        "also checks the payload (default: only packages without a payload digest, e.g. built by CentOS 7's "
+        "rpm, get it; one RSA signature per package less)",
     )
 
 
@@ -92,6 +105,8 @@ def show(report: publish.PublishReport) -> None:
 
 def run(ctx: Context) -> int:
     args = ctx.args
+    if args.rpmv3 and not args.sign_key:
+        raise UsageError("--rpmv3 chooses which signatures to write: it needs --sign-key")
     with publish.signing_key(args.sign_key, args.gnupg_home) as key:
         report = publish.publish(
             args.rpms,
@@ -103,6 +118,7 @@ def run(ctx: Context) -> int:
             dnf_check=not args.no_dnf_check,
             sqlite=args.sqlite,
             upgrade_from=args.upgrade_from,
+            rpmv3=args.rpmv3,
         )
     if args.json:
         emit_json(report)

@@ -10,7 +10,7 @@ from typing import Any
 
 from xcpbuild.cli.context import Context
 from xcpbuild.cli.output import add_json_flag, emit_json, print_table
-from xcpbuild.cli.publish import add_upgrade_from_argument
+from xcpbuild.cli.publish import add_rpmv3_argument, add_upgrade_from_argument
 from xcpbuild.errors import XcpbuildError
 from xcpbuild.model.plan import load_plan
 from xcpbuild.pipeline.release import release, summary
@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_upgrade_from_argument(parser, "the plan's upgrade_from, else the channel published")
     parser.add_argument("--sign-key", help="sign with this existing key instead of the run's own key")
     parser.add_argument("--gnupg-home", type=Path, help="GnuPG home holding --sign-key")
+    add_rpmv3_argument(parser)
     parser.add_argument(
         "--stall", type=float, default=10.0, metavar="SECONDS", help="client stall in verify (default 10)"
     )
@@ -81,6 +82,8 @@ def run(ctx: Context) -> int:
         plan = dataclasses.replace(plan, target=args.target, packages=packages)
     if args.upgrade_from:
         plan = dataclasses.replace(plan, upgrade_from=tuple(args.upgrade_from))
+    if args.rpmv3:
+        plan = dataclasses.replace(plan, rpmv3=True)
     upstreams = release.parse_upstreams(args.upstream)
     with release.signing_key(settings, args.sign_key, args.gnupg_home) as key:
         options = release.ReleaseOptions(

@@ -12,7 +12,7 @@ from xcpbuild.model.keys import one_of, parse_toml, reject_unknown
 from xcpbuild.model.repo import Channel, check_channel, parse_release
 from xcpbuild.model.stage import STAGES, Stage
 
-_PLAN_KEYS = {"target", "release", "channel", "promote_to", "upgrade_from", "packages"}
+_PLAN_KEYS = {"target", "release", "channel", "promote_to", "upgrade_from", "rpmv3", "packages"}
 _PACKAGE_KEYS = {"name", "stage", "verify", "install", "channel", "upstream", "ref", "if_unreachable", "reproducible"}
 # export-server: install the RPM and stall-test the installed server; probe: the package's
 # probe twice on its upstream code, which must fail without the series and survive with it.
@@ -49,6 +49,9 @@ class Plan:
     # The channels hosts run, whose live packages the publish's upgrade check upgrades to the
     # staged ones (e.g. base + updates); empty: the channel being published.
     upgrade_from: tuple[Channel, ...] = ()
+    # Every package gets the header+payload signature too (rpmsign --rpmv3), not only those
+    # without a payload digest: for an EL7 `rpm -K` that should check the payload as well.
+    rpmv3: bool = False
 
     def channel_of(self, package: PlannedPackage) -> Channel:
         """Where ``package`` is published: its own channel, else the plan's."""
@@ -126,7 +129,15 @@ def parse_plan(text: str, source: str) -> Plan:
         promote_to=promote_to,
         packages=tuple(packages),
         upgrade_from=_upgrade_from(data, f"plan {source}"),
+        rpmv3=_flag(data, "rpmv3", f"plan {source}"),
     )
+
+
+def _flag(data: dict[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} needs `{key}` as true or false", hint=f"e.g. {key} = true")
+    return value
 
 
 def _upgrade_from(data: dict[str, Any], where: str) -> tuple[Channel, ...]:

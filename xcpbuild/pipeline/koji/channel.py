@@ -145,6 +145,7 @@ def publish_tag(
     keep_signatures: bool = False,
     workers: int = DEFAULT_WORKERS,
     dnf_check: bool = True,
+    rpmv3: bool = False,
 ) -> TagPublishReport:
     """Publish the latest builds of ``tag`` into ``channel`` (see the module docstring)."""
     with step(f"list the latest builds of {tag}"):
@@ -167,6 +168,7 @@ def publish_tag(
         key=key,
         resign=not keep_signatures,
         dnf_check=dnf_check,
+        rpmv3=rpmv3,
     )
     return report
 

@@ -404,6 +404,7 @@ def publish(
     sqlite: bool = False,
     keep: int = repolib.KEEP_GENERATIONS,
     upgrade_from: Sequence[str] | None = None,
+    rpmv3: bool = False,
 ) -> PublishReport:
     """Publish ``rpms`` into ``repo_root`` (see the module docstring for the order of work).
 
@@ -412,6 +413,8 @@ def publish(
     against ``key``. ``sqlite=True`` adds yum's sqlite databases to the metadata
     (kept from then on). ``upgrade_from`` names the channels whose live packages
     the upgrade check upgrades to the staged ones (default: ``channel``'s own).
+    ``rpmv3`` gives every package the header+payload signature, not only those
+    without a payload digest (``rpmsig``).
     """
     started = time.monotonic()
     release = parse_release(release)
@@ -440,7 +443,7 @@ def publish(
         extra = _extra_repos(repo_root, release, channel) if dnf_check else None
         _apply(
             plans, repo_root, key, resign=resign, release=release, extra=extra, sqlite=sqlite, needed=needed,
-            upgrade_from=upgrade_from,
+            upgrade_from=upgrade_from, rpmv3=rpmv3,
         )  # fmt: skip
         for plan in plans:
             repolib.prune(plan.repo, keep)
@@ -460,6 +463,7 @@ def _apply(
     sqlite: bool,
     needed: int,
     upgrade_from: Sequence[str] | None = None,
+    rpmv3: bool = False,
 ) -> None:
     """Prepare every repo dir, then swap them in one after the other; on failure undo what is not live."""
     prepared: list[_Prepared] = []
@@ -480,6 +484,7 @@ def _apply(
                         extra=extra,
                         sqlite=sqlite,
                         upgrade_from=upgrade_from,
+                        rpmv3=rpmv3,
                     )
                 )
             for item in prepared:
@@ -511,13 +516,14 @@ def _prepare(
     extra: list[dnf.Repo] | None,
     sqlite: bool,
     upgrade_from: Sequence[str] | None = None,
+    rpmv3: bool = False,
 ) -> _Prepared:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
     if key is not None and resign and plan.inputs:
         # Signing writes the staged copies itself: one write per package, not a copy and then a rewrite.
         with step(f"stage and sign {len(plan.inputs)} package(s) with key {key.short_id}") as signing:
             staged = [staging / "incoming" / item.filename for item in plan.inputs]
-            rpmsig.sign_copies([item.path for item in plan.inputs], staged, key)
+            rpmsig.sign_copies([item.path for item in plan.inputs], staged, key, rpmv3=rpmv3)
             crashpoints.reach("staged")
         plan.report.sign_seconds = signing.seconds
     else:

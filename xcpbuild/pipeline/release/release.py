@@ -236,7 +236,7 @@ def _publish(options: ReleaseOptions, state: _State, data: PublishData, root: Pa
         # The plan puts its platform package in base on purpose; the same content again is a no-op.
         report = publish.publish(
             files, root, plan.release, channel, key=key, unfreeze_base=channel == "base",
-            upgrade_from=plan.upgrade_from or None,
+            upgrade_from=plan.upgrade_from or None, rpmv3=plan.rpmv3,
         )  # fmt: skip
         names = [n for r in report.repos for n in r.added]
         added += len(names)
