@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,16 @@ def xml_texts(repodata: Path) -> dict[str, bytes]:
     }
 
 
+def single_members(repodata: Path) -> bool:
+    """Every XML file is one gzip member with nothing after it (what the segment path writes)."""
+    for entry in createrepo.read_repomd(repodata):
+        inflater = zlib.decompressobj(wbits=31)
+        inflater.decompress((repodata.parent / entry.href).read_bytes())
+        if not inflater.eof or inflater.unused_data:
+            return False
+    return True
+
+
 def parsed(repo: Path) -> dict[str, tuple[str, str, str]]:
     """Every package as createrepo_c's parser reads the repo, dumped back to XML, by href."""
     metadata = cr.Metadata(cr.HT_KEY_HASH)
@@ -84,6 +95,8 @@ def test_forked_readers_write_the_same_metadata_as_one_process(tree: Path, tmp_p
     forked = build(tree, tmp_path / "forked", workers)
     assert forked.read == serial.read == COUNT + 3
     assert forked.packages == serial.packages
+    # Nothing reused: the readers compressed their slices into segments of one gzip member.
+    assert single_members(tmp_path / "forked" / "repodata")
     assert xml_texts(tmp_path / "forked" / "repodata") == xml_texts(tmp_path / "serial" / "repodata")
     assert parsed(tmp_path / "forked") == parsed(tmp_path / "serial")
 

@@ -18,19 +18,28 @@ attributes of local packages, which bumps ctime on every client read.
 
 Reading is split between this process and forked readers, one per core beyond
 it (the bindings hold the GIL while they read, so threads cannot share the
-work). Each reader gets a contiguous slice of the packages to read, and sends
-back in one message (marshal over a pipe) their record fields and the three XML
-chunks ``cr.xml_dump`` makes, which are what ``add_pkg`` writes. This process
-reads the first packages itself, handing them straight to the writers
-(``add_pkg``) along with the reused ones, then writes the readers' chunks in
-their place (``add_chunk``): the output is byte for byte what one process
-writes. Its share is smaller than a reader's as it also compresses everything.
-Below ``PARALLEL_MIN`` packages to read (adding a few RPMs to a repo) a fork
-costs more than it saves, and everything is read here; so is ``sqlite=True``,
-whose databases need every package object. A reader that fails reports the
-error (RpmError, PublishError) and one that dies is a PublishError; every reader
-is reaped (killed first if its message was not read) and the XML files are
-removed when writing did not finish. Measured in benchmarks/README.md.
+work). Each reader gets a contiguous slice of the packages to read and sends
+back, in one message (marshal over a pipe), their record fields and XML. This
+process reads the first packages itself; its share is set so that it reaches
+the readers' first package about when they are done.
+
+- A full generation (nothing reused): each reader also compresses its slice's
+  XML (``cr.xml_dump``, what ``add_pkg`` writes) into one sync-flushed deflate
+  segment per file, and each file is a single gzip member of this process's
+  segment, the readers' and a last one (``gzmember``), inside the header and
+  footer createrepo_c's own writers make.
+- Otherwise the readers send the XML chunks and this process feeds createrepo_c's
+  writers in order: the reused packages and its own (``add_pkg``), the readers'
+  chunks in their place (``add_chunk``).
+
+Either way the uncompressed XML is byte for byte what one process writes. Below
+``PARALLEL_MIN`` packages to read (adding a few RPMs to a repo) a fork costs
+more than it saves, and everything is read here; so is ``sqlite=True``, whose
+databases need every package object. A reader that fails reports the error
+(RpmError, PublishError), one that dies is a PublishError; every reader is
+reaped (killed first if its message was not read), a fork that fails means
+reading here, and the XML files are removed when writing did not finish.
+Measured in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from typing import Any, NoReturn
 
 import createrepo_c as cr
 
+from xcpbuild.adapters import gzmember
 from xcpbuild.errors import PublishError, RpmError
 from xcpbuild.log import get_logger
 
@@ -249,12 +259,12 @@ def _worker_count(to_read: int) -> int:
     return max(0, min(len(os.sched_getaffinity(0)) - 1, _MAX_WORKERS))
 
 
-def _own_share(to_read: int, reused: int, workers: int) -> int:
+def _own_share(to_read: int, reused: int, workers: int, *, readers_compress: bool = False) -> int:
     """How many of the packages to read this process reads itself (the first ones in order).
 
-    It also dumps and compresses every package, so it takes the share that makes it
-    reach the readers' first package when they are done with theirs."""
-    per_worker = (_READ + _DUMP) / workers
+    It dumps and compresses every package the readers do not, so it takes the share
+    that makes it reach the readers' first package when they are done with theirs."""
+    per_worker = (_READ + _DUMP + (_COMPRESS if readers_compress else 0)) / workers
     own = (to_read * per_worker - reused * (_DUMP + _COMPRESS)) / (_READ + _DUMP + _COMPRESS + per_worker)
     return max(0, min(to_read, int(own)))
 
@@ -306,7 +316,7 @@ class _Reader:
     It is always reaped: by ``result`` or, if that was never reached, by ``stop``
     (which kills it first)."""
 
-    def __init__(self, paths: Sequence[str], hrefs: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], hrefs: Sequence[str], *, compress: bool) -> None:
         self.first = Path(paths[0]).name
         self.last = Path(paths[-1]).name
         read_end, write_end = os.pipe()
@@ -318,13 +328,14 @@ class _Reader:
             raise
         if pid == 0:  # pragma: no cover (the child; its outcome is checked through the parent)
             os.close(read_end)
-            _reader_child(write_end, paths, hrefs)
+            _reader_child(write_end, paths, hrefs, compress)
         os.close(write_end)
         self.pid: int | None = pid
         self.fd: int | None = read_end
 
-    def result(self) -> list[_Read]:
-        """The reader's packages; RpmError or PublishError as it met them, PublishError if it died."""
+    def result(self) -> tuple[list[_Read], list[gzmember.Segment]]:
+        """The reader's packages and, if it compressed them, its three XML segments;
+        RpmError or PublishError as it met them, PublishError if it died."""
         assert self.fd is not None and self.pid is not None
         parts = []
         while block := os.read(self.fd, 1 << 20):
@@ -337,7 +348,8 @@ class _Reader:
         except (EOFError, ValueError, TypeError):
             pass  # nothing or half a message: it died, and its status says how
         if isinstance(message, tuple) and message[0] == "ok":
-            return list(message[1])  # reaped by stop(): it closed the pipe just before os._exit
+            # Reaped by stop(): it closed the pipe just before os._exit.
+            return list(message[1]), [gzmember.Segment(*segment) for segment in message[2]]
         _, status = os.waitpid(self.pid, 0)
         self.pid = None
         if isinstance(message, tuple) and message[0] == "RpmError":
@@ -364,8 +376,9 @@ def _ended(status: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
-def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> NoReturn:  # pragma: no cover (forked)
-    """Read, dump, send one message, and leave with os._exit: never return into the parent's code."""
+def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str], compress: bool) -> NoReturn:  # pragma: no cover
+    """Read, dump (and compress), send one message, and leave with os._exit: never
+    return into the parent's code. Runs in the forked reader only."""
     code = 1
     try:
         # The parent owns interrupts (its handlers may kill containers); the reader just dies.
@@ -374,9 +387,15 @@ def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> NoRetu
         message: tuple[Any, ...]
         try:
             out: list[_Read] = []
+            columns: tuple[list[str], list[str], list[str]] = ([], [], [])
             for path, href in zip(paths, hrefs, strict=True):
                 pkg = _load(path, href)
                 primary, filelists, other = cr.xml_dump(pkg)
+                if compress:  # the chunks go into this reader's segments, not the message
+                    columns[0].append(primary)
+                    columns[1].append(filelists)
+                    columns[2].append(other)
+                    primary = filelists = other = ""
                 out.append(
                     (
                         pkg.location_href,
@@ -392,7 +411,8 @@ def _reader_child(fd: int, paths: Sequence[str], hrefs: Sequence[str]) -> NoRetu
                         other,
                     )
                 )
-            message = ("ok", out)
+            segments = [gzmember.segment("".join(column).encode()) for column in columns] if compress else []
+            message = ("ok", out, [(done.data, done.crc, done.size) for done in segments])
         except (RpmError, PublishError) as exc:
             message = (type(exc).__name__, exc.message)
         except Exception as exc:  # reported to the parent, which raises PublishError
@@ -419,50 +439,120 @@ class _Tree:
 
 def _build_parallel(out_dir: Path, tree: _Tree, workers: int) -> list[PackageRecord]:
     """The XML files for ``tree``: this process reads the first packages of
-    ``to_read`` and writes as it goes; ``workers`` forked readers read the rest,
-    in contiguous slices, and the chunks they send are written in their place."""
-    ordered, paths, keys, reused, to_read = tree.hrefs, tree.paths, tree.keys, tree.reused, tree.to_read
-    own = _own_share(len(to_read), len(ordered) - len(to_read), workers)
-    rest = to_read[own:]
+    ``to_read``, ``workers`` forked readers read the rest in contiguous slices.
+
+    When nothing is reused (a full generation) each reader also compresses its
+    slice, and the files are gzip members of this process's and the readers'
+    segments; otherwise the readers' chunks go to createrepo_c's writers in their
+    place among the reused packages."""
+    compress = len(tree.to_read) == len(tree.hrefs)
+    own = _own_share(len(tree.to_read), len(tree.hrefs) - len(tree.to_read), workers, readers_compress=compress)
+    rest = tree.to_read[own:]
     readers: list[_Reader] = []
     try:
-        # Fork before the writers open: the readers inherit no half-written gz stream.
+        # Fork before any output is open: the readers inherit no half-written stream.
         try:
             for part in range(workers):
                 piece = rest[len(rest) * part // workers : len(rest) * (part + 1) // workers]
                 if piece:
-                    readers.append(_Reader([paths[i] for i in piece], [ordered[i] for i in piece]))
+                    slice_paths = [tree.paths[i] for i in piece]
+                    readers.append(_Reader(slice_paths, [tree.hrefs[i] for i in piece], compress=compress))
         except OSError as exc:  # no process to spare (EAGAIN, ENOMEM): slower, not wrong
             log.warning("cannot fork a metadata reader (%s), reading every package in this process", exc)
             for reader in readers:
                 reader.stop()
-            readers, own = [], len(to_read)
-        mine = set(to_read[:own])
-        pending = iter(readers)
-        received: list[_Read] = []
-        position = 0
-        records: list[PackageRecord] = []
-        with _XmlFiles(out_dir, len(ordered)) as xml:
-            for index, href in enumerate(ordered):
-                pkg = reused[index]
-                if pkg is None and index in mine:
-                    pkg = _load(paths[index], href)
-                if pkg is not None:
-                    xml.add_pkg(pkg)
-                    records.append(_record(pkg, keys[index]))
-                    continue
-                if position == len(received):
-                    received, position = next(pending).result(), 0
-                item = received[position]
-                position += 1
-                if item[0] != href:
-                    raise PublishError(f"the metadata reader sent {item[0]} where {href} was due")
-                xml.add_chunks(item[8], item[9], item[10])
-                records.append(PackageRecord(*item[:8], stat=keys[index]))
-        return records
+            readers, own = [], len(tree.to_read)
+        if compress:
+            return _write_segments(out_dir, tree, own, readers)
+        return _write_chunks(out_dir, tree, set(tree.to_read[:own]), readers)
     finally:
         for reader in readers:
             reader.stop()
+
+
+def _received_record(item: _Read, href: str, key: StatKey) -> PackageRecord:
+    if item[0] != href:
+        raise PublishError(f"the metadata reader sent {item[0]} where {href} was due")
+    return PackageRecord(*item[:8], stat=key)
+
+
+def _write_chunks(out_dir: Path, tree: _Tree, mine: set[int], readers: Sequence[_Reader]) -> list[PackageRecord]:
+    """createrepo_c's writers, fed reused and own packages, and the readers' chunks in order."""
+    pending = iter(readers)
+    received: list[_Read] = []
+    position = 0
+    records: list[PackageRecord] = []
+    with _XmlFiles(out_dir, len(tree.hrefs)) as xml:
+        for index, href in enumerate(tree.hrefs):
+            pkg = tree.reused[index]
+            if pkg is None and index in mine:
+                pkg = _load(tree.paths[index], href)
+            if pkg is not None:
+                xml.add_pkg(pkg)
+                records.append(_record(pkg, tree.keys[index]))
+                continue
+            if position == len(received):
+                received, position = next(pending).result()[0], 0
+            item = received[position]
+            position += 1
+            xml.add_chunks(item[8], item[9], item[10])
+            records.append(_received_record(item, href, tree.keys[index]))
+    return records
+
+
+def _write_segments(out_dir: Path, tree: _Tree, own: int, readers: Sequence[_Reader]) -> list[PackageRecord]:
+    """Every package read: gzip members of the XML frame createrepo_c writes, this
+    process's first ``own`` packages and the readers' compressed slices."""
+    frames = _xml_frames(out_dir, len(tree.hrefs))
+    texts: list[list[str]] = [[header] for header, _ in frames]
+    records: list[PackageRecord] = []
+    for index in range(own):
+        pkg = _load(tree.paths[index], tree.hrefs[index])
+        for column, chunk in enumerate(cr.xml_dump(pkg)):
+            texts[column].append(chunk)
+        records.append(_record(pkg, tree.keys[index]))
+    segments = [[gzmember.segment("".join(column).encode())] for column in texts]
+    for reader in readers:
+        items, theirs = reader.result()
+        for item in items:
+            index = len(records)
+            records.append(_received_record(item, tree.hrefs[index], tree.keys[index]))
+        for mine, segment in zip(segments, theirs, strict=True):
+            mine.append(segment)
+    written: list[Path] = []
+    try:
+        for kind, parts, (_, footer) in zip(_METADATA_TYPES, segments, frames, strict=True):
+            path = out_dir / f"{kind}.xml.gz"
+            data = gzmember.member([*parts, gzmember.segment(footer.encode(), last=True)])
+            with path.open("xb") as handle:  # never over a file that is not ours
+                written.append(path)
+                handle.write(data)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return records
+
+
+def _xml_frames(out_dir: Path, count: int) -> list[tuple[str, str]]:
+    """(header, footer) of primary, filelists and other for ``count`` packages, as
+    createrepo_c's own writers make them (an empty uncompressed file, split)."""
+    frames = []
+    for kind, writer_type in zip(
+        _METADATA_TYPES, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True
+    ):
+        path = out_dir / f".{kind}.frame.{os.getpid()}"
+        path.unlink(missing_ok=True)  # ours: named after this process
+        try:
+            writer = writer_type(str(path), cr.NO_COMPRESSION)
+            writer.set_num_of_pkgs(count)
+            writer.close()
+            text = path.read_text(encoding="utf-8")
+        finally:
+            path.unlink(missing_ok=True)
+        cut = text.rindex("</")
+        frames.append((text[:cut], text[cut:]))
+    return frames
 
 
 def _finish(out_dir: Path, packages: list[cr.Package]) -> list[str]:
