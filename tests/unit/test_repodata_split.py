@@ -23,6 +23,9 @@ def test_this_process_reads_somewhat_less_than_one_reader() -> None:
     own = createrepo._own_share(2000, 0, 1)
     assert 800 < own < 1000
     assert createrepo._own_share(2000, 0, 3) < own / 1.5
+    # Readers that compress their own slices do the same work per package as this process.
+    assert createrepo._own_share(2000, 0, 1, readers_compress=True) in {999, 1000}
+    assert createrepo._own_share(2000, 0, 3, readers_compress=True) in {499, 500}
 
 
 def test_reused_packages_shift_reading_to_the_readers() -> None:
