@@ -136,14 +136,13 @@ def _check_signatures(base: Any, pkgs: list[Any], jobs: int) -> list[str]:
     return problems
 
 
-def main() -> int:
-    request = json.load(sys.stdin)
+def check(request: dict[str, Any]) -> dict[str, Any]:
+    """The install check of ``request`` (see the module docstring); the answer."""
     answer: dict[str, Any] = {"stage": "", "detail": [], "installed": []}
 
-    def fail(stage: str, *detail: str) -> int:
+    def fail(stage: str, *detail: str) -> dict[str, Any]:
         answer.update(stage=stage, detail=[" ".join(d.split()) for d in detail])
-        print(json.dumps(answer))
-        return 0
+        return answer
 
     try:
         base = _base(request)
@@ -182,7 +181,11 @@ def main() -> int:
         return fail("transaction", str(exc))
     finally:
         base.close()
-    print(json.dumps(answer))
+    return answer
+
+
+def main() -> int:
+    print(json.dumps(check(json.load(sys.stdin))))
     return 0
 
 
