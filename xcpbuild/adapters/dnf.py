@@ -272,6 +272,7 @@ class PublishChecks:
             upgrade, installed = answer["upgrade"], answer["install"]
         except (IndexError, ValueError, KeyError, TypeError):
             raise VerifyError(f"the dnf checks failed: {failure_detail(done.stderr + done.stdout)}") from None
+        log.debug("install check: %s", ", ".join(f"{k} {v:.2f}s" for k, v in installed.get("timings", {}).items()))
         return _install_result(installed, packages, done.stdout), _upgrade_result(upgrade)
 
 
