@@ -15,7 +15,9 @@ command, over many files per process), and runs the transaction in rpm's test
 mode with signatures required (dependencies, file conflicts, disk space,
 package digests; nothing unpacked, no scriptlet run). For thousands of packages
 that is a fraction of a real install, and of dnf's CLI in test mode, which
-starts one ``rpmkeys`` per package.
+starts one ``rpmkeys`` per package. ``PublishChecks`` runs that check and the
+publish's upgrade check in one helper run (``dnf_publish_helper.py``) started
+before the staged repository exists.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 6. check the staged repo: every file repomd names matches its checksum, and a
    real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it in
    one test transaction (resolved, every signature checked, rpm's transaction
-   checks run; nothing unpacked);
+   checks run; nothing unpacked) and upgrades the live packages to it
+   (``upgrade_check``). dnf's helper is started before step 3, so its start-up
+   and the live packages' part overlap steps 3-5;
 7. turn the staging dir into a new generation and swap ``repodata`` atomically
    (see ``repo``); prune old generations.
 
