@@ -14,7 +14,9 @@
    unless ``--rpmv3`` asks for the header+payload one too, as rpmsign does),
    then times publishing one more RPM: metadata alone, and the whole publish
    minus signing (target <= 0.5 s plus signing). The whole publish also runs
-   dnf against the staged repo, which is shown on its own line.
+   dnf against the staged repo, which is shown on its own line: the wait for
+   dnf's checks once the staged repo is ready (dnf's start-up and the live
+   packages' part of the upgrade check overlap the publish before that).
 
 The load average is printed at the start and the end: the machine is shared.
 """

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import need_tool
 from tests.fixtures.repotree import snapshot
 from tests.fixtures.rpms import make_rpm
+from xcpbuild.adapters import dnf
 from xcpbuild.errors import VerifyError
 from xcpbuild.pipeline.publish import history, publish, upgrade_check
 from xcpbuild.pipeline.publish import repo as repolib
@@ -50,7 +51,9 @@ def _outcome(root: Path, rpms: list[Path]) -> tuple[str, list[str], str]:
     return "published", binary.upgrade_checked, binary.upgrade_root
 
 
-def test_the_kept_root_answers_as_a_fresh_one_over_a_sequence_of_publishes(tmp_path: Path) -> None:
+def test_the_kept_root_answers_as_a_fresh_one_over_a_sequence_of_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kept, fresh = tmp_path / "kept", tmp_path / "fresh"
 
     def rpm(name: str, version: str = "1.0", requires: Sequence[str] = (), obsoletes: Sequence[str] = ()) -> Path:
@@ -58,7 +61,9 @@ def test_the_kept_root_answers_as_a_fresh_one_over_a_sequence_of_publishes(tmp_p
 
     def both(rpms: list[Path]) -> tuple[str, list[str], str]:
         shutil.rmtree(_binary(fresh).path / upgrade_check.ROOTS, ignore_errors=True)
-        fresh_answer = _outcome(fresh, rpms)
+        with monkeypatch.context() as patched:
+            patched.setattr(dnf, "UPGRADE_SOLVER", "transaction")
+            fresh_answer = _outcome(fresh, rpms)
         kept_answer = _outcome(kept, rpms)
         assert kept_answer[:2] == fresh_answer[:2]
         assert fresh_answer[2] in ("fresh", "")
@@ -123,3 +128,13 @@ def test_a_kept_root_that_does_not_match_is_not_trusted(tmp_path: Path, damage: 
     assert not list((_cached(root).parent).glob(".old-*"))
     # The root that check recorded afresh is kept and used again.
     assert _outcome(root, [make_rpm(rpms, "libfoo", version="1.2")])[2] == "reused, 2 kept, 1 added"
+
+
+def test_checks_left_before_they_finish_leave_no_process_and_no_directory(tmp_path: Path) -> None:
+    """A publish that fails after starting its dnf checks (a bad signature, say) stops the helper."""
+    asked = dnf.UpgradeRequest(live=(), others=(), packages=())
+    with dnf.PublishChecks(RELEASE, asked) as checks:
+        pid, tmp = checks.pid, checks.tmp
+        assert tmp.is_dir() and Path(f"/proc/{pid}").exists()
+    assert not tmp.exists()
+    assert not Path(f"/proc/{pid}").exists() or "dnf_publish_helper" not in Path(f"/proc/{pid}/cmdline").read_text()

@@ -175,3 +175,34 @@ def test_signals_during_the_start_are_held_then_acted_on() -> None:
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_TWO_PARTS = (
+    "import sys; first = sys.stdin.readline(); print('early', first.strip(), flush=True);"
+    " print('then', sys.stdin.read().strip())"
+)
+
+
+def test_a_conversation_gets_its_input_in_two_parts() -> None:
+    with process.Conversation([sys.executable, "-c", _TWO_PARTS], "one\n") as talk:
+        assert talk.proc is not None
+        deadline = time.monotonic() + 10
+        while not talk._out and time.monotonic() < deadline:  # it answers the first part before the rest exists
+            time.sleep(0.01)
+        assert talk._out == ["early one\n"]
+        done = talk.finish("two\n", timeout=10)
+    assert done.ok and done.stdout == "early one\nthen two\n"
+
+
+def test_a_conversation_left_before_it_finishes_stops_the_child() -> None:
+    with pytest.raises(RuntimeError), process.Conversation([sys.executable, "-c", _TWO_PARTS], "one\n") as talk:
+        assert talk.proc is not None
+        raise RuntimeError("the caller failed before the second part")
+    assert talk.proc is not None and talk.proc.returncode is not None and talk.proc.returncode < 0
+
+
+def test_a_conversation_that_runs_too_long_is_stopped() -> None:
+    hang = "import sys, time; sys.stdin.read(); time.sleep(60)"
+    with process.Conversation([sys.executable, "-c", hang], "") as talk, pytest.raises(StepTimeoutError):
+        talk.finish("", timeout=0.5)
+    assert talk.proc is not None and talk.proc.returncode is not None

@@ -15,20 +15,24 @@ command, over many files per process), and runs the transaction in rpm's test
 mode with signatures required (dependencies, file conflicts, disk space,
 package digests; nothing unpacked, no scriptlet run). For thousands of packages
 that is a fraction of a real install, and of dnf's CLI in test mode, which
-starts one ``rpmkeys`` per package.
+starts one ``rpmkeys`` per package. ``PublishChecks`` runs that check and the
+publish's upgrade check in one helper run (``dnf_publish_helper.py``) started
+before the staged repository exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xcpbuild.adapters import owned
-from xcpbuild.adapters.process import Completed, require_tool, run
+from xcpbuild.adapters.process import Completed, Conversation, require_tool, run
 from xcpbuild.errors import VerifyError
 from xcpbuild.log import get_logger
 
@@ -173,41 +177,108 @@ def _system_python(dnf_path: str) -> str:
     return first[2:].split()[0] if first.startswith("#!") else "python3"
 
 
-def upgrade_check(
-    live: Sequence[Repo],
-    staged: Sequence[Repo],
-    check: str,
-    packages: Sequence[str],
-    releasever: str,
-    *,
-    cache: Path | None = None,
-    save: Path | None = None,
-    timeout: float = 300,
-) -> UpgradeCheckResult:
-    """Resolve ``packages`` from ``live``, an upgrade of them to ``staged``, and repoclosure of ``check``.
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """The upgrade check's question, all known before the staged repository exists.
 
-    One run of ``dnf_upgrade_helper.py`` under dnf's own Python (see there); VerifyError only when
-    the helper itself fails, the findings are in the result. ``cache``: a root a previous check
-    saved, reused only where it provably holds what a fresh one would; ``save``: a directory (not
-    yet existing) where a passing check leaves its root and manifest.
+    Resolve ``packages`` from ``live``; later, an upgrade of them to the staged repository plus
+    ``others``, and repoclosure of the staged one. ``cache``: a root a previous check saved, reused
+    only where it provably holds what a fresh one would; ``save``: a directory (not yet existing)
+    where a passing check leaves its root and manifest.
     """
-    python = _system_python(require_tool("dnf"))
-    request = {
-        "releasever": releasever,
-        "live": [[r.repo_id, r.path.resolve().as_uri()] for r in live],
-        "staged": [[r.repo_id, r.path.resolve().as_uri()] for r in staged],
-        "check": check,
-        "packages": list(packages),
-        "cache": str(cache) if cache else None,
-        "save": str(save) if save else None,
-    }
-    helper = Path(__file__).with_name("dnf_upgrade_helper.py")
-    # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
-    done = run([python, "-I", helper], input_text=json.dumps(request), timeout=timeout, check=False)
-    try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise VerifyError(f"the dnf upgrade check failed: {failure_detail(done.stderr + done.stdout)}") from None
+
+    live: tuple[Repo, ...]
+    others: tuple[Repo, ...]
+    packages: tuple[str, ...]
+    cache: Path | None = None
+    save: Path | None = None
+
+
+# How the helper reads dnf's solution: "goal" (fast), or "transaction" (dnf's own, for a test to compare).
+UPGRADE_SOLVER = "goal"
+_SUBDIRS = ("root", "cache", "log", "persist")
+
+
+class PublishChecks:
+    """A publish's install and upgrade checks in one ``dnf_publish_helper.py`` run, started early.
+
+    Entering starts the helper under dnf's own Python with the upgrade request, so it imports dnf
+    and resolves and records the live packages while the caller builds the staged repository;
+    ``finish`` hands it that repository and waits for both answers. Leaving stops the helper if
+    it still runs and removes its temporary directory (and the gpg-agent dnf started there).
+    """
+
+    def __init__(self, releasever: str, upgrade: UpgradeRequest, *, timeout: float = 900) -> None:
+        self.releasever, self.upgrade, self.timeout = releasever, upgrade, timeout
+        self._stack = contextlib.ExitStack()
+        self._helper: Conversation | None = None
+        self._tmp = Path()
+
+    def __enter__(self) -> PublishChecks:
+        python = _system_python(require_tool("dnf"))
+        with self._stack:
+            self._tmp = self._stack.enter_context(owned.tempdir("dnf"))  # owned, as in install
+            for part in ("upgrade", "install"):
+                (self._tmp / part).mkdir()
+            request = {
+                "tmp": str(self._tmp / "upgrade"),
+                "releasever": self.releasever,
+                "live": [[r.repo_id, r.path.resolve().as_uri()] for r in self.upgrade.live],
+                "packages": list(self.upgrade.packages),
+                "cache": str(self.upgrade.cache) if self.upgrade.cache else None,
+                "save": str(self.upgrade.save) if self.upgrade.save else None,
+                "solver": UPGRADE_SOLVER,
+            }
+            helper = Path(__file__).with_name("dnf_publish_helper.py")
+            # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
+            conversation = Conversation([python, "-I", helper], json.dumps(request) + "\n")
+            self._helper = self._stack.enter_context(conversation)
+            self._stack = self._stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def pid(self) -> int:
+        assert self._helper is not None and self._helper.proc is not None
+        return self._helper.proc.pid
+
+    @property
+    def tmp(self) -> Path:
+        """The helper's temporary directory (removed on leaving)."""
+        return self._tmp
+
+    def finish(
+        self, staged: Repo, extra: Sequence[Repo], packages: Sequence[str], public_key: Path | None
+    ) -> tuple[InstallResult, UpgradeCheckResult]:
+        """Both checks of ``staged``: install ``packages`` from it plus ``extra`` (as ``check_install``), upgrade.
+
+        Raises VerifyError as ``check_install`` does when the packages do not install, or when the
+        helper itself fails; the upgrade check's findings are in its result.
+        """
+        assert self._helper is not None, "finish() outside the with block"
+        if public_key is not None:
+            require_tool("rpmkeys")
+        install = self._tmp / "install"
+        for sub in _SUBDIRS:
+            (install / sub).mkdir()
+        request = {
+            "staged": [[r.repo_id, r.path.resolve().as_uri()] for r in (staged, *self.upgrade.others)],
+            "check": staged.repo_id,
+            "install": _install_request(install, self.releasever, [staged, *extra], packages, public_key),
+        }
+        done = self._helper.finish(json.dumps(request) + "\n", self.timeout)
+        try:
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+            upgrade, installed = answer["upgrade"], answer["install"]
+        except (IndexError, ValueError, KeyError, TypeError):
+            raise VerifyError(f"the dnf checks failed: {failure_detail(done.stderr + done.stdout)}") from None
+        log.debug("install check: %s", ", ".join(f"{k} {v:.2f}s" for k, v in installed.get("timings", {}).items()))
+        return _install_result(installed, packages, done.stdout), _upgrade_result(upgrade)
+
+
+def _upgrade_result(answer: dict[str, Any]) -> UpgradeCheckResult:
     return UpgradeCheckResult(
         problem=answer["stage"],
         detail=" ".join(answer["detail"].split()),
@@ -217,6 +288,30 @@ def upgrade_check(
         root=answer.get("root", "fresh"),
         timings=answer.get("timings", {}),
     )
+
+
+def _install_request(
+    tmp: Path, releasever: str, repos: Sequence[Repo], packages: Sequence[str], public_key: Path | None
+) -> dict[str, Any]:
+    return {
+        "tmp": str(tmp),
+        "releasever": releasever,
+        "repos": [[r.repo_id, r.path.resolve().as_uri()] for r in repos],
+        "gpgkey": public_key.resolve().as_uri() if public_key is not None else None,
+        "packages": list(packages),
+        "jobs": len(os.sched_getaffinity(0)),
+    }
+
+
+def _install_result(answer: dict[str, Any], packages: Sequence[str], output: str) -> InstallResult:
+    """What the install check's answer says, or VerifyError naming the stage and dnf's first reasons."""
+    failed = f"dnf could not install {_names(packages)}"
+    if answer["stage"]:
+        raise VerifyError(f"{failed}: {check_failure(answer['stage'], answer['detail'])}")
+    installed = sorted(answer["installed"])
+    if not installed:
+        raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
+    return InstallResult(installed, output)
 
 
 def check_install(
@@ -240,29 +335,17 @@ def check_install(
         require_tool("rpmkeys")
     helper = Path(__file__).with_name("dnf_check_helper.py")
     with owned.tempdir("dnf") as tmp:  # owned, as in install
-        for sub in ("root", "cache", "log", "persist"):
+        for sub in _SUBDIRS:
             (tmp / sub).mkdir()
-        request = {
-            "tmp": str(tmp),
-            "releasever": releasever,
-            "repos": [[r.repo_id, r.path.resolve().as_uri()] for r in repos],
-            "gpgkey": public_key.resolve().as_uri() if public_key is not None else None,
-            "packages": list(packages),
-            "jobs": len(os.sched_getaffinity(0)),
-        }
+        request = _install_request(tmp, releasever, repos, packages, public_key)
         # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
         done = run([python, "-I", helper], input_text=json.dumps(request), timeout=timeout, check=False)
-    failed = f"dnf could not install {_names(packages)}"
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise VerifyError(f"{failed}: {failure_detail(done.stderr + done.stdout)}") from None
-    if answer["stage"]:
-        raise VerifyError(f"{failed}: {check_failure(answer['stage'], answer['detail'])}")
-    installed = sorted(answer["installed"])
-    if not installed:
-        raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
-    return InstallResult(installed, done.stdout)
+        detail = failure_detail(done.stderr + done.stdout)
+        raise VerifyError(f"dnf could not install {_names(packages)}: {detail}") from None
+    return _install_result(answer, packages, done.stdout)
 
 
 # What failed, by the helper's stage, for the one-line message.

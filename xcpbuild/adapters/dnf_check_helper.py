@@ -33,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,19 +137,25 @@ def _check_signatures(base: Any, pkgs: list[Any], jobs: int) -> list[str]:
     return problems
 
 
-def main() -> int:
-    request = json.load(sys.stdin)
-    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": []}
+def check(request: dict[str, Any]) -> dict[str, Any]:
+    """The install check of ``request`` (see the module docstring); the answer."""
+    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": [], "timings": {}}
+    clock = [time.monotonic()]
 
-    def fail(stage: str, *detail: str) -> int:
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        answer["timings"][name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    def fail(stage: str, *detail: str) -> dict[str, Any]:
         answer.update(stage=stage, detail=[" ".join(d.split()) for d in detail])
-        print(json.dumps(answer))
-        return 0
+        return answer
 
     try:
         base = _base(request)
     except dnf.exceptions.Error as exc:
         return fail("metadata", str(exc))
+    lap("load")
     if request["gpgkey"]:
         # After loading: libdnf re-reads rpm's configuration, which resets macros set before.
         # The transaction set dnf creates from here on requires signatures.
@@ -159,6 +166,7 @@ def main() -> int:
         base.resolve()
     except dnf.exceptions.Error as exc:
         return fail("resolve", str(exc))
+    lap("resolve")
     pkgs = sorted(base.transaction.install_set)
     answer["installed"] = sorted(_nevra(p) for p in pkgs)
     try:
@@ -167,6 +175,7 @@ def main() -> int:
         # dnf only logs which files failed; name them (this path is rare, so checking again is cheap enough).
         damaged = [f"{p.localPkg()} does not match the checksum in primary.xml" for p in pkgs if not _verified(p)]
         return fail("download", *(damaged or [str(exc)]))
+    lap("download")
     if request["gpgkey"]:
         try:
             problems = _import_keys(base, pkgs) or _check_signatures(base, pkgs, max(1, int(request["jobs"])))
@@ -174,6 +183,7 @@ def main() -> int:
             problems = [str(exc)]
         if problems:
             return fail("signature", *problems)
+        lap("signatures")
     if request["gpgkey"] and not base._ts.ts.getVfyLevel() & rpm.RPMSIG_SIGNATURE_TYPE:
         return fail("transaction", "rpm's transaction would not require signatures (%_pkgverify_level)")
     try:
@@ -182,7 +192,12 @@ def main() -> int:
         return fail("transaction", str(exc))
     finally:
         base.close()
-    print(json.dumps(answer))
+    lap("transaction")
+    return answer
+
+
+def main() -> int:
+    print(json.dumps(check(json.load(sys.stdin))))
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Run by the system's Python (the one dnf runs on), never imported by xcpbuild: the upgrade check in one process.
+"""Loaded by ``dnf_publish_helper.py`` under the system's Python (the one dnf runs on): the upgrade check.
 
-One dnf process instead of three (install, upgrade, repoclosure) is what keeps the
-check within its time budget: dnf's start-up and metadata loading dominate. It
-reads a JSON request on stdin and prints a JSON answer:
+One dnf process instead of three (install, upgrade, repoclosure), shared with the
+install check, is what keeps the check within its time budget: dnf's start-up and
+metadata loading dominate. ``Check.live`` needs only the live repositories (the
+publish starts it before its staged repository exists), ``Check.staged`` the rest:
 
 1. resolve the live package names against the live repositories and record the
    resolved set in an installroot's rpm database (``rpm --justdb``: the upgrade
@@ -34,14 +35,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import dnf
 import dnf.exceptions
+import dnf.util
 import rpm
 
 MANIFEST_FORMAT = 1
@@ -73,6 +73,47 @@ def _nevra(pkg: Any) -> str:
 
 def _digest(value: Any) -> str | None:
     return value[1].hex() if value else None
+
+
+def _solve(base: Any, solver: str) -> tuple[set[Any], set[Any]]:
+    """``base.resolve()``'s verdict and its transaction's install and remove sets, without its history records.
+
+    dnf turns a solved goal into a transaction by adding one history item per package, which is
+    quadratic (0.6 s for 2,000 installs, a thousand times the solving); nothing here is recorded,
+    so the sets are read from the goal the way ``Base._goal2transaction`` files them. The checks
+    ``resolve`` makes around the solving (protected packages, weak-dependency excludes, no source
+    package) are made the same way, and the error is dnf's own. ``solver="transaction"`` takes
+    dnf's transaction instead (a test compares the two).
+    """
+    if solver == "transaction":
+        base.resolve()
+        return set(base.transaction.install_set), set(base.transaction.remove_set)
+    goal = base._goal
+    goal.add_protected(base.sack.query().filterm(name=base.conf.protected_packages))
+    base._set_excludes_from_weak_to_goal()
+    if not base._run_hawkey_goal(goal, False):
+        raise dnf.exceptions.DepsolveError(dnf.util._format_resolve_problems(goal.problem_rules()))
+    obsoleted = set(goal.list_obsoleted())
+    installs: set[Any] = set()
+    removes: set[Any] = set(goal.list_erasures())
+    for pkg in [*goal.list_downgrades(), *goal.list_reinstalls()]:
+        installs.add(pkg)
+        removes.update(goal.obsoleted_by_package(pkg))
+    for pkg in goal.list_installs():
+        installs.add(pkg)
+        removes.update(i for i in goal.obsoleted_by_package(pkg) if i in obsoleted or i.name == pkg.name)
+    installonly = base._get_installonly_query().apply()
+    for pkg in goal.list_upgrades():
+        installs.add(pkg)
+        obs = goal.obsoleted_by_package(pkg)
+        upgraded = next((i for i in obs if i.name == pkg.name), obs[0])
+        removes.update(i for i in obs if i != upgraded and (i in obsoleted or i.name == pkg.name))
+        if pkg not in installonly:  # an installonly package (a kernel) is installed beside the one it upgrades
+            removes.add(upgraded)
+    source = sorted(str(p) for p in installs if p.arch == "src")
+    if source:
+        raise dnf.exceptions.Error(f"Will not install a source rpm package ({source[0]}).")
+    return installs, removes
 
 
 def _closure(base: Any, check: str) -> list[list[Any]]:
@@ -161,81 +202,84 @@ def _save(save: Path, recorded: dict[str, str | None], wanted: dict[str, Any]) -
     (save / "manifest.json.tmp").replace(save / "manifest.json")
 
 
-def main() -> int:
-    request = json.load(sys.stdin)
-    answer: dict[str, Any] = {
-        "stage": "", "detail": "", "before": [], "after": [], "unresolved": [], "root": "fresh", "timings": {},
-    }  # fmt: skip
-    clock = [time.monotonic()]
+class Check:
+    """One upgrade check in two halves: ``live`` needs only the live repositories, ``staged`` the staged one."""
 
-    def lap(name: str) -> None:
-        now = time.monotonic()
-        answer["timings"][name] = round(now - clock[0], 3)
-        clock[0] = now
-
-    with tempfile.TemporaryDirectory(prefix="xcpbuild-dnf-") as name:
-        tmp = Path(name)
+    def __init__(self, request: dict[str, Any], tmp: Path) -> None:
+        self.request, self.tmp = request, tmp
+        self.answer: dict[str, Any] = {
+            "stage": "", "detail": "", "before": [], "after": [], "unresolved": [], "root": "fresh", "timings": {},
+        }  # fmt: skip
+        self.clock = time.monotonic()
+        self.wanted: dict[str, Any] = {}
+        self.kept: dict[str, str | None] | None = None
         for sub in ("cache", "log", "persist", "empty"):
             (tmp / sub).mkdir()
-        save = Path(request["save"]) if request.get("save") else None
-        root = save / "root" if save else tmp / "root"
-        root.mkdir(parents=True)
-        wanted: dict[str, Any] = {}
-        kept: dict[str, str | None] | None = None
-        if request["packages"]:
-            live = _base(tmp, tmp / "empty", request["releasever"], request["live"])
-            lap("live-load")
-            try:
-                for spec in request["packages"]:
-                    live.install(spec)
-                live.resolve()
-                wanted = {
-                    _nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in live.transaction.install_set
-                }
-            except dnf.exceptions.Error as exc:
-                # Nothing to upgrade from; repoclosure of the staged metadata still runs (empty root).
-                answer.update(stage="live-install", detail=str(exc))
-            live.close()
-            lap("live-resolve")
-            manifest = _load_manifest(request.get("cache")) if wanted else None
-            if manifest is not None:
-                shutil.rmtree(root)
-                kept = _from_cache(request["cache"], manifest, wanted, root)
-            if kept is None and wanted:
-                _fresh(root, wanted)
-            lap("record")
-        staged = _base(tmp, root, request["releasever"], request["staged"])
+        self.save = Path(request["save"]) if request.get("save") else None
+        self.root = self.save / "root" if self.save else tmp / "root"
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.answer["timings"][name] = round(now - self.clock, 3)
+        self.clock = now
+
+    def live(self) -> None:
+        """Resolve the live packages and record them in ``root`` (a kept root and the difference, or fresh)."""
+        request, tmp, answer = self.request, self.tmp, self.answer
+        self.root.mkdir(parents=True)
+        if not request["packages"]:
+            return
+        live = _base(tmp, tmp / "empty", request["releasever"], request["live"])
+        self.lap("live-load")
+        try:
+            for spec in request["packages"]:
+                live.install(spec)
+            installs, _ = _solve(live, request.get("solver", "goal"))
+            self.wanted = {_nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in installs}
+        except dnf.exceptions.Error as exc:
+            # Nothing to upgrade from; repoclosure of the staged metadata still runs (empty root).
+            answer.update(stage="live-install", detail=str(exc))
+        live.close()
+        self.lap("live-resolve")
+        manifest = _load_manifest(request.get("cache")) if self.wanted else None
+        if manifest is not None:
+            shutil.rmtree(self.root)
+            self.kept = _from_cache(request["cache"], manifest, self.wanted, self.root)
+        if self.kept is None and self.wanted:
+            _fresh(self.root, self.wanted)
+        self.lap("record")
+
+    def staged(self, staged_repos: list[list[str]], check: str) -> dict[str, Any]:
+        """The upgrade to the staged metadata and repoclosure; the answer."""
+        request, tmp, answer, wanted, root = self.request, self.tmp, self.answer, self.wanted, self.root
+        staged = _base(tmp, root, request["releasever"], staged_repos)
         recorded = _recorded(staged)
-        if kept is not None and not _matches(recorded, wanted, kept):
+        if self.kept is not None and not _matches(recorded, wanted, self.kept):
             staged.close()  # the cached root does not hold what a fresh one would: use a fresh one
             _fresh(root, wanted)
-            kept = None
-            staged = _base(tmp, root, request["releasever"], request["staged"])
+            self.kept = None
+            staged = _base(tmp, root, request["releasever"], staged_repos)
             recorded = _recorded(staged)
+        kept = self.kept
         answer["root"] = "fresh" if kept is None else f"reused, {len(kept)} kept, {len(wanted) - len(kept)} added"
-        lap("staged-load")
+        self.lap("staged-load")
         answer["before"] = sorted(recorded)
         if wanted:
             try:
                 staged.upgrade_all()
-                staged.resolve()
+                installs, removes = _solve(staged, request.get("solver", "goal"))
             except dnf.exceptions.Error as exc:
                 answer.update(stage="upgrade", detail=str(exc))
-                print(json.dumps(answer))
-                return 0
-            removed = {_nevra(p) for p in staged.transaction.remove_set}
-            added = {_nevra(p) for p in staged.transaction.install_set}
+                staged.close()
+                return answer
+            removed = {_nevra(p) for p in removes}
+            added = {_nevra(p) for p in installs}
             answer["after"] = sorted((set(answer["before"]) - removed) | added)
-        answer["unresolved"] = _closure(staged, request["check"])
+        answer["unresolved"] = _closure(staged, check)
         staged.close()
-        lap("upgrade-closure")
+        self.lap("upgrade-closure")
         if answer["unresolved"]:
             answer["stage"] = "closure"
-        elif save and wanted and _matches(recorded, wanted, {}):
-            _save(save, recorded, wanted)
-    print(json.dumps(answer))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        elif self.save and wanted and _matches(recorded, wanted, {}):
+            _save(self.save, recorded, wanted)
+        return answer

@@ -327,6 +327,73 @@ def spawn(
             raise ToolMissingError(f"`{args[0]}` is not installed") from exc
 
 
+class Conversation:
+    """A command given its input in two parts: started with the first, finished later with the rest.
+
+    For a helper that does what it can with the first part (imports, loading) while
+    the caller prepares the second. Its own process group, LC_ALL=C, output captured
+    as ``run`` does. Use it as a context manager: leaving it before ``finish`` (an
+    error, an interrupt) stops the group, so nothing outlives the caller's step.
+    """
+
+    def __init__(self, argv: Sequence[str | os.PathLike[str]], first: str) -> None:
+        self.argv = tuple(str(a) for a in argv)
+        self.first = first
+        self.proc: subprocess.Popen[str] | None = None
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Conversation:
+        log.debug("+ %s (in two parts)", shlex.join(self.argv))
+        env = {**os.environ, "LC_ALL": "C"}
+        try:
+            with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
+                self.proc = subprocess.Popen(
+                    self.argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True, errors="replace", start_new_session=True,
+                )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise ToolMissingError(f"`{self.argv[0]}` is not installed") from exc
+        for stream, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err)):
+            thread = threading.Thread(target=lambda s=stream, k=sink: k.extend(iter(s.readline, "")), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._write(self.first, close=False)
+        return self
+
+    def _write(self, text: str, *, close: bool) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(text)
+            self.proc.stdin.flush()
+            if close:
+                self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it ended early: its output says why
+
+    def finish(self, rest: str, timeout: float) -> Completed:
+        """Send the rest of the input, wait for the end; StepTimeoutError (group stopped) after ``timeout``."""
+        assert self.proc is not None
+        self._write(rest, close=True)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(self.proc)
+            raise StepTimeoutError(
+                f"`{shlex.join(self.argv)}` exceeded its {timeout:.0f}s time limit and was killed"
+            ) from None
+        _join(self._threads, PIPE_GRACE)
+        return Completed(self.argv, self.proc.returncode, "".join(self._out), "".join(self._err))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            stop_group(self.proc, first=signal.SIGINT if exc_type is KeyboardInterrupt else signal.SIGTERM)
+        _join(self._threads, PIPE_GRACE)
+
+
 def stop(proc: subprocess.Popen[bytes], grace: float = GRACE) -> None:
     """Stop a process started with ``spawn`` (its whole group): SIGTERM, then SIGKILL after ``grace``."""
     if proc.poll() is None:

@@ -20,7 +20,9 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 6. check the staged repo: every file repomd names matches its checksum, and a
    real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it in
    one test transaction (resolved, every signature checked, rpm's transaction
-   checks run; nothing unpacked);
+   checks run; nothing unpacked) and upgrades the live packages to it
+   (``upgrade_check``). dnf's helper is started before step 3, so its start-up
+   and the live packages' part overlap steps 3-5;
 7. turn the staging dir into a new generation and swap ``repodata`` atomically
    (see ``repo``); prune old generations.
 
@@ -304,40 +306,58 @@ def _check_staged(
     plan: _Plan,
     staging: Path,
     public_key: Path | None,
-    release: str,
-    extra: Sequence[dnf.Repo] | None,
-    *,
-    upgrade_from: Sequence[str] | None = None,
+    extra: Sequence[dnf.Repo],
+    checks: _Checks | None,
 ) -> str:
     """Check the staged repo dir; the key of the upgrade check's saved root ("" if none)."""
     problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
     crashpoints.reach("checked")
-    if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
+    if checks is None:
         return ""
     # One dnf transaction installs one version of a name: check the newest of each.
     targets = sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values())
-    with step(f"dnf test-installs {len(targets)} new package(s) from the staged repository") as checking:
+    live = len(checks.upgrade.dnf.packages)
+    with step(
+        f"dnf test-installs {len(targets)} new package(s) from the staged repository and upgrades {live} live one(s)"
+    ) as checking:
         try:
-            result = dnf.check_install([dnf.Repo("staged", staging), *extra], targets, public_key, release)
+            result, found = checks.dnf.finish(dnf.Repo("staged", staging), extra, targets, public_key)
         except VerifyError as exc:
             raise VerifyError(
                 exc.message,
                 hint="nothing was published; dnf resolves against this channel plus the live base and updates "
                 "channels of the release, so publish missing dependencies there (or together) first",
             ) from exc
+        upgrade = upgrade_check.judge(checks.upgrade, found)
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
-    started = time.monotonic()
-    upgrade = upgrade_check.check(
-        plan.repo, release, staging, upgrade_from=upgrade_from, save=staging / upgrade_check.SAVED
-    )
     plan.report.upgrade_checked = upgrade.upgraded
     plan.report.upgrade_root = upgrade.root
-    plan.report.check_seconds += time.monotonic() - started
     crashpoints.reach("dnf-checked")
     return upgrade.cache_key
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """The dnf checks of one repo dir, under way since the start of its ``_prepare``."""
+
+    dnf: dnf.PublishChecks
+    upgrade: upgrade_check.Request
+
+
+@contextlib.contextmanager
+def _started_checks(
+    plan: _Plan, staging: Path, release: str, extra: list[dnf.Repo] | None, upgrade_from: Sequence[str] | None
+) -> Iterator[_Checks | None]:
+    """Start the dnf checks of a binary repo dir with new packages (None: no check), stopped on the way out."""
+    if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
+        yield None
+        return
+    asked = upgrade_check.request(plan.repo, release, upgrade_from=upgrade_from, save=staging / upgrade_check.SAVED)
+    with dnf.PublishChecks(release, asked.dnf) as checks:
+        yield _Checks(checks, asked)
 
 
 def _go_live(prepared: _Prepared) -> int:
@@ -474,18 +494,10 @@ def _apply(
             stagings.enter_context(space.guard(_watched(repo_root), needed))
             for plan in plans:
                 staging = stagings.enter_context(_staging_dir(plan.repo))
+                # First, so dnf's helper loads dnf and the live packages while this process signs and indexes.
+                checks = stagings.enter_context(_started_checks(plan, staging, release, extra, upgrade_from))
                 prepared.append(
-                    _prepare(
-                        plan,
-                        staging,
-                        key,
-                        resign=resign,
-                        release=release,
-                        extra=extra,
-                        sqlite=sqlite,
-                        upgrade_from=upgrade_from,
-                        rpmv3=rpmv3,
-                    )
+                    _prepare(plan, staging, key, resign=resign, extra=extra, sqlite=sqlite, checks=checks, rpmv3=rpmv3)
                 )
             for item in prepared:
                 with step(f"swap in the new generation of {item.plan.repo.path}"):
@@ -512,10 +524,9 @@ def _prepare(
     key: gpg.SigningKey | None,
     *,
     resign: bool,
-    release: str,
     extra: list[dnf.Repo] | None,
     sqlite: bool,
-    upgrade_from: Sequence[str] | None = None,
+    checks: _Checks | None,
     rpmv3: bool = False,
 ) -> _Prepared:
     """Stage, sign, verify, place, build metadata and check one repo dir (nothing live changes)."""
@@ -546,9 +557,7 @@ def _prepare(
         if key is not None:
             _attest(plan, staging, generation.number, key)
         crashpoints.reach("attested")
-        upgrade_root = _check_staged(
-            plan, staging, key.public_key if key else None, release, extra, upgrade_from=upgrade_from
-        )
+        upgrade_root = _check_staged(plan, staging, key.public_key if key else None, extra or [], checks)
     except BaseException:
         _unplace(plan.repo, created)
         raise

@@ -12,8 +12,11 @@ anything goes live:
    newest package of the staged metadata has its dependencies within the
    newest packages of the staged and other live repositories.
 
-Both run in one dnf process (``adapters/dnf_upgrade_helper.py``): dnf's
-start-up, not the solving, is what costs.
+Both run in the dnf process of the publish's install check
+(``adapters/dnf_publish_helper.py``), started when the publish begins
+(``request`` is all it needs then): dnf's start-up and the live packages'
+resolving and recording happen while the staged repository is built; only the
+upgrade to the staged metadata waits for it (``judge`` reads the answer).
 
 Recording the live packages (``rpm --justdb``) costs seconds for thousands, so
 a passing check leaves its installroot in the staging dir, and ``adopt`` moves
@@ -39,7 +42,7 @@ from pathlib import Path
 from xcpbuild.adapters import dnf
 from xcpbuild.adapters.createrepo import PackageRecord
 from xcpbuild.errors import VerifyError
-from xcpbuild.log import get_logger, step
+from xcpbuild.log import get_logger
 from xcpbuild.pipeline.publish import evr
 from xcpbuild.pipeline.publish import repo as repolib
 
@@ -79,42 +82,50 @@ def _root_and_channel(binary: repolib.RepoDir, release: str) -> tuple[Path, str]
     return root, channel_dir.name
 
 
-def check(
-    binary: repolib.RepoDir,
-    release: str,
-    staged: Path,
-    *,
-    upgrade_from: Sequence[str] | None = None,
-    save: Path | None = None,
-) -> UpgradeCheck:
-    """Check the staged metadata of the binary repo dir ``binary`` (in ``staged``) against the live packages.
+@dataclass(frozen=True)
+class Request:
+    """One publish's upgrade check, decided before anything is staged."""
+
+    channels: list[str]
+    key: str  # the name under ROOTS of the root this check reads and saves
+    dnf: dnf.UpgradeRequest
+
+
+def request(
+    binary: repolib.RepoDir, release: str, *, upgrade_from: Sequence[str] | None = None, save: Path | None = None
+) -> Request:
+    """What the check of the binary repo dir ``binary`` asks dnf (the caller holds the publish lock).
 
     ``save``: where a passing check leaves its recorded root for ``adopt`` (a path not yet existing).
     """
     repo_root, channel = _root_and_channel(binary, release)
     roots = binary.path / ROOTS
     _sweep(roots)
-    result = UpgradeCheck()
     channels = list(dict.fromkeys(upgrade_from or [channel]))
     live: dict[str, repolib.RepoDir] = {}
     for name in dict.fromkeys([channel, *channels, "base", "updates"]):
         binary, _ = repolib.repo_dirs(repo_root, release, name)
         if repolib.current_number(binary) is not None:
             live[name] = binary
-    others = [dnf.Repo(f"live-{name}", d.path) for name, d in live.items() if name != channel]
-    names = [n for name in channels if name in live for n in _live_names(live[name])]
-    live_repos = [dnf.Repo(f"live-{name}", d.path) for name, d in live.items()]
-    what = f"{len(names)} live package(s) of {', '.join(channels)} upgraded to the staged; repoclosure"
+    others = tuple(dnf.Repo(f"live-{name}", d.path) for name, d in live.items() if name != channel)
+    names = tuple(n for name in channels if name in live for n in _live_names(live[name]))
+    live_repos = tuple(dnf.Repo(f"live-{name}", d.path) for name, d in live.items())
     key = "+".join(sorted(channels))
-    with step(f"dnf resolves {what}"):
-        found = dnf.upgrade_check(
-            live_repos, [dnf.Repo("staged", staged), *others], "staged", names, release,
-            cache=roots / key if (roots / key).is_dir() else None, save=save,
-        )  # fmt: skip
-    log.debug("upgrade check: %s root; %s", found.root, ", ".join(f"{k} {v:.2f}s" for k, v in found.timings.items()))
-    result.root = found.root
+    cache = roots / key if (roots / key).is_dir() else None
+    return Request(channels, key, dnf.UpgradeRequest(live_repos, others, names, cache=cache, save=save))
+
+
+def judge(asked: Request, found: dnf.UpgradeCheckResult) -> UpgradeCheck:
+    """What dnf's answer means for the publish: VerifyError for an update that breaks hosts."""
+    names, channels = asked.dnf.packages, asked.channels
+    log.debug(
+        "upgrade check of %d live package(s) of %s: %s root; %s", len(names), ", ".join(channels), found.root,
+        ", ".join(f"{k} {v:.2f}s" for k, v in found.timings.items()),
+    )  # fmt: skip
+    result = UpgradeCheck(root=found.root)
+    save = asked.dnf.save
     if save is not None and (save / "manifest.json").exists():
-        result.cache_key = key
+        result.cache_key = asked.key
     if not names:
         result.note = f"nothing live in {', '.join(channels)} to upgrade from"
     elif found.problem == "live-install":

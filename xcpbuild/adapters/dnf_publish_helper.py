@@ -1,0 +1,97 @@
+"""Run by the system's Python (the one dnf runs on), never imported by xcpbuild: a publish's two dnf checks.
+
+One process for the upgrade check (``dnf_upgrade_helper.py``) and the install check
+(``dnf_check_helper.py``), started when the publish begins, so that starting
+Python, importing dnf and rpm and everything that needs only the live
+repositories happen while the publisher signs, places and indexes the new
+packages. It reads two JSON lines on stdin:
+
+1. at the start: the upgrade check's request without the staged repositories.
+   It resolves the live packages and records them in the installroot (a kept
+   root and the difference, or a fresh one) straight away;
+2. once the staged repository is built and signed: ``{"staged": [...], "check":
+   ID, "install": {install check request}}``. A child forked after the imports
+   reads it and runs the install check at once, while this process finishes the
+   live half if it must, then runs the upgrade to the staged metadata and
+   repoclosure: the two checks share the imports and run side by side.
+
+It prints one JSON answer, ``{"upgrade": ..., "install": ...}``, each as its
+own helper answers. Each check has its own process, dnf Base, root and cache,
+so neither sees what the other loaded (nor the install check's requirement of
+signatures in rpm's transactions); at end of input before line 2 both just end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+
+def _sibling(name: str) -> ModuleType:
+    """A helper next to this one, by path: this folder also holds xcpbuild's dnf.py, which must not shadow dnf."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _install_check(check_helper: ModuleType, to_parent: int, answer: int) -> None:
+    """The forked child: read line 2, pass it to the parent, answer the install check (never returns)."""
+    try:
+        second = sys.stdin.readline()
+        with os.fdopen(to_parent, "w") as out:
+            out.write(second)
+        if second:
+            found = check_helper.check(json.loads(second)["install"])
+            with os.fdopen(answer, "w") as out:
+                out.write(json.dumps(found))
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def main() -> int:
+    first = sys.stdin.readline()
+    if not first:
+        return 0
+    upgrade_helper = _sibling("dnf_upgrade_helper")
+    check_helper = _sibling("dnf_check_helper")
+    request = json.loads(first)
+    staged_r, staged_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    child = os.fork()  # dnf is imported once; the install check waits for the staged repo meanwhile
+    if child == 0:
+        os.close(staged_r)
+        os.close(answer_r)
+        _install_check(check_helper, staged_w, answer_w)
+    os.close(staged_w)
+    os.close(answer_w)
+    upgrade = upgrade_helper.Check(request, Path(request["tmp"]))
+    upgrade.live()
+    with os.fdopen(staged_r) as pipe:
+        second = pipe.read()
+    if not second:
+        os.waitpid(child, 0)
+        return 0  # the publish stopped before its staged repository was ready
+    staged = json.loads(second)
+    answer = {"upgrade": upgrade.staged(staged["staged"], staged["check"])}
+    with os.fdopen(answer_r) as pipe:
+        installed = pipe.read()
+    _, status = os.waitpid(child, 0)
+    if not installed or status:
+        print("the install check ended without an answer", file=sys.stderr)
+        return 1
+    answer["install"] = json.loads(installed)
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
