@@ -120,6 +120,7 @@ def main() -> int:
         print(f"  ratio: {our_median / cli_median:.2f}x (target <= 1.0x)")
 
         if args.metadata_only:
+            print(f"load average at the end: {load()}")
             return 0
         key = make_key(work / "key")
         try:
