@@ -37,10 +37,18 @@ def _changed(new: Path, base: Path) -> list[int]:
 SIZE = 8 * BLOCK + 3 * 512  # 9 blocks, the last one partial
 
 
+def _flipped(content: bytes, spans: dict[int, int]) -> dict[int, bytes]:
+    """Edits at each offset of ``spans`` (offset: length) that differ from ``content`` in every byte.
+
+    Fixed replacement text could equal random content by chance (1 in 256 for one byte).
+    """
+    return {at: bytes(b ^ 0xFF for b in content[at : at + length]) for at, length in spans.items()}
+
+
 def test_scattered_first_and_last_block_changes_are_found_in_fully_allocated_disks(tmp_path: Path) -> None:
     content = os.urandom(SIZE)
     base = _disk(tmp_path / "base", SIZE, {}, full=content)
-    edits = {0: b"first", 3 * BLOCK + 777: b"scattered", 6 * BLOCK - 1: b"xy", SIZE - 1: b"!"}
+    edits = _flipped(content, {0: 5, 3 * BLOCK + 777: 9, 6 * BLOCK - 1: 2, SIZE - 1: 1})
     new = _disk(tmp_path / "new", SIZE, edits, full=content)
     assert _changed(new, base) == [0, 3, 5, 6, 8]  # 6*BLOCK-1 straddles blocks 5 and 6
     assert _changed(base, base) == []
@@ -54,7 +62,7 @@ def test_both_comparisons_find_the_same_blocks_including_the_partial_last_one(
         monkeypatch.setattr(delta, "_libc_memcmp", lambda: None)
     content = os.urandom(SIZE)
     base = _disk(tmp_path / "base", SIZE, {}, full=content)
-    new = _disk(tmp_path / "new", SIZE, {2 * BLOCK + 9: b"two", SIZE - 2: b"?"}, full=content)
+    new = _disk(tmp_path / "new", SIZE, _flipped(content, {2 * BLOCK + 9: 3, SIZE - 2: 1}), full=content)
     assert _changed(new, base) == [2, 8]
     assert _changed(_disk(tmp_path / "same", SIZE, {}, full=content), base) == []
 
