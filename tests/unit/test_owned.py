@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,39 @@ def test_removed_on_an_exception_too(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), owned.tempdir("job", parent=tmp_path) as path:
         raise RuntimeError("boom")
     assert not path.exists()
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # what the CLI's SIGTERM handler does
+
+
+@pytest.mark.parametrize("moment", ["made", "removing"])
+def test_a_sigterm_while_the_directory_is_made_or_removed_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """The signal is acted on once the directory is handed over, or once it is gone, never in between."""
+    real_make, real_remove = owned._make, owned.remove
+
+    def make(base: Path, prefix: str, *, directory: bool = True) -> Path:
+        path = real_make(base, prefix, directory=directory)
+        if moment == "made":
+            os.kill(os.getpid(), signal.SIGTERM)  # right after mkdir, before anyone holds the path
+        return path
+
+    def remove(path: Path) -> None:
+        if moment == "removing":
+            os.kill(os.getpid(), signal.SIGTERM)  # before the removal has begun
+        real_remove(path)
+
+    monkeypatch.setattr(owned, "_make", make)
+    monkeypatch.setattr(owned, "remove", remove)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with pytest.raises(SystemExit), owned.tempdir("job", parent=tmp_path):
+            time.sleep(0.5)  # not reached when the signal lands as the directory is made
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_dead_owners_leftovers_are_swept_by_the_next_use(tmp_path: Path) -> None:

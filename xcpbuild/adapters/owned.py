@@ -143,11 +143,17 @@ def tempdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
     only = prefix if parent is not None else None
     if first_time(("dir", base, only)):
         sweep(base, only)
-    path = _make(base, prefix)
+    path: Path | None = None
     try:
+        # Held back while the directory is made and removed: Ctrl-C or SIGTERM landing between
+        # mkdir and the yield, or half-way through the removal, would leave it behind.
+        with process.signals_deferred():
+            path = _make(base, prefix)
         yield path
     finally:
-        remove(path)
+        if path is not None:
+            with process.signals_deferred():
+                remove(path)
 
 
 @contextmanager
@@ -156,11 +162,14 @@ def scratch_file(prefix: str, parent: Path) -> Iterator[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     if first_time(("dir", parent, prefix)):
         sweep(parent, prefix)
-    path = _make(parent, prefix, directory=False)
+    path: Path | None = None
     try:
+        with process.signals_deferred():  # as in tempdir: no file made but never handed over
+            path = _make(parent, prefix, directory=False)
         yield path
     finally:
-        path.unlink(missing_ok=True)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _make(base: Path, prefix: str, *, directory: bool = True) -> Path:
