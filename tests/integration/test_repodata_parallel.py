@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import createrepo_c as cr
@@ -185,20 +185,32 @@ def fifo_tree(tree: Path, tmp_path: Path) -> Iterator[Path]:
     yield root
 
 
+def once_forked(before: set[int], then: Callable[[set[int]], None]) -> threading.Thread:
+    """A started thread that waits (30 s at most) for children not in ``before``, then calls ``then`` with them."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        new: set[int] = set()
+        while time.monotonic() < deadline and not new:
+            new = children() - before
+            time.sleep(0.01)
+        then(new)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
 def test_a_killed_reader_is_reaped_and_leaves_no_metadata(fifo_tree: Path, tmp_path: Path) -> None:
     before = children()
     killed: list[int] = []
 
-    def kill_the_reader() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not killed:
-            for pid in children() - before:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.01)
+    def kill(pids: set[int]) -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-    killer = threading.Thread(target=kill_the_reader)
-    killer.start()
+    killer = once_forked(before, kill)
     try:
         with pytest.raises(PublishError, match=r"metadata reader for .* failed: killed by SIGKILL"):
             build(fifo_tree, tmp_path / "out", 1)
@@ -214,15 +226,11 @@ def test_an_interrupted_build_kills_and_reaps_its_readers(fifo_tree: Path, tmp_p
     before = children()
     seen: list[int] = []
 
-    def interrupt_once_forked() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not seen:
-            seen.extend(children() - before)
-            time.sleep(0.01)
+    def interrupt(pids: set[int]) -> None:
+        seen.extend(pids)
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
-    interrupter = threading.Thread(target=interrupt_once_forked)
-    interrupter.start()
+    interrupter = once_forked(before, interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
             build(fifo_tree, tmp_path / "out", 1)

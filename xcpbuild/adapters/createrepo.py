@@ -66,6 +66,7 @@ log = get_logger("createrepo")
 CHECKSUM = "sha256"
 _SQLITE_DB_VERSION = 10  # the schema version createrepo_c's sqlite databases carry (db_info.dbversion)
 _METADATA_TYPES = ("primary", "filelists", "other")
+_XML_WRITERS = (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile)  # in _METADATA_TYPES' order
 
 StatKey = tuple[int, int, int]  # size, mtime_ns, inode
 
@@ -237,10 +238,10 @@ def build_repodata(
         with _XmlFiles(out_dir, len(packages)) as xml:
             for pkg in packages:
                 xml.add_pkg(pkg)
-        files = _finish(out_dir, packages if sqlite else [])
+        files = _finish(out_dir, packages if sqlite else None)
     else:
         records = _build_parallel(out_dir, _Tree(ordered, paths, keys, reused, to_read), count)
-        files = _finish(out_dir, [])
+        files = _finish(out_dir, None)
     return RepodataResult(records, files, read=len(to_read), reused=len(ordered) - len(to_read))
 
 
@@ -276,7 +277,7 @@ class _XmlFiles:
         self.paths = [out_dir / f"{kind}.xml.gz" for kind in _METADATA_TYPES]
         self.writers: list[Any] = []
         try:
-            for path, kind in zip(self.paths, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True):
+            for path, kind in zip(self.paths, _XML_WRITERS, strict=True):
                 writer = kind(str(path), cr.GZ_COMPRESSION)  # OSError if the file exists: never ours to remove
                 self.writers.append(writer)
                 writer.set_num_of_pkgs(count)
@@ -538,9 +539,7 @@ def _xml_frames(out_dir: Path, count: int) -> list[tuple[str, str]]:
     """(header, footer) of primary, filelists and other for ``count`` packages, as
     createrepo_c's own writers make them (an empty uncompressed file, split)."""
     frames = []
-    for kind, writer_type in zip(
-        _METADATA_TYPES, (cr.PrimaryXmlFile, cr.FilelistsXmlFile, cr.OtherXmlFile), strict=True
-    ):
+    for kind, writer_type in zip(_METADATA_TYPES, _XML_WRITERS, strict=True):
         path = out_dir / f".{kind}.frame.{os.getpid()}"
         path.unlink(missing_ok=True)  # ours: named after this process
         try:
@@ -555,9 +554,9 @@ def _xml_frames(out_dir: Path, count: int) -> list[tuple[str, str]]:
     return frames
 
 
-def _finish(out_dir: Path, packages: list[cr.Package]) -> list[str]:
+def _finish(out_dir: Path, packages: list[cr.Package] | None) -> list[str]:
     """repomd.xml for the three XML files (renamed to their checksums), and the
-    sqlite databases of ``packages`` when given."""
+    sqlite databases of ``packages`` when given (an empty list: empty databases)."""
     repomd = cr.Repomd()
     repomd.set_revision(str(int(time.time())))
     names: list[str] = []
@@ -568,7 +567,7 @@ def _finish(out_dir: Path, packages: list[cr.Package]) -> list[str]:
         record.rename_file()
         repomd.set_record(record)
         names.append(Path(record.location_href).name)
-        if packages:
+        if packages is not None:
             db_path = out_dir / f"{kind}.sqlite"
             database = databases[kind](str(db_path))
             for pkg in packages:

@@ -127,47 +127,13 @@ def run(
     same way (``Supervised``) before the interrupt goes on.
     """
     args = tuple(str(a) for a in argv)
-    full_env = dict(os.environ)
-    full_env["LC_ALL"] = "C"
-    if env:
-        full_env.update(env)
     log.debug("+ %s", shlex.join(args))
     out_lines: list[str] = []
     err_lines: list[str] = []
-
-    def pump(stream: object, sink: list[str]) -> None:
-        assert hasattr(stream, "readline")
-        for line in iter(stream.readline, ""):
-            sink.append(line)
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-
     with Supervised() as guard:
-        try:
-            with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
-                guard.proc = proc = subprocess.Popen(
-                    args,
-                    cwd=cwd,
-                    env=full_env,
-                    stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    errors="replace",
-                    start_new_session=True,
-                )
-        except FileNotFoundError as exc:
-            tool = Path(args[0]).name
-            raise ToolMissingError(
-                f"`{args[0]}` is not installed",
-                hint=f"install it (on Debian: apt-get install -y {TOOL_PACKAGES.get(tool, tool)})",
-            ) from exc
-        threads = [
-            threading.Thread(target=pump, args=(proc.stdout, out_lines), daemon=True),
-            threading.Thread(target=pump, args=(proc.stderr, err_lines), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
+        with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
+            guard.proc = proc = _popen(args, cwd=cwd, env=env, stdin=input_text is not None)
+        threads = _pumps(proc, out_lines, err_lines, on_line)
         if input_text is not None and proc.stdin is not None:
             try:
                 proc.stdin.write(input_text)
@@ -188,6 +154,54 @@ def run(
     if check and not completed.ok:
         raise CommandFailed(completed)
     return completed
+
+
+def _popen(
+    args: tuple[str, ...], *, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None, stdin: bool
+) -> subprocess.Popen[str]:
+    """``args`` started in its own process group with LC_ALL=C (tools' messages stay parseable) and
+    ``env`` added, stdout and stderr piped as text, stdin piped or /dev/null. Call it with signals
+    deferred and keep the process before they are acted on."""
+    full_env = {**os.environ, "LC_ALL": "C", **(env or {})}
+    try:
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        tool = Path(args[0]).name
+        raise ToolMissingError(
+            f"`{args[0]}` is not installed",
+            hint=f"install it (on Debian: apt-get install -y {TOOL_PACKAGES.get(tool, tool)})",
+        ) from exc
+
+
+def _pumps(
+    proc: subprocess.Popen[str], out: list[str], err: list[str], on_line: Callable[[str], None] | None = None
+) -> list[threading.Thread]:
+    """Started threads collecting ``proc``'s stdout and stderr lines (and handing each to ``on_line``)."""
+
+    def pump(stream: object, sink: list[str]) -> None:
+        assert hasattr(stream, "readline")
+        for line in iter(stream.readline, ""):
+            sink.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, err), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 # How long a stopped group gets between SIGTERM and SIGKILL, and readers to drain the pipes.
@@ -346,19 +360,9 @@ class Conversation:
 
     def __enter__(self) -> Conversation:
         log.debug("+ %s (in two parts)", shlex.join(self.argv))
-        env = {**os.environ, "LC_ALL": "C"}
-        try:
-            with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
-                self.proc = subprocess.Popen(
-                    self.argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True, errors="replace", start_new_session=True,
-                )  # fmt: skip
-        except FileNotFoundError as exc:
-            raise ToolMissingError(f"`{self.argv[0]}` is not installed") from exc
-        for stream, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err)):
-            thread = threading.Thread(target=lambda s=stream, k=sink: k.extend(iter(s.readline, "")), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        with signals_deferred():  # an interrupt inside Popen would lose the child it just forked
+            self.proc = _popen(self.argv, env=None, stdin=True)
+        self._threads = _pumps(self.proc, self._out, self._err)
         self._write(self.first, close=False)
         return self
 
