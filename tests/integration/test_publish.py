@@ -26,7 +26,7 @@ RELEASE = "8.3"
 
 @pytest.fixture(scope="module")
 def tools() -> None:
-    need_tool("rpmbuild", "rpmsign", "rpmkeys", "gpg", "dnf")
+    need_tool("rpmbuild", "rpmsign", "rpmkeys", "gpg", "gpgv", "dnf")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,27 @@ def test_dnf_refuses_repo_with_a_foreign_key(
     publish.publish([rpms["hello-1.0"]], root, RELEASE, "testing", key=key)
     with pytest.raises(Exception, match="dnf could not install"):
         dnf.install([dnf.Repo("live", live(root).path)], ["hello"], other_key.public_key, RELEASE)
+
+
+def test_detached_signatures_verify_with_the_signing_key_alone(
+    tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey
+) -> None:
+    """gpgv against a keyring of the one public key: another key's signature and a changed file are refused."""
+    data = tmp_path / "repomd.xml"
+    data.write_text("<repomd/>\n")
+    signature = gpg.detach_sign(key, data, tmp_path / "repomd.xml.asc")
+    assert gpg.verify_detached(key.public_key, data, signature) == key.fingerprint
+    foreign = gpg.detach_sign(other_key, data, tmp_path / "foreign.asc")
+    with pytest.raises(SigningError, match="does not verify"):
+        gpg.verify_detached(key.public_key, data, foreign)
+    binary_key = tmp_path / "key.gpg"  # a public key given unarmoured works the same
+    binary_key.write_bytes(subprocess.run(
+        ["gpg", "--dearmor"], input=key.public_key.read_bytes(), capture_output=True, check=True
+    ).stdout)  # fmt: skip
+    assert gpg.verify_detached(binary_key, data, signature) == key.fingerprint
+    data.write_text("<repomd>changed</repomd>\n")
+    with pytest.raises(SigningError, match="does not verify"):
+        gpg.verify_detached(key.public_key, data, signature)
 
 
 def test_republish_is_noop_and_changed_content_is_refused(

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcpbuild.adapters import owned
+from xcpbuild.adapters import openpgp, owned
 from xcpbuild.adapters.process import CommandFailed, require_tool, run, which
 from xcpbuild.errors import SigningError
 from xcpbuild.log import get_logger
@@ -112,12 +112,20 @@ def detach_sign(key: SigningKey, path: Path, signature: Path) -> Path:
 
 
 def verify_detached(public_key: Path, path: Path, signature: Path) -> str:
-    """Check ``signature`` over ``path`` against ``public_key`` only; return the signer's fingerprint."""
+    """Check ``signature`` over ``path`` against ``public_key`` only; return the signer's fingerprint.
+
+    gpgv with a keyring holding that key alone: one process, no keybox to import into, no agent.
+    """
+    gpgv = require_tool("gpgv")
     with owned.tempdir("gpgv") as home:
         home.chmod(0o700)
-        _gpg(home, ["--import", public_key])
-        gpg = require_tool("gpg")
-        done = run([gpg, "--homedir", home, "--batch", "--status-fd", "1", "--verify", signature, path], check=False)
+        keyring = home / "key.gpg"
+        raw = public_key.read_bytes()
+        armoured = raw.lstrip().startswith(b"-----BEGIN PGP")
+        keyring.write_bytes(openpgp.dearmor(raw.decode("ascii", "replace")) if armoured else raw)
+        argv: list[str | os.PathLike[str]] = [gpgv, "--homedir", home, "--keyring", keyring, "--status-fd", "1"]
+        argv += [signature, path]
+        done = run(argv, check=False)
     for line in done.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[:2] == ["[GNUPG:]", "VALIDSIG"]:

@@ -31,6 +31,7 @@ _TOOLS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     ("createrepo_c", ("--version",), True, "baseline for repodata benchmarks"),
     ("dnf", ("--version",), True, "install from staged and published repos"),
     ("gpg", ("--version",), True, "sign repomd.xml and RPMs"),
+    ("gpgv", ("--version",), True, "verify repomd.xml and provenance signatures"),
     ("qemu-img", ("--version",), True, "independent VHD reader for export checks"),
     ("mmdebstrap", ("--version",), True, "make the offline base image for the local target"),
     ("git", ("--version",), True, "GitPython drives it for sources and patches"),
