@@ -1,15 +1,20 @@
-"""The publish's dnf check (``dnf.check_install``) against hand-made repositories it must refuse.
+"""The publish's dnf check against hand-made repositories it must refuse.
 
-Each repository holds ``good`` (signed by the trusted key) and ``zbad`` (broken
-in one way); its repomd is signed by the trusted key unless the case is about
-that. ``zbad`` sorts last, so its signature is judged by the batched rpmkeys
-run, not by the one package dnf checks itself to import the key.
+Two ways in: ``dnf.check_install``, where dnf imports the key itself on the way,
+and the publish's early helper (``dnf.PublishChecks``), which trusts the key
+before the repository exists (its keyring in dnf's cache, the root's rpm
+database) and is handed the repository once it is made. Each repository holds
+``good`` (signed by the trusted key) and ``zbad`` (broken in one way); its
+repomd is signed by the trusted key unless the case is about that. ``zbad``
+sorts last, so its signature is judged by the batched rpmkeys run, not by the
+one package dnf checks itself to import the key.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,16 +69,33 @@ def make_repo(
     return root
 
 
-def check(root: Path, key: GpgTestKey) -> dnf.InstallResult:
-    return dnf.check_install([dnf.Repo("staged", root)], ["zbad"], key.public_key, RELEASE)
+def check(way: str, root: Path, key: GpgTestKey, make: Callable[[], Path]) -> dnf.InstallResult:
+    """The install check of ``zbad`` in ``root``, which ``make`` fills: before it starts, or once it runs."""
+    if way == "library":
+        return dnf.check_install([dnf.Repo("staged", make())], ["zbad"], key.public_key, RELEASE)
+    root.mkdir(parents=True, exist_ok=True)
+    upgrade = dnf.UpgradeRequest(live=(), others=(), packages=())
+    install = dnf.InstallRequest((dnf.Repo("staged", root),), ("zbad",), key.public_key)
+    with dnf.PublishChecks(RELEASE, upgrade, install) as checks:
+        make()
+        result, _ = checks.finish()
+    return result
 
 
+WAYS = pytest.mark.parametrize("way", ["library", "publish"])
+
+
+@WAYS
 def test_a_good_repository_passes_and_lists_the_dependencies(
-    tmp_path: Path, keys: tuple[GpgTestKey, GpgTestKey], rpms: dict[str, Path]
+    tmp_path: Path, keys: tuple[GpgTestKey, GpgTestKey], rpms: dict[str, Path], way: str
 ) -> None:
     trusted, _ = keys
-    root = make_repo(tmp_path, rpms, trusted, zbad_key=trusted, repomd_key=trusted)
-    assert check(root, trusted).installed == ["good-1.0-1.noarch", "zbad-1.0-1.noarch"]
+    result = check(
+        way, tmp_path, trusted, lambda: make_repo(tmp_path, rpms, trusted, zbad_key=trusted, repomd_key=trusted)
+    )
+    assert result.installed == ["good-1.0-1.noarch", "zbad-1.0-1.noarch"]
+    answer = json.loads(result.output.strip().splitlines()[-1])
+    assert (answer["install"] if way == "publish" else answer)["key"] == ("ahead" if way == "publish" else "by dnf")
 
 
 @pytest.mark.parametrize(
@@ -85,15 +107,19 @@ def test_a_good_repository_passes_and_lists_the_dependencies(
         ("repomd", r"loading the repository metadata failed: .*repomd\.xml GPG signature verification error"),
     ],
 )
+@WAYS
 def test_each_broken_repository_is_refused_naming_the_package_and_the_reason(
-    tmp_path: Path, keys: tuple[GpgTestKey, GpgTestKey], rpms: dict[str, Path], case: str, expected: str
+    tmp_path: Path, keys: tuple[GpgTestKey, GpgTestKey], rpms: dict[str, Path], case: str, expected: str, way: str
 ) -> None:
     trusted, other = keys
     zbad_key = {"foreign": other, "unsigned": None}.get(case, trusted)
     repomd_key = other if case == "repomd" else trusted
-    root = make_repo(tmp_path, rpms, trusted, zbad_key=zbad_key, repomd_key=repomd_key, damage=case == "damaged")
+
+    def make() -> Path:
+        return make_repo(tmp_path, rpms, trusted, zbad_key=zbad_key, repomd_key=repomd_key, damage=case == "damaged")
+
     with pytest.raises(VerifyError, match=rf"^dnf could not install zbad: {expected}"):
-        check(root, trusted)
+        check(way, tmp_path, trusted, make)
 
 
 def test_many_packages_are_all_checked(tmp_path: Path, keys: tuple[GpgTestKey, GpgTestKey]) -> None:

@@ -133,7 +133,8 @@ def test_a_kept_root_that_does_not_match_is_not_trusted(tmp_path: Path, damage: 
 def test_checks_left_before_they_finish_leave_no_process_and_no_directory(tmp_path: Path) -> None:
     """A publish that fails after starting its dnf checks (a bad signature, say) stops the helper."""
     asked = dnf.UpgradeRequest(live=(), others=(), packages=())
-    with dnf.PublishChecks(RELEASE, asked) as checks:
+    install = dnf.InstallRequest((dnf.Repo("staged", tmp_path),), (), None)
+    with dnf.PublishChecks(RELEASE, asked, install) as checks:
         pid, tmp = checks.pid, checks.tmp
         assert tmp.is_dir() and Path(f"/proc/{pid}").exists()
     assert not tmp.exists()

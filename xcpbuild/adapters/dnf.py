@@ -194,6 +194,18 @@ class UpgradeRequest:
     save: Path | None = None
 
 
+@dataclass(frozen=True)
+class InstallRequest:
+    """The install check's question, all known before the staged repository exists.
+
+    Install ``packages`` from ``repos`` (the staged repository first) with ``public_key`` trusted (None: unsigned).
+    """
+
+    repos: tuple[Repo, ...]
+    packages: tuple[str, ...]
+    public_key: Path | None
+
+
 # How the helper reads dnf's solution: "goal" (fast), or "transaction" (dnf's own, for a test to compare).
 UPGRADE_SOLVER = "goal"
 _SUBDIRS = ("root", "cache", "log", "persist")
@@ -202,24 +214,33 @@ _SUBDIRS = ("root", "cache", "log", "persist")
 class PublishChecks:
     """A publish's install and upgrade checks in one ``dnf_publish_helper.py`` run, started early.
 
-    Entering starts the helper under dnf's own Python with the upgrade request, so it imports dnf
-    and resolves and records the live packages while the caller builds the staged repository;
-    ``finish`` hands it that repository and waits for both answers. Leaving stops the helper if
-    it still runs and removes its temporary directory (and the gpg-agent dnf started there).
+    Entering starts the helper under dnf's own Python with both requests, so it imports dnf,
+    trusts the key and resolves and records the live packages while the caller builds the staged
+    repository (``install.repos[0]``); ``finish`` says it is ready and waits for both answers.
+    Leaving stops the helper if it still runs and removes its temporary directory (and any
+    gpg-agent dnf started there).
     """
 
-    def __init__(self, releasever: str, upgrade: UpgradeRequest, *, timeout: float = 900) -> None:
-        self.releasever, self.upgrade, self.timeout = releasever, upgrade, timeout
+    def __init__(
+        self, releasever: str, upgrade: UpgradeRequest, install: InstallRequest, *, timeout: float = 900
+    ) -> None:
+        self.releasever, self.upgrade, self.install, self.timeout = releasever, upgrade, install, timeout
         self._stack = contextlib.ExitStack()
         self._helper: Conversation | None = None
         self._tmp = Path()
 
     def __enter__(self) -> PublishChecks:
         python = _system_python(require_tool("dnf"))
+        if self.install.public_key is not None:
+            require_tool("rpmkeys")
         with self._stack:
             self._tmp = self._stack.enter_context(owned.tempdir("dnf"))  # owned, as in install
             for part in ("upgrade", "install"):
                 (self._tmp / part).mkdir()
+            install = self._tmp / "install"
+            for sub in _SUBDIRS:
+                (install / sub).mkdir()
+            ask = self.install
             request = {
                 "tmp": str(self._tmp / "upgrade"),
                 "releasever": self.releasever,
@@ -228,6 +249,7 @@ class PublishChecks:
                 "cache": str(self.upgrade.cache) if self.upgrade.cache else None,
                 "save": str(self.upgrade.save) if self.upgrade.save else None,
                 "solver": UPGRADE_SOLVER,
+                "install": _install_request(install, self.releasever, ask.repos, ask.packages, ask.public_key),
             }
             helper = Path(__file__).with_name("dnf_publish_helper.py")
             # -I: isolated, so the helper's own folder (holding this dnf.py) does not shadow dnf's package.
@@ -249,26 +271,29 @@ class PublishChecks:
         """The helper's temporary directory (removed on leaving)."""
         return self._tmp
 
-    def finish(
-        self, staged: Repo, extra: Sequence[Repo], packages: Sequence[str], public_key: Path | None
-    ) -> tuple[InstallResult, UpgradeCheckResult]:
-        """Both checks of ``staged``: install ``packages`` from it plus ``extra`` (as ``check_install``), upgrade.
-
-        Raises VerifyError as ``check_install`` does when the packages do not install, or when the
-        helper itself fails; the upgrade check's findings are in its result.
-        """
-        assert self._helper is not None, "finish() outside the with block"
-        if public_key is not None:
-            require_tool("rpmkeys")
-        install = self._tmp / "install"
-        for sub in _SUBDIRS:
-            (install / sub).mkdir()
+    def _ready_line(self) -> str:
+        staged = self.install.repos[0]
         request = {
             "staged": [[r.repo_id, r.path.resolve().as_uri()] for r in (staged, *self.upgrade.others)],
             "check": staged.repo_id,
-            "install": _install_request(install, self.releasever, [staged, *extra], packages, public_key),
         }
-        done = self._helper.finish(json.dumps(request) + "\n", self.timeout)
+        return json.dumps(request) + "\n"
+
+    def ready(self) -> None:
+        """The staged repository is complete: both checks start on it now (``finish`` waits for them)."""
+        assert self._helper is not None, "ready() outside the with block"
+        self._helper.send(self._ready_line())
+
+    def finish(self) -> tuple[InstallResult, UpgradeCheckResult]:
+        """Both checks, once the staged repository is ready: the install (as ``check_install``), the upgrade.
+
+        Says ``ready`` first if the caller did not. Raises VerifyError as ``check_install`` does when
+        the packages do not install, or when the helper itself fails; the upgrade check's findings
+        are in its result.
+        """
+        assert self._helper is not None, "finish() outside the with block"
+        packages = self.install.packages
+        done = self._helper.finish(self._ready_line(), self.timeout)
         try:
             answer = json.loads(done.stdout.strip().splitlines()[-1])
             upgrade, installed = answer["upgrade"], answer["install"]

@@ -24,6 +24,17 @@ request on stdin and prints a JSON answer:
 dnf's library leaves step 4 to its caller (its CLI does it in ``gpgsigcheck``);
 here it is done with dnf's own command and parser, and step 5 makes rpm enforce
 it a second time inside dnf's transaction.
+
+``prepare`` does, before the repositories are ready, the part that depends only
+on the key: what a host that already trusts the repository key holds. The key
+goes into each repository's keyring in dnf's cache (libdnf's ``pubring``, with
+gpgme's import, as libdnf does it after a first failed verification) and into the
+root's rpm database (``pgpImportPubkey``, as dnf's key import does). librepo then
+verifies ``repomd.xml.asc`` against that keyring at the first attempt, and the
+package signatures are checked against that database, in one ``rpmkeys`` batch
+per core. Without it (or if it failed) dnf imports the key itself, on the way.
+rpm's ``_dbpath`` is expanded once and set as it expanded: Debian's rpm computes
+it with a shell each time a process or transaction opens the database.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from typing import Any
 import dnf
 import dnf.exceptions
 import dnf.rpm.miscutils
+import dnf.yum.misc
 import rpm
 
 # dnf's _sig_check_pkg: what each rpmkeys result means, in dnf's words.
@@ -51,7 +63,8 @@ _SIG_MESSAGES = {
 }
 
 
-def _base(request: dict[str, Any]) -> Any:
+def _configured(request: dict[str, Any]) -> Any:
+    """A dnf Base with the request's configuration and repositories, nothing loaded."""
     tmp = Path(request["tmp"])
     base = dnf.Base()
     conf = base.conf
@@ -70,8 +83,48 @@ def _base(request: dict[str, Any]) -> Any:
             base.repos.add_new_repo(repo_id, conf, baseurl=[uri], gpgcheck=True, repo_gpgcheck=True, gpgkey=[key])
         else:
             base.repos.add_new_repo(repo_id, conf, baseurl=[uri], gpgcheck=False, repo_gpgcheck=False)
-    base.fill_sack(load_system_repo=True)
     return base
+
+
+class Prepared:
+    """What ``prepare`` did: the configured Base, whether the key is trusted already, rpm's database path."""
+
+    def __init__(self, base: Any, trusted: bool, dbpath: str) -> None:
+        self.base, self.trusted, self.dbpath = base, trusted, dbpath
+
+
+def _trust_key(base: Any, key_uri: str) -> None:
+    """The key into each repository's keyring in dnf's cache and into the root's rpm database."""
+    import gpg  # dnf's own dependency (dnf.crypto)
+
+    raw = Path(key_uri.removeprefix("file://")).read_bytes()
+    for repo in base.repos.iter_enabled():
+        pubring = Path(repo._repo.getCachedir()) / "pubring"
+        pubring.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with gpg.Context(home_dir=str(pubring)) as ctx:
+            ctx.op_import(raw)
+            if not ctx.op_import_result().imported and not ctx.op_import_result().unchanged:
+                raise ValueError(f"gpg imported no key into {pubring}")
+    ts = rpm.TransactionSet(base.conf.installroot)
+    try:
+        if ts.pgpImportPubkey(dnf.yum.misc.procgpgkey(raw)) != 0:
+            raise ValueError("rpm did not import the key")
+    finally:
+        ts.closeDB()
+
+
+def prepare(request: dict[str, Any]) -> Prepared:
+    """Everything before the repositories are ready (see the module docstring); never raises."""
+    dbpath = rpm.expandMacro("%{_dbpath}")
+    base = _configured(request)
+    trusted = False
+    if request["gpgkey"]:
+        try:
+            _trust_key(base, request["gpgkey"])
+            trusted = True
+        except Exception as exc:  # dnf then imports the key itself, and says what is wrong with it
+            print(f"the key was not imported ahead: {exc}", file=sys.stderr)
+    return Prepared(base, trusted, dbpath)
 
 
 def _nevra(pkg: Any) -> str:
@@ -98,10 +151,10 @@ def _import_keys(base: Any, pkgs: list[Any]) -> list[str]:
     return problems
 
 
-def _rpmkeys_batch(root: str, files: list[str]) -> tuple[dict[str, int], str]:
+def _rpmkeys_batch(root: str, dbpath: str, files: list[str]) -> tuple[dict[str, int], str]:
     """dnf's ``rpmkeys --checksig`` over ``files``, read with dnf's own parser: {file: dnf's result code}."""
     binary = dnf.rpm.miscutils._find_rpmkeys_binary()
-    argv = ["rpmkeys", "--checksig", "--root", root, "--verbose",
+    argv = ["rpmkeys", "--checksig", "--root", root, "--verbose", f"--define=_dbpath {dbpath}",
             "--define=_pkgverify_level signature", "--define=_pkgverify_flags 0x0", "--", *files]  # fmt: skip
     env = {**os.environ, "LC_ALL": "C"}
     done = subprocess.run(argv, executable=binary, env=env, capture_output=True, cwd="/", check=False)
@@ -122,13 +175,13 @@ def _rpmkeys_batch(root: str, files: list[str]) -> tuple[dict[str, int], str]:
     return codes, done.stderr.decode("utf-8", "replace").strip()
 
 
-def _check_signatures(base: Any, pkgs: list[Any], jobs: int) -> list[str]:
+def _check_signatures(base: Any, pkgs: list[Any], jobs: int, dbpath: str) -> list[str]:
     root = base.conf.installroot
     files = [p.localPkg() for p in pkgs if base.repos[p.reponame].gpgcheck]
     shards = [files[i::jobs] for i in range(jobs) if files[i::jobs]]
     problems: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(len(shards) or 1) as pool:
-        for codes, stderr in pool.map(lambda shard: _rpmkeys_batch(root, shard), shards):
+        for codes, stderr in pool.map(lambda shard: _rpmkeys_batch(root, dbpath, shard), shards):
             for name, code in codes.items():
                 if code:
                     problems.append(_SIG_MESSAGES.get(code, _SIG_MESSAGES[2]).format(Path(name).name))
@@ -137,9 +190,9 @@ def _check_signatures(base: Any, pkgs: list[Any], jobs: int) -> list[str]:
     return problems
 
 
-def check(request: dict[str, Any]) -> dict[str, Any]:
-    """The install check of ``request`` (see the module docstring); the answer."""
-    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": [], "timings": {}}
+def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str, Any]:
+    """The install check of ``request`` (see the module docstring), ``prepare``'d or not; the answer."""
+    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": [], "timings": {}, "key": ""}
     clock = [time.monotonic()]
 
     def lap(name: str) -> None:
@@ -151,13 +204,18 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
         answer.update(stage=stage, detail=[" ".join(d.split()) for d in detail])
         return answer
 
+    prepared = prepared or Prepared(_configured(request), False, rpm.expandMacro("%{_dbpath}"))
+    base = prepared.base
+    if request["gpgkey"]:
+        answer["key"] = "ahead" if prepared.trusted else "by dnf"  # who imported the key: prepare, or dnf itself
     try:
-        base = _base(request)
+        base.fill_sack(load_system_repo=True)
     except dnf.exceptions.Error as exc:
         return fail("metadata", str(exc))
     lap("load")
+    # After loading: libdnf re-reads rpm's configuration, which resets macros set before.
+    rpm.addMacro("_dbpath", prepared.dbpath)
     if request["gpgkey"]:
-        # After loading: libdnf re-reads rpm's configuration, which resets macros set before.
         # The transaction set dnf creates from here on requires signatures.
         rpm.addMacro("_pkgverify_level", "signature")
     try:
@@ -178,7 +236,10 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     lap("download")
     if request["gpgkey"]:
         try:
-            problems = _import_keys(base, pkgs) or _check_signatures(base, pkgs, max(1, int(request["jobs"])))
+            jobs = max(1, int(request["jobs"]))
+            problems = ([] if prepared.trusted else _import_keys(base, pkgs)) or _check_signatures(
+                base, pkgs, jobs, prepared.dbpath
+            )
         except dnf.exceptions.Error as exc:
             problems = [str(exc)]
         if problems:

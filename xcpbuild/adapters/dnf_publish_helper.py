@@ -6,14 +6,16 @@ Python, importing dnf and rpm and everything that needs only the live
 repositories happen while the publisher signs, places and indexes the new
 packages. It reads two JSON lines on stdin:
 
-1. at the start: the upgrade check's request without the staged repositories.
-   It resolves the live packages and records them in the installroot (a kept
-   root and the difference, or a fresh one) straight away;
+1. at the start: the upgrade check's request without the staged repositories,
+   and the install check's request (``"install"``): both are known before the
+   staged repository exists. This process resolves the live packages and records
+   them in the installroot (a kept root and the difference, or a fresh one)
+   straight away; a child forked after the imports prepares the install check
+   (``dnf_check_helper.prepare``: the key trusted ahead);
 2. once the staged repository is built and signed: ``{"staged": [...], "check":
-   ID, "install": {install check request}}``. A child forked after the imports
-   reads it and runs the install check at once, while this process finishes the
-   live half if it must, then runs the upgrade to the staged metadata and
-   repoclosure: the two checks share the imports and run side by side.
+   ID}``. The child reads it and runs the install check at once, while this
+   process finishes the live half if it must, then runs the upgrade to the staged
+   metadata and repoclosure: the two checks share the imports and run side by side.
 
 It prints one JSON answer, ``{"upgrade": ..., "install": ...}``, each as its
 own helper answers. Each check has its own process, dnf Base, root and cache,
@@ -41,14 +43,15 @@ def _sibling(name: str) -> ModuleType:
     return module
 
 
-def _install_check(check_helper: ModuleType, to_parent: int, answer: int) -> None:
-    """The forked child: read line 2, pass it to the parent, answer the install check (never returns)."""
+def _install_check(check_helper: ModuleType, request: dict[str, object], to_parent: int, answer: int) -> None:
+    """The forked child: prepare, read line 2, pass it to the parent, answer the install check (never returns)."""
     try:
+        prepared = check_helper.prepare(request)
         second = sys.stdin.readline()
         with os.fdopen(to_parent, "w") as out:
             out.write(second)
         if second:
-            found = check_helper.check(json.loads(second)["install"])
+            found = check_helper.check(request, prepared)
             with os.fdopen(answer, "w") as out:
                 out.write(json.dumps(found))
     except BaseException:
@@ -70,7 +73,7 @@ def main() -> int:
     if child == 0:
         os.close(staged_r)
         os.close(answer_r)
-        _install_check(check_helper, staged_w, answer_w)
+        _install_check(check_helper, request["install"], staged_w, answer_w)
     os.close(staged_w)
     os.close(answer_w)
     upgrade = upgrade_helper.Check(request, Path(request["tmp"]))

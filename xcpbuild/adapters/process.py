@@ -36,6 +36,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "createrepo_c": "createrepo-c",
     "dnf": "dnf",
     "gpg": "gnupg",
+    "gpgv": "gpgv",
     "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap",
     "git": "git",
@@ -376,10 +377,17 @@ class Conversation:
         except BrokenPipeError:
             pass  # it ended early: its output says why
 
-    def finish(self, rest: str, timeout: float) -> Completed:
-        """Send the rest of the input, wait for the end; StepTimeoutError (group stopped) after ``timeout``."""
+    def send(self, rest: str) -> None:
+        """Send the rest of the input (the command goes on; ``finish`` waits for it)."""
         assert self.proc is not None
-        self._write(rest, close=True)
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self._write(rest, close=True)
+
+    def finish(self, rest: str, timeout: float) -> Completed:
+        """Send the rest of the input unless ``send`` did, wait for the end; StepTimeoutError (group stopped)
+        after ``timeout``."""
+        assert self.proc is not None
+        self.send(rest)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

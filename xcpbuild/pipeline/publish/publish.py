@@ -14,15 +14,17 @@ A publish, in order (each phase is a named crash point, see ``crashpoints``):
 5. build metadata in staging (``repodata`` next to a ``Packages`` symlink to the
    live one), reusing the live generation's records for unchanged packages,
    link in the previous generation's metadata files, sign ``repomd.xml``
-   (detached ``repomd.xml.asc``) and verify that signature; with a key, write
-   the packages' signed provenance into the staged ``repodata`` too (``attest``),
-   so it goes live with the metadata in the same swap;
-6. check the staged repo: every file repomd names matches its checksum, and a
-   real dnf (gpgcheck and repo_gpgcheck on) installs the new packages from it in
-   one test transaction (resolved, every signature checked, rpm's transaction
-   checks run; nothing unpacked) and upgrades the live packages to it
-   (``upgrade_check``). dnf's helper is started before step 3, so its start-up
-   and the live packages' part overlap steps 3-5;
+   (detached ``repomd.xml.asc``); with a key, write the packages' signed
+   provenance into the staged ``repodata`` too (``attest``), so it goes live
+   with the metadata in the same swap;
+6. check the staged repo: the repomd signature verifies against the public key
+   alone, every file repomd names matches its checksum, and a real dnf
+   (gpgcheck and repo_gpgcheck on) installs the new packages from it in one test
+   transaction (resolved, every signature checked, rpm's transaction checks run;
+   nothing unpacked) and upgrades the live packages to it (``upgrade_check``).
+   dnf's helper is started before step 3, so its start-up, the key's import and
+   the live packages' part overlap steps 3-5, and this process's own checks
+   overlap dnf's;
 7. turn the staging dir into a new generation and swap ``repodata`` atomically
    (see ``repo``); prune old generations.
 
@@ -283,8 +285,7 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
     if key is not None:
         with step(f"sign repomd.xml of {plan.repo.kind}"):
             repomd = staging / "repodata" / "repomd.xml"
-            signature = gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
-            gpg.verify_detached(key.public_key, repomd, signature)
+            gpg.detach_sign(key, repomd, repomd.with_name("repomd.xml.asc"))
     crashpoints.reach("repomd-signed")
     identity = {}
     for number in repolib.generation_numbers(plan.repo):
@@ -302,28 +303,30 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
     )
 
 
-def _check_staged(
-    plan: _Plan,
-    staging: Path,
-    public_key: Path | None,
-    extra: Sequence[dnf.Repo],
-    checks: _Checks | None,
-) -> str:
-    """Check the staged repo dir; the key of the upgrade check's saved root ("" if none)."""
-    problems = createrepo.check_repo(staging, plan.hrefs)
+def _check_staged(plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks: _Checks | None) -> str:
+    """Check the staged repo dir; the key of the upgrade check's saved root ("" if none).
+
+    dnf's checks start first: this process's own checks (the repomd signature against the
+    public key alone, every file repomd names against its checksum) run while dnf loads.
+    """
+    if checks is not None:
+        checks.dnf.ready()
+    with step(f"check the staged metadata of {plan.repo.kind}"):
+        if key is not None:
+            repomd = staging / "repodata" / "repomd.xml"
+            gpg.verify_detached(key.public_key, repomd, repomd.with_name("repomd.xml.asc"))
+        problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
     crashpoints.reach("checked")
     if checks is None:
         return ""
-    # One dnf transaction installs one version of a name: check the newest of each.
-    targets = sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values())
-    live = len(checks.upgrade.dnf.packages)
+    targets, live = checks.dnf.install.packages, len(checks.upgrade.dnf.packages)
     with step(
         f"dnf test-installs {len(targets)} new package(s) from the staged repository and upgrades {live} live one(s)"
     ) as checking:
         try:
-            result, found = checks.dnf.finish(dnf.Repo("staged", staging), extra, targets, public_key)
+            result, found = checks.dnf.finish()
         except VerifyError as exc:
             raise VerifyError(
                 exc.message,
@@ -349,14 +352,23 @@ class _Checks:
 
 @contextlib.contextmanager
 def _started_checks(
-    plan: _Plan, staging: Path, release: str, extra: list[dnf.Repo] | None, upgrade_from: Sequence[str] | None
+    plan: _Plan,
+    staging: Path,
+    *,
+    release: str,
+    extra: list[dnf.Repo] | None,
+    upgrade_from: Sequence[str] | None,
+    public_key: Path | None,
 ) -> Iterator[_Checks | None]:
     """Start the dnf checks of a binary repo dir with new packages (None: no check), stopped on the way out."""
     if extra is None or plan.repo.packages != "Packages" or not plan.inputs:
         yield None
         return
     asked = upgrade_check.request(plan.repo, release, upgrade_from=upgrade_from, save=staging / upgrade_check.SAVED)
-    with dnf.PublishChecks(release, asked.dnf) as checks:
+    # One dnf transaction installs one version of a name: check the newest of each.
+    targets = tuple(sorted(record.nevra for record in evr.newest([item.record for item in plan.inputs]).values()))
+    install = dnf.InstallRequest((dnf.Repo("staged", staging), *extra), targets, public_key)
+    with dnf.PublishChecks(release, asked.dnf, install) as checks:
         yield _Checks(checks, asked)
 
 
@@ -495,10 +507,12 @@ def _apply(
             for plan in plans:
                 staging = stagings.enter_context(_staging_dir(plan.repo))
                 # First, so dnf's helper loads dnf and the live packages while this process signs and indexes.
-                checks = stagings.enter_context(_started_checks(plan, staging, release, extra, upgrade_from))
-                prepared.append(
-                    _prepare(plan, staging, key, resign=resign, extra=extra, sqlite=sqlite, checks=checks, rpmv3=rpmv3)
+                public_key = key.public_key if key else None
+                started = _started_checks(
+                    plan, staging, release=release, extra=extra, upgrade_from=upgrade_from, public_key=public_key
                 )
+                checks = stagings.enter_context(started)
+                prepared.append(_prepare(plan, staging, key, resign=resign, sqlite=sqlite, checks=checks, rpmv3=rpmv3))
             for item in prepared:
                 with step(f"swap in the new generation of {item.plan.repo.path}"):
                     item.plan.report.generation = _go_live(item)
@@ -524,7 +538,6 @@ def _prepare(
     key: gpg.SigningKey | None,
     *,
     resign: bool,
-    extra: list[dnf.Repo] | None,
     sqlite: bool,
     checks: _Checks | None,
     rpmv3: bool = False,
@@ -557,7 +570,7 @@ def _prepare(
         if key is not None:
             _attest(plan, staging, generation.number, key)
         crashpoints.reach("attested")
-        upgrade_root = _check_staged(plan, staging, key.public_key if key else None, extra or [], checks)
+        upgrade_root = _check_staged(plan, staging, key, checks)
     except BaseException:
         _unplace(plan.repo, created)
         raise
