@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xcpbuild.adapters import owned
+from xcpbuild.adapters import owned, process
 
 
 def _dead_owner() -> owned.Owner:
@@ -135,3 +135,34 @@ def test_the_root_is_swept_of_every_dead_owners_leftovers(monkeypatch: pytest.Mo
     with owned.tempdir("dnf"):
         pass
     assert not old.exists()
+
+
+def test_a_keyring_with_an_agent_has_it_stopped_and_one_without_costs_no_gpgconf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import need_tool
+
+    need_tool("gpg", "gpg-agent", "gpgconf")
+    with owned.tempdir("keys", parent=tmp_path) as path:
+        used, read = path / "used", path / "read"
+        for home in (used, read):
+            home.mkdir(mode=0o700)
+            (home / "pubring.kbx").write_bytes(b"")
+        # gpg starts its agent as `gpg-agent --homedir HOME --use-standard-socket --daemon`.
+        subprocess.run(
+            ["gpg-agent", "--homedir", str(used), "--daemon"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert str(used) in owned._agent_homes() and str(read) not in owned._agent_homes()
+        killed: list[str] = []
+        real_run = process.run
+
+        def counting(argv, **kwargs):  # type: ignore[no-untyped-def]
+            killed.append(str(argv[2]))
+            return real_run(argv, **kwargs)
+
+        monkeypatch.setattr(process, "run", counting)
+    assert killed == [str(used)]
+    assert str(used) not in owned._agent_homes()
