@@ -27,8 +27,8 @@ it a second time inside dnf's transaction.
 
 ``prepare`` does, before the repositories are ready, the part that depends only
 on the key: what a host that already trusts the repository key holds. The key
-goes into each repository's keyring in dnf's cache (libdnf's ``pubring``, with
-gpgme's import, as libdnf does it after a first failed verification) and into the
+goes into each repository's keyring in dnf's cache (libdnf's ``pubring``, where
+libdnf imports it after a first failed verification) and into the
 root's rpm database (``pgpImportPubkey``, as dnf's key import does). librepo then
 verifies ``repomd.xml.asc`` against that keyring at the first attempt, and the
 package signatures are checked against that database, in one ``rpmkeys`` batch
@@ -95,19 +95,18 @@ class Prepared:
 
 def _trust_key(base: Any, key_uri: str) -> None:
     """The key into each repository's keyring in dnf's cache and into the root's rpm database."""
-    import gpg  # dnf's own dependency (dnf.crypto)
-
     raw = Path(key_uri.removeprefix("file://")).read_bytes()
+    packets = dnf.yum.misc.procgpgkey(raw)  # the unarmoured key, as dnf hands it to rpm
     for repo in base.repos.iter_enabled():
+        # A keyring in GnuPG's plain format (packets one after the other): gpg reads a home's
+        # pubring.gpg when it has no pubring.kbx, so librepo's gpgme verifies against it, and no
+        # gpg import (which starts a gpg-agent) is needed.
         pubring = Path(repo._repo.getCachedir()) / "pubring"
         pubring.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with gpg.Context(home_dir=str(pubring)) as ctx:
-            ctx.op_import(raw)
-            if not ctx.op_import_result().imported and not ctx.op_import_result().unchanged:
-                raise ValueError(f"gpg imported no key into {pubring}")
+        (pubring / "pubring.gpg").write_bytes(packets)
     ts = rpm.TransactionSet(base.conf.installroot)
     try:
-        if ts.pgpImportPubkey(dnf.yum.misc.procgpgkey(raw)) != 0:
+        if ts.pgpImportPubkey(packets) != 0:
             raise ValueError("rpm did not import the key")
     finally:
         ts.closeDB()
