@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import createrepo_c as cr
@@ -280,3 +281,42 @@ def test_a_package_missing_from_the_start_is_a_publish_error(tree: Path, tmp_pat
         createrepo.build_repodata(tree, [*hrefs(tree), "Packages/zzz-missing.rpm"], out, workers=1)
     assert children() == before
     assert list(out.iterdir()) == []
+
+
+def test_a_few_new_packages_reuse_the_previous_xml_as_a_full_rewrite_writes_it(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``previous_records``: unchanged packages' XML comes from the previous files; the result equals a
+    full rewrite (what createrepo_c dumps for every package), and a mismatch falls back to reading."""
+    all_hrefs = hrefs(tree)
+    fewer = [h for h in all_hrefs if "alpha" not in h and "many-00030" not in h]  # the new ones sort inside
+    first = tmp_path / "first" / "repodata"
+    base = createrepo.build_repodata(tree, fewer, first, workers=0)
+    full = tmp_path / "full" / "repodata"
+    createrepo.build_repodata(tree, all_hrefs, full, workers=0)
+    spliced = tmp_path / "spliced" / "repodata"
+    loads: list[object] = []
+    real_previous = createrepo._previous_packages
+
+    def counted(path: Path | None) -> dict[str, cr.Package]:
+        loads.append(path)
+        return real_previous(path)
+
+    monkeypatch.setattr(createrepo, "_previous_packages", counted)
+    result = createrepo.build_repodata(tree, all_hrefs, spliced, previous=first, previous_records=base.packages)
+    assert loads == []  # nothing parsed back into package objects
+    assert (result.read, result.reused) == (2, len(fewer))
+    assert xml_texts(spliced) == xml_texts(full)
+    assert single_members(spliced)
+    assert result.packages == createrepo.build_repodata(tree, all_hrefs, tmp_path / "again" / "repodata").packages
+    # Records that do not describe the previous files (another pkgid): everything is read again, correctly.
+    wrong = [replace(r, pkgid="0" * 64) if r.name == "omega" else r for r in base.packages]
+    fallback = tmp_path / "fallback" / "repodata"
+    result = createrepo.build_repodata(tree, all_hrefs, fallback, previous=first, previous_records=wrong)
+    assert xml_texts(fallback) == xml_texts(full)
+    assert loads == [first]
+    root = tmp_path / "tree"  # hard links: the same inodes, so the same stat keys
+    shutil.copytree(tree, root, copy_function=os.link)
+    createrepo.build_repodata(root, all_hrefs, root / "repodata", previous=first, previous_records=base.packages)
+    installed = dnf.install([dnf.Repo("spliced", root)], ["alpha", "omega"], None, "8.3").installed
+    assert installed == ["alpha-2.1-3.noarch", "omega-1.0-1.noarch"]

@@ -32,7 +32,12 @@ the readers' first package about when they are done.
   writers in order: the reused packages and its own (``add_pkg``), the readers'
   chunks in their place (``add_chunk``).
 
-Either way the uncompressed XML is byte for byte what one process writes. Below
+- A few packages added to a generation whose records are given
+  (``previous_records``, as publish does): the others' XML is cut out of the
+  previous files as it is (no parsing back into package objects, no dump), only
+  the new packages are read, and each file is compressed in one go.
+
+Every way the uncompressed XML is byte for byte what one process writes. Below
 ``PARALLEL_MIN`` packages to read (adding a few RPMs to a repo) a fork costs
 more than it saves, and everything is read here; so is ``sqlite=True``, whose
 databases need every package object. A reader that fails reports the error
@@ -44,16 +49,19 @@ Measured in benchmarks/README.md.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import marshal
 import os
 import signal
 import stat
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from xml.sax.saxutils import escape as xml_escape
 
 import createrepo_c as cr
 
@@ -196,6 +204,7 @@ def build_repodata(
     *,
     previous: Path | None = None,
     previous_stats: Mapping[str, StatKey] | None = None,
+    previous_records: Sequence[PackageRecord] | None = None,
     sqlite: bool = False,
     workers: int | None = None,
 ) -> RepodataResult:
@@ -203,11 +212,20 @@ def build_repodata(
 
     ``previous`` is the last generation's repodata directory and ``previous_stats``
     the stat keys its packages were read at; matching packages are reused.
-    ``workers`` is the number of forked readers (None: one per core beyond this
-    process when at least ``PARALLEL_MIN`` packages must be read; 0: read here).
-    ``sqlite=True`` always reads here: the databases need every package object.
+    ``previous_records``, that generation's records in its order (instead of
+    ``previous_stats``), lets a few new packages reuse the others' XML as it is
+    (``_build_from_text``). ``workers`` is the number of forked readers (None: one
+    per core beyond this process when at least ``PARALLEL_MIN`` packages must be
+    read; 0: read here). ``sqlite=True`` always reads here: the databases need
+    every package object.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    if previous_records is not None:
+        previous_stats = {record.href: record.stat for record in previous_records}
+        if not sqlite and previous is not None and workers in (None, 0):
+            done = _build_from_text(repo_dir, sorted(hrefs), out_dir, previous, previous_records)
+            if done is not None:
+                return done
     old = _previous_packages(previous) if previous_stats else {}
     stats = previous_stats or {}
     ordered = sorted(hrefs)
@@ -243,6 +261,85 @@ def build_repodata(
         records = _build_parallel(out_dir, _Tree(ordered, paths, keys, reused, to_read), count)
         files = _finish(out_dir, None)
     return RepodataResult(records, files, read=len(to_read), reused=len(ordered) - len(to_read))
+
+
+def _previous_chunks(previous: Path, records: Sequence[PackageRecord]) -> list[tuple[str, str, str]] | None:
+    """Each previous package's primary, filelists and other XML as the previous files hold it, in
+    ``records``' order; None unless the files are exactly those packages' metadata, in that order."""
+    try:
+        files = {Path(entry.href).name: entry.type for entry in read_repomd(previous)}
+        texts: dict[str, str] = {}
+        for name, kind in files.items():
+            if kind in _METADATA_TYPES:
+                texts[kind] = gzip.decompress((previous / name).read_bytes()).decode("utf-8")
+    except (OSError, PublishError, EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
+        return None
+    if set(texts) != set(_METADATA_TYPES):
+        return None
+    columns = []
+    for kind in _METADATA_TYPES:
+        text = texts[kind]
+        start, end = text.find("<package"), text.rfind("</package>\n")
+        pieces = text[start : end + len("</package>\n")].split("</package>\n")[:-1] if start >= 0 else []
+        if len(pieces) != len(records):
+            return None
+        columns.append([f"{piece}</package>\n" for piece in pieces])
+    chunks = list(zip(*columns, strict=True))
+    for record, (primary, filelists, other) in zip(records, chunks, strict=True):
+        pkgid = f'pkgid="{record.pkgid}"'
+        if (
+            f'<location href="{xml_escape(record.href, {chr(34): "&quot;"})}"' not in primary
+            or f'<checksum type="{CHECKSUM}" pkgid="YES">{record.pkgid}</checksum>' not in primary
+            or pkgid not in filelists[:200]
+            or pkgid not in other[:200]
+        ):
+            return None
+    return chunks
+
+
+def _build_from_text(
+    repo_dir: Path, ordered: list[str], out_dir: Path, previous: Path, records: Sequence[PackageRecord]
+) -> RepodataResult | None:
+    """A few packages added to many: the unchanged packages' XML taken from the previous files as
+    it is, only the new ones read and dumped (``cr.xml_dump``, what ``add_pkg`` writes), each file
+    compressed in one go; the uncompressed XML is what a full rewrite writes. None (nothing written)
+    when more than ``PARALLEL_MIN`` must be read or the previous files do not hold those records."""
+    by_href = {record.href: index for index, record in enumerate(records)}
+    keys = [stat_key(os.path.join(repo_dir, href)) for href in ordered]  # noqa: PTH118 (hot loop)
+    fresh = [i for i, href in enumerate(ordered) if href not in by_href or records[by_href[href]].stat != keys[i]]
+    if len(fresh) >= PARALLEL_MIN or len(fresh) == len(ordered):
+        return None
+    chunks = _previous_chunks(previous, records)
+    if chunks is None:
+        return None
+    frames = _xml_frames(out_dir, len(ordered))
+    texts: list[list[str]] = [[header] for header, _ in frames]
+    result: list[PackageRecord] = []
+    fresh_set = set(fresh)
+    for index, href in enumerate(ordered):
+        if index in fresh_set:
+            pkg = _load(os.path.join(repo_dir, href), href)  # noqa: PTH118
+            parts = cr.xml_dump(pkg)
+            result.append(_record(pkg, keys[index]))
+        else:
+            parts = chunks[by_href[href]]
+            result.append(records[by_href[href]])
+        for column, part in zip(texts, parts, strict=True):
+            column.append(part)
+    written: list[Path] = []
+    try:
+        for kind, column, (_, footer) in zip(_METADATA_TYPES, texts, frames, strict=True):
+            path = out_dir / f"{kind}.xml.gz"
+            data = gzmember.member([gzmember.segment(("".join(column) + footer).encode(), last=True)])
+            with path.open("xb") as handle:  # never over a file that is not ours
+                written.append(path)
+                handle.write(data)
+        files = _finish(out_dir, None)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return RepodataResult(result, files, read=len(fresh), reused=len(ordered) - len(fresh))
 
 
 # Below this many packages to read, forking a reader costs more than it saves

@@ -146,12 +146,17 @@ def _closure(base: Any, check: str) -> list[list[Any]]:
     for repo in base.repos.iter_enabled():
         newest = newest.union(query.filter(reponame=repo.id).latest())
     unresolved = []
+    provided: dict[str, bool] = {}  # by requirement: thousands of packages share a few (/bin/sh, a library)
     for pkg in sorted(newest.filter(reponame=check)):
-        missing = [
-            str(req)
-            for req in pkg.requires
-            if not str(req).startswith(("rpmlib(", "solvable:")) and not newest.filter(provides=req)
-        ]
+        missing = []
+        for req in pkg.requires:
+            text = str(req)
+            if text.startswith(("rpmlib(", "solvable:")):
+                continue
+            if text not in provided:
+                provided[text] = bool(newest.filter(provides=req))
+            if not provided[text]:
+                missing.append(text)
         if missing:
             unresolved.append([_nevra(pkg), missing])
     return unresolved

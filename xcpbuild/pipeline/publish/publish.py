@@ -255,10 +255,6 @@ def _remove_empty_dirs(repo: RepoDir, root: Path) -> None:
             return
 
 
-def _previous_stats(current: Generation | None) -> dict[str, createrepo.StatKey]:
-    return {pkg.href: pkg.stat for pkg in current.packages} if current else {}
-
-
 def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqlite: bool) -> Generation:
     """Write and sign the staged metadata; the generation it makes (not yet on disk as one)."""
     current = plan.current
@@ -273,7 +269,7 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
             hrefs,
             staging / "repodata",
             previous=previous,
-            previous_stats=_previous_stats(current),
+            previous_records=current.packages if current else None,
             sqlite=sqlite,
         )
     plan.report.metadata_seconds = timing.seconds
