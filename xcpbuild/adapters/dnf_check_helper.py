@@ -40,6 +40,7 @@ it with a shell each time a process or transaction opens the database.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import os
 import subprocess
@@ -257,6 +258,7 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
 
 
 def main() -> int:
+    gc.freeze()  # dnf's gc.collect() per sack reset then skips the imports (see dnf_publish_helper)
     print(json.dumps(check(json.load(sys.stdin))))
     return 0
 

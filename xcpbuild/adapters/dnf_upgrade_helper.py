@@ -37,6 +37,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,25 @@ def _mark_installs(base: Any, specs: list[str]) -> None:
             base._goal.install(select=selector, optional=False)
         else:
             base.install(spec)
+
+
+def _files(pkgs: Iterable[Any]) -> dict[Any, str]:
+    """``pkg.localPkg()`` of each package: for a local repository that is the repository's path
+    joined with the package's location, so one call per repository gives the path for the rest
+    (localPkg costs 17 µs a package)."""
+    bases: dict[str, str | None] = {}
+    files = {}
+    for pkg in pkgs:
+        location = pkg.location.lstrip("/")
+        if pkg.reponame not in bases:
+            path = pkg.localPkg()
+            local = pkg.repo._repo.isLocal() and path.endswith("/" + location)
+            bases[pkg.reponame] = path[: -len(location)] if local else None
+            files[pkg] = path
+            continue
+        base = bases[pkg.reponame]
+        files[pkg] = base + location if base is not None else pkg.localPkg()
+    return files
 
 
 def _closure(base: Any, check: str) -> list[list[Any]]:
@@ -274,7 +294,8 @@ class Check:
             else:
                 _mark_installs(live, request["packages"])
             installs, _ = _solve(live, request.get("solver", "goal"))
-            self.wanted = {_nevra(p): {"chksum": _digest(p.chksum), "file": p.localPkg()} for p in installs}
+            files = _files(installs)
+            self.wanted = {_nevra(p): {"chksum": _digest(p.chksum), "file": files[p]} for p in installs}
         except dnf.exceptions.Error as exc:
             # Nothing to upgrade from; repoclosure of the staged metadata still runs (empty root).
             answer.update(stage="live-install", detail=str(exc))
