@@ -299,11 +299,14 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
     )
 
 
-def _check_staged(plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks: _Checks | None) -> str:
+def _check_staged(
+    plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks: _Checks | None, generation: Generation
+) -> str:
     """Check the staged repo dir; the key of the upgrade check's saved root ("" if none).
 
     dnf's checks start first: this process's own checks (the repomd signature against the
-    public key alone, every file repomd names against its checksum) run while dnf loads.
+    public key alone, every file repomd names against its checksum) run while dnf loads,
+    and so does writing the generation's record (made durable with the rest in ``_go_live``).
     """
     if checks is not None:
         checks.dnf.ready()
@@ -314,6 +317,8 @@ def _check_staged(plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks
         problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
+    shutil.rmtree(staging / "incoming")  # the signed copies are in Packages/ now
+    repolib.write_generation(staging, generation, durable=False)
     crashpoints.reach("checked")
     if checks is None:
         return ""
@@ -371,9 +376,7 @@ def _started_checks(
 def _go_live(prepared: _Prepared) -> int:
     """Turn the staging dir into a generation and swap it in (the only step clients can see)."""
     repo, staging, generation = prepared.plan.repo, prepared.staging, prepared.generation
-    (staging / repo.packages).unlink()
-    shutil.rmtree(staging / "incoming")
-    repolib.write_generation(staging, generation)
+    (staging / repo.packages).unlink()  # incoming/ and generation.json: see _check_staged
     repo.generations.mkdir(exist_ok=True)
     built = repo.generation_dir(generation.number)
     staging.rename(built)
@@ -566,7 +569,7 @@ def _prepare(
         if key is not None:
             _attest(plan, staging, generation.number, key)
         crashpoints.reach("attested")
-        upgrade_root = _check_staged(plan, staging, key, checks)
+        upgrade_root = _check_staged(plan, staging, key, checks, generation)
     except BaseException:
         _unplace(plan.repo, created)
         raise

@@ -206,11 +206,13 @@ def generation_numbers(repo: RepoDir) -> list[int]:
     return sorted(int(p.name) for p in repo.generations.iterdir() if p.name.isdigit())
 
 
-def write_generation(directory: Path, generation: Generation) -> None:
+def write_generation(directory: Path, generation: Generation, *, durable: bool = True) -> None:
+    """``generation.json`` in ``directory``; ``durable=False`` when a syncfs follows (see ``sync_filesystem``)."""
     path = directory / "generation.json"
     tmp = directory / "generation.json.tmp"
     tmp.write_text(json.dumps(generation.to_json(), separators=(",", ":")))
-    fsync_file(tmp)
+    if durable:
+        fsync_file(tmp)
     tmp.replace(path)
 
 
