@@ -286,12 +286,12 @@ def _previous_chunks(previous: Path, records: Sequence[PackageRecord]) -> list[t
         columns.append([f"{piece}</package>\n" for piece in pieces])
     chunks = list(zip(*columns, strict=True))
     for record, (primary, filelists, other) in zip(records, chunks, strict=True):
-        pkgid = f'pkgid="{record.pkgid}"'
+        opening = f'<package pkgid="{record.pkgid}" '  # how filelists and other open a package
         if (
             f'<location href="{xml_escape(record.href, {chr(34): "&quot;"})}"' not in primary
             or f'<checksum type="{CHECKSUM}" pkgid="YES">{record.pkgid}</checksum>' not in primary
-            or pkgid not in filelists[:200]
-            or pkgid not in other[:200]
+            or not filelists.startswith(opening)
+            or not other.startswith(opening)
         ):
             return None
     return chunks
@@ -326,20 +326,12 @@ def _build_from_text(
             result.append(records[by_href[href]])
         for column, part in zip(texts, parts, strict=True):
             column.append(part)
-    written: list[Path] = []
-    try:
-        for kind, column, (_, footer) in zip(_METADATA_TYPES, texts, frames, strict=True):
-            path = out_dir / f"{kind}.xml.gz"
-            data = gzmember.member([gzmember.segment(("".join(column) + footer).encode(), last=True)])
-            with path.open("xb") as handle:  # never over a file that is not ours
-                written.append(path)
-                handle.write(data)
-        files = _finish(out_dir, None)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return RepodataResult(result, files, read=len(fresh), reused=len(ordered) - len(fresh))
+    members = [
+        [gzmember.segment(("".join(column) + footer).encode(), last=True)]
+        for column, (_, footer) in zip(texts, frames, strict=True)
+    ]
+    _write_members(out_dir, members)
+    return RepodataResult(result, _finish(out_dir, None), read=len(fresh), reused=len(ordered) - len(fresh))
 
 
 # Below this many packages to read, forking a reader costs more than it saves
@@ -617,19 +609,27 @@ def _write_segments(out_dir: Path, tree: _Tree, own: int, readers: Sequence[_Rea
             records.append(_received_record(item, tree.hrefs[index], tree.keys[index]))
         for mine, segment in zip(segments, theirs, strict=True):
             mine.append(segment)
+    for parts, (_, footer) in zip(segments, frames, strict=True):
+        parts.append(gzmember.segment(footer.encode(), last=True))
+    _write_members(out_dir, segments)
+    return records
+
+
+def _write_members(out_dir: Path, members: Sequence[Sequence[gzmember.Segment]]) -> None:
+    """primary, filelists and other ``.xml.gz``, one gzip member of ``members`` each (the last segment
+    finished); never over a file that is not ours, and none left when writing did not finish."""
     written: list[Path] = []
     try:
-        for kind, parts, (_, footer) in zip(_METADATA_TYPES, segments, frames, strict=True):
+        for kind, segments in zip(_METADATA_TYPES, members, strict=True):
             path = out_dir / f"{kind}.xml.gz"
-            data = gzmember.member([*parts, gzmember.segment(footer.encode(), last=True)])
-            with path.open("xb") as handle:  # never over a file that is not ours
+            data = gzmember.member(segments)
+            with path.open("xb") as handle:
                 written.append(path)
                 handle.write(data)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    return records
 
 
 def _xml_frames(out_dir: Path, count: int) -> list[tuple[str, str]]:
