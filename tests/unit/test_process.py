@@ -49,6 +49,26 @@ def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     assert not _alive(pid), "the grandchild outlived its step"
 
 
+def test_a_wait_with_a_timeout_is_woken_by_the_exit_not_by_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Popen.wait(timeout) sleeps in steps of up to 50 ms between looks; the runner waits on a pidfd."""
+
+    def no_polling(seconds: float) -> None:
+        raise AssertionError(f"the wait polled (slept {seconds} s)")
+
+    short, long = subprocess.Popen(["sleep", "0.2"]), subprocess.Popen(["sleep", "5"])
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "sleep", no_polling)
+            process._wait(short, 30)
+            with pytest.raises(subprocess.TimeoutExpired):
+                process._wait(long, 0.1)
+        assert short.returncode == 0 and long.poll() is None
+    finally:
+        for child in (short, long):
+            child.kill()
+            child.wait()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

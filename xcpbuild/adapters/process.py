@@ -9,6 +9,7 @@ so no grandchild outlives its step. Failures become xcpbuild errors.
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -142,7 +143,7 @@ def run(
             except BrokenPipeError:
                 pass
         try:
-            proc.wait(timeout=timeout)
+            _wait(proc, timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
             stop_group(proc)
@@ -155,6 +156,30 @@ def run(
     if check and not completed.ok:
         raise CommandFailed(completed)
     return completed
+
+
+def _wait(proc: subprocess.Popen[Any], timeout: float | None) -> None:
+    """``proc.wait(timeout)``, woken by the exit itself.
+
+    Given a timeout, ``Popen.wait`` polls with sleeps that double up to 50 ms, so a
+    command that takes 40 ms is seen ending at 63 ms; a pidfd becomes readable when
+    the process exits. ``subprocess.TimeoutExpired`` as ``wait`` raises it.
+    """
+    if timeout is None or proc.returncode is not None:
+        proc.wait()
+        return
+    try:
+        fd = os.pidfd_open(proc.pid)  # not reaped yet (returncode is None): the pid is still this process's
+    except OSError:  # a kernel without pidfds
+        proc.wait(timeout=timeout)
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    proc.wait()
 
 
 def _popen(
@@ -389,7 +414,7 @@ class Conversation:
         assert self.proc is not None
         self.send(rest)
         try:
-            self.proc.wait(timeout=timeout)
+            _wait(self.proc, timeout)
         except subprocess.TimeoutExpired:
             stop_group(self.proc)
             raise StepTimeoutError(
