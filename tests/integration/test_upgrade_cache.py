@@ -139,3 +139,34 @@ def test_checks_left_before_they_finish_leave_no_process_and_no_directory(tmp_pa
         assert tmp.is_dir() and Path(f"/proc/{pid}").exists()
     assert not tmp.exists()
     assert not Path(f"/proc/{pid}").exists() or "dnf_publish_helper" not in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+def _cached_metadata(root: Path, rpms: list[Path]) -> tuple[list[str], list[str]]:
+    """(upgraded set, live repos loaded from the kept solv cache) of one publish that must pass."""
+    report = publish.publish(rpms, root, RELEASE, CHANNEL)
+    (binary,) = [r for r in report.repos if r.path.name == "x86_64"]
+    return binary.upgrade_checked, binary.upgrade_cached
+
+
+def test_the_kept_metadata_cache_is_used_only_for_the_metadata_it_was_made_from(tmp_path: Path) -> None:
+    """libsolv's cache of the staged metadata, kept with the root, loads the next check's live metadata."""
+    root, rpms = tmp_path / "repo", tmp_path / "rpms"
+    publish.publish([make_rpm(rpms, "app", requires=["libfoo < 2"]), make_rpm(rpms, "libfoo")], root, RELEASE, CHANNEL)
+    # The first check has nothing kept; it keeps the staged metadata's cache under the live id.
+    assert _cached_metadata(root, [make_rpm(rpms, "extra")])[1] == []
+    kept = _cached(root) / "solv" / f"live-{CHANNEL}.solv"
+    assert kept.is_file()
+    # The next check's live metadata is that staged metadata: libdnf loads it from the cache.
+    upgraded, cached = _cached_metadata(root, [make_rpm(rpms, "libfoo", version="1.1")])
+    assert cached == [f"live-{CHANNEL}"]
+    assert upgraded == ["app-1.0-1.noarch", "extra-1.0-1.noarch", "libfoo-1.1-1.noarch"]
+    # A rollback serves other metadata than the cache was made from: libdnf parses the XML, same answer.
+    history.rollback(root, RELEASE, CHANNEL)
+    upgraded, cached = _cached_metadata(root, [make_rpm(rpms, "later")])
+    assert (upgraded, cached) == (["app-1.0-1.noarch", "extra-1.0-1.noarch", "libfoo-1.0-1.noarch"], [])
+    # A cache file libsolv cannot read is dropped and the XML parsed: the check still answers.
+    data = kept.read_bytes()
+    kept.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    upgraded, cached = _cached_metadata(root, [make_rpm(rpms, "libfoo", version="1.2")])
+    assert cached == []
+    assert upgraded == ["app-1.0-1.noarch", "extra-1.0-1.noarch", "later-1.0-1.noarch", "libfoo-1.2-1.noarch"]

@@ -167,6 +167,7 @@ class UpgradeCheckResult:
     after: list[str]  # NEVRAs once upgraded to the staged ones
     unresolved: list[Unresolved]
     root: str = "fresh"  # how the live packages were recorded: "fresh", or "reused, N kept, M added"
+    cached: tuple[str, ...] = ()  # the live repositories loaded from the kept solv cache, not their XML
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the helper
 
 
@@ -184,7 +185,8 @@ class UpgradeRequest:
     Resolve ``packages`` from ``live``; later, an upgrade of them to the staged repository plus
     ``others``, and repoclosure of the staged one. ``cache``: a root a previous check saved, reused
     only where it provably holds what a fresh one would; ``save``: a directory (not yet existing)
-    where a passing check leaves its root and manifest.
+    where a passing check leaves its root and manifest; ``staged_as``: the id the staged
+    repository will have among the ``live`` ones of the next check (its kept solv cache's name).
     """
 
     live: tuple[Repo, ...]
@@ -192,6 +194,7 @@ class UpgradeRequest:
     packages: tuple[str, ...]
     cache: Path | None = None
     save: Path | None = None
+    staged_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ class PublishChecks:
                 "packages": list(self.upgrade.packages),
                 "cache": str(self.upgrade.cache) if self.upgrade.cache else None,
                 "save": str(self.upgrade.save) if self.upgrade.save else None,
+                "staged_as": self.upgrade.staged_as,
                 "solver": UPGRADE_SOLVER,
                 "install": _install_request(install, self.releasever, ask.repos, ask.packages, ask.public_key),
             }
@@ -311,6 +315,7 @@ def _upgrade_result(answer: dict[str, Any]) -> UpgradeCheckResult:
         after=answer["after"],
         unresolved=[Unresolved(p, tuple(reqs)) for p, reqs in answer["unresolved"]],
         root=answer.get("root", "fresh"),
+        cached=tuple(answer.get("cached", ())),
         timings=answer.get("timings", {}),
     )
 

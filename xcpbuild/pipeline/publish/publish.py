@@ -77,6 +77,7 @@ class RepoDirReport:
     dnf_installed: list[str] = field(default_factory=list)
     upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
     upgrade_root: str = ""  # how the upgrade check recorded them: "fresh" or "reused, ..." ("" if it did not run)
+    upgrade_cached: list[str] = field(default_factory=list)  # live repos whose metadata came from the kept solv cache
     provenance: list[str] = field(default_factory=list)  # signed envelopes the new generation brought
     provenance_seconds: float = 0.0
 
@@ -339,6 +340,7 @@ def _check_staged(
     plan.report.dnf_installed = result.installed
     plan.report.upgrade_checked = upgrade.upgraded
     plan.report.upgrade_root = upgrade.root
+    plan.report.upgrade_cached = list(upgrade.cached)
     crashpoints.reach("dnf-checked")
     return upgrade.cache_key
 

@@ -25,7 +25,10 @@ next check copies it and applies only the difference to the freshly resolved
 live set, and uses it only if dnf then reads exactly that set from it (else it
 records a fresh root, as without a cache). Replacing it is two renames under
 the publish lock; a crash between them leaves no root (a fresh one next time)
-and an ``.old-*`` dir that the next check removes.
+and an ``.old-*`` dir that the next check removes. The root's dir also keeps
+libsolv's cache of the metadata the check loaded, the staged repository's under
+its live id: the next check's live metadata, which libdnf loads from it when
+(and only when) its ``repomd.xml`` is the same.
 
 Either failing raises VerifyError naming the package and the unresolved
 dependency as dnf said it; the caller has not swapped anything yet.
@@ -59,6 +62,7 @@ class UpgradeCheck:
     upgraded: list[str] = field(default_factory=list)  # what they became
     note: str = ""  # why the upgrade part did not run
     root: str = "fresh"  # how the live packages were recorded (fresh, or a reused root)
+    cached: tuple[str, ...] = ()  # the live repositories whose metadata came from the kept solv cache
     cache_key: str = ""  # the name under ROOTS of the root this check saved ("" if none)
 
 
@@ -112,17 +116,19 @@ def request(
     live_repos = tuple(dnf.Repo(f"live-{name}", d.path) for name, d in live.items())
     key = "+".join(sorted(channels))
     cache = roots / key if (roots / key).is_dir() else None
-    return Request(channels, key, dnf.UpgradeRequest(live_repos, others, names, cache=cache, save=save))
+    asked = dnf.UpgradeRequest(live_repos, others, names, cache=cache, save=save, staged_as=f"live-{channel}")
+    return Request(channels, key, asked)
 
 
 def judge(asked: Request, found: dnf.UpgradeCheckResult) -> UpgradeCheck:
     """What dnf's answer means for the publish: VerifyError for an update that breaks hosts."""
     names, channels = asked.dnf.packages, asked.channels
     log.debug(
-        "upgrade check of %d live package(s) of %s: %s root; %s", len(names), ", ".join(channels), found.root,
+        "upgrade check of %d live package(s) of %s: %s root, metadata of %s from the kept cache; %s", len(names),
+        ", ".join(channels), found.root, ", ".join(found.cached) or "none",
         ", ".join(f"{k} {v:.2f}s" for k, v in found.timings.items()),
     )  # fmt: skip
-    result = UpgradeCheck(root=found.root)
+    result = UpgradeCheck(root=found.root, cached=found.cached)
     save = asked.dnf.save
     if save is not None and (save / "manifest.json").exists():
         result.cache_key = asked.key
