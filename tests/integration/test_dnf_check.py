@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -142,3 +143,47 @@ def test_many_packages_are_all_checked(tmp_path: Path, keys: tuple[GpgTestKey, G
     gpg.detach_sign(trusted, repomd, repomd.with_name("repomd.xml.asc"))
     result = dnf.check_install([dnf.Repo("staged", tmp_path)], names, trusted.public_key, RELEASE)
     assert result.installed == sorted(f"{n}-1.0-1.noarch" for n in names)
+
+
+_FIX_DBPATH = """
+import importlib.util, json, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("check_helper", sys.argv[1])
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
+import rpm
+fixed = helper.fix_dbpath(Path(sys.argv[2]))
+for _ in range(3):  # what libdnf and rpm's commands do: read the configuration again, expand again
+    rpm.reloadConfig()
+    again = rpm.expandMacro("%{_dbpath}")
+print(json.dumps({"fixed": fixed, "again": again, "probe": rpm.expandMacro("%{?_xcpbuild_probe}")}))
+"""
+
+
+def test_rpms_dbpath_is_expanded_by_one_shell_and_the_users_macros_still_apply(tmp_path: Path) -> None:
+    """Debian's %_dbpath runs bash at each expansion; fixed once, it runs no more, and ~/.rpmmacros still counts."""
+    need_tool("dnf", "rpm", "bash")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / ".rpmmacros").write_text("%_xcpbuild_probe 42\n")
+    calls = tmp_path / "bash-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_bash = shutil.which("bash")
+    (bin_dir / "bash").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real_bash} "$@"\n')
+    (bin_dir / "bash").chmod(0o755)
+    python = dnf._system_python(shutil.which("dnf") or "dnf")
+    helper = Path(dnf.__file__).with_name("dnf_check_helper.py")
+    env = {"HOME": str(user), "PATH": f"{bin_dir}:/usr/bin:/bin", "LC_ALL": "C"}
+    done = subprocess.run(
+        [python, "-I", "-c", _FIX_DBPATH, str(helper), str(tmp_path / "home")],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    answer = json.loads(done.stdout)
+    expected = subprocess.run(
+        ["rpm", "--eval", "%{_dbpath}"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert answer["fixed"] == answer["again"] == expected
+    assert answer["probe"] == "42"
+    shells = calls.read_text().splitlines()
+    assert len(shells) == 2, shells  # the helper's one expansion, and the `rpm --eval` above

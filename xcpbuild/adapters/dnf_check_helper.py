@@ -33,8 +33,10 @@ root's rpm database (``pgpImportPubkey``, as dnf's key import does). librepo the
 verifies ``repomd.xml.asc`` against that keyring at the first attempt, and the
 package signatures are checked against that database, in one ``rpmkeys`` batch
 per core. Without it (or if it failed) dnf imports the key itself, on the way.
-rpm's ``_dbpath`` is expanded once and set as it expanded: Debian's rpm computes
-it with a shell each time a process or transaction opens the database.
+rpm's ``_dbpath`` is expanded once and fixed as it expanded (``fix_dbpath``):
+Debian's rpm computes it with a shell each time it is expanded after rpm reads
+its configuration, which libdnf and every rpm command do again and again. gpgme
+finds its engines (five commands) in ``prepare`` too, not while librepo verifies.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import dnf
 import dnf.exceptions
 import dnf.rpm.miscutils
 import dnf.yum.misc
+import gpg
 import rpm
 
 # dnf's _sig_check_pkg: what each rpmkeys result means, in dnf's words.
@@ -113,9 +116,34 @@ def _trust_key(base: Any, key_uri: str) -> None:
         ts.closeDB()
 
 
+def fix_dbpath(home: Path) -> str:
+    """rpm's ``_dbpath`` expanded once, and fixed at that for this process and the commands it starts.
+
+    Debian defines it as ``%(bash -c 'echo ~/.rpmdb')``: a shell each time it is expanded after
+    rpm reads its configuration (a dozen times in a publish's checks). rpm reads
+    ``~/.rpmmacros`` last: HOME becomes ``home``, whose ``.rpmmacros`` holds the user's own
+    (a macro file cannot load another) and then the expansion, and rpm reads its configuration
+    again.
+    """
+    dbpath = str(rpm.expandMacro("%{_dbpath}"))
+    try:
+        own = Path("~/.rpmmacros").expanduser().read_text()
+    except (OSError, RuntimeError, UnicodeDecodeError):  # none (or no HOME): rpm's defaults
+        own = ""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".rpmmacros").write_text(f"{own}\n%_dbpath {dbpath.replace('%', '%%')}\n")
+    os.environ["HOME"] = str(home)
+    rpm.reloadConfig()
+    return dbpath
+
+
 def prepare(request: dict[str, Any]) -> Prepared:
     """Everything before the repositories are ready (see the module docstring); never raises."""
     dbpath = rpm.expandMacro("%{_dbpath}")
+    try:
+        gpg.core.get_engine_info()  # gpgme's engines, found once per process (librepo's gpgme is this one)
+    except Exception as exc:  # librepo finds them itself, and says what is wrong
+        print(f"gpgme did not find its engines ahead: {exc}", file=sys.stderr)
     base = _configured(request)
     trusted = False
     if request["gpgkey"]:
@@ -259,7 +287,9 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
 
 def main() -> int:
     gc.freeze()  # dnf's gc.collect() per sack reset then skips the imports (see dnf_publish_helper)
-    print(json.dumps(check(json.load(sys.stdin))))
+    request = json.load(sys.stdin)
+    fix_dbpath(Path(request["tmp"]) / "home")
+    print(json.dumps(check(request)))
     return 0
 
 

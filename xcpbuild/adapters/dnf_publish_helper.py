@@ -73,6 +73,7 @@ def main() -> int:
     # the collector's reach each one scans only what the checks made (10 ms a call otherwise).
     gc.freeze()
     request = json.loads(first)
+    check_helper.fix_dbpath(Path(request["tmp"]) / "home")  # for both checks: rpm's shell, run once
     staged_r, staged_w = os.pipe()
     answer_r, answer_w = os.pipe()
     child = os.fork()  # dnf is imported once; the install check waits for the staged repo meanwhile

@@ -62,10 +62,11 @@ SOLV_SUFFIXES = (".solv", "-filenames.solvx")  # the files libdnf writes per rep
 RPM_FLAGS = ["--justdb", "--nodeps", "--noscripts", "--notriggers", "--nosignature", "--nodigest"]
 
 
-def _base(tmp: Path, root: Path, releasever: str, repos: list[list[str]]) -> Any:
+def _base(tmp: Path, root: Path | None, releasever: str, repos: list[list[str]]) -> Any:
+    """A dnf Base with ``repos`` loaded, and ``root``'s rpm database as what is installed (None: nothing)."""
     base = dnf.Base()
     conf = base.conf
-    conf.installroot = str(root)
+    conf.installroot = str(root or tmp / "empty")
     conf.releasever = releasever
     conf.cachedir = str(tmp / "cache")
     conf.logdir = str(tmp / "log")
@@ -77,7 +78,7 @@ def _base(tmp: Path, root: Path, releasever: str, repos: list[list[str]]) -> Any
     conf.optional_metadata_types = ["filelists"]  # file requirements beyond primary's short list
     for repo_id, uri in repos:
         base.repos.add_new_repo(repo_id, conf, baseurl=[uri], gpgcheck=False, repo_gpgcheck=False)
-    base.fill_sack(load_system_repo=True)
+    base.fill_sack(load_system_repo=root is not None)
     return base
 
 
@@ -343,13 +344,13 @@ class Check:
             return
         seeded = _seed(request.get("cache"), [repo_id for repo_id, _ in request["live"]], tmp / "cache")
         try:
-            live = _base(tmp, tmp / "empty", request["releasever"], request["live"])
+            live = _base(tmp, None, request["releasever"], request["live"])
         except dnf.exceptions.Error:
             if not seeded:
                 raise
             _unseed(seeded, tmp / "cache")  # a kept file libsolv could not read: parse the XML instead
             seeded = {}
-            live = _base(tmp, tmp / "empty", request["releasever"], request["live"])
+            live = _base(tmp, None, request["releasever"], request["live"])
         self.answer["cached"] = _used(seeded, tmp / "cache")
         self.lap("live-load")
         try:
