@@ -9,6 +9,7 @@ upgraded set, or the same refusal.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -170,3 +171,38 @@ def test_the_kept_metadata_cache_is_used_only_for_the_metadata_it_was_made_from(
     upgraded, cached = _cached_metadata(root, [make_rpm(rpms, "libfoo", version="1.2")])
     assert cached == []
     assert upgraded == ["app-1.0-1.noarch", "extra-1.0-1.noarch", "later-1.0-1.noarch", "libfoo-1.2-1.noarch"]
+
+
+_RECORD = """
+import importlib.util, json, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("upgrade_helper", sys.argv[1])
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
+root, steps = Path(sys.argv[2]), json.loads(sys.argv[3])
+print(json.dumps([helper._record(root, erase, install) for erase, install in steps]))
+"""
+
+
+def test_recording_a_difference_is_one_rpm_transaction_that_refuses_what_rpm_refuses(tmp_path: Path) -> None:
+    """The kept root's difference goes in through rpm's library; what `rpm -e`/`-i` would refuse is refused."""
+    rpms = tmp_path / "rpms"
+    app, app2 = make_rpm(rpms, "app"), make_rpm(rpms, "app", version="2.0")
+    clash = make_rpm(rpms, "clash", files={"/usr/share/app/VERSION": "mine\n"})
+    root = tmp_path / "root"
+    root.mkdir()
+    steps = [
+        [[], [str(app)]],  # install
+        [["app-1.0-1.noarch"], [str(app2)]],  # the difference of an upgrade, in one transaction
+        [["gone-1.0-1.noarch"], []],  # erase what is not installed: refused
+        [[], [str(clash)]],  # a file another installed package owns: refused
+    ]
+    python = dnf._system_python(shutil.which("dnf") or "dnf")
+    helper = Path(dnf.__file__).with_name("dnf_upgrade_helper.py")
+    done = subprocess.run(
+        [python, "-I", "-c", _RECORD, str(helper), str(root), json.dumps(steps)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, True, False, False]
+    listed = subprocess.run(["rpm", "--root", str(root), "-qa"], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == ["app-2.0-1.noarch"]
