@@ -146,6 +146,7 @@ def main() -> int:
             print(f"add one RPM to {args.count}, median of {len(extras)}:")
             print(f"  metadata (1 read, {args.count} reused): {statistics.median(meta):.3f}s")
             print(f"  whole publish minus signing:    {statistics.median(total):.3f}s (target <= 0.5s)")
+            print(f"    each, in order:                {' '.join(f'{t:.3f}' for t in total)}")
             print(f"    of which the dnf check:        {statistics.median(check):.3f}s")
             rest = statistics.median(t - c for t, c in zip(total, check, strict=True))
             print(f"  whole publish minus signing and the dnf check: {rest:.3f}s")

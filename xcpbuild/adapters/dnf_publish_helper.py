@@ -13,7 +13,8 @@ packages. It reads two JSON lines on stdin:
    straight away; a child forked after the imports prepares the install check
    (``dnf_check_helper.prepare``: the key trusted ahead);
 2. once the staged repository is built and signed: ``{"staged": [...], "check":
-   ID}``. The child reads it and runs the install check at once, while this
+   ID}``. A thread of this process reads it as it comes and hands it to the
+   child, which runs the install check as soon as it is prepared, while this
    process finishes the live half if it must, then runs the upgrade to the staged
    metadata and repoclosure: the two checks share the imports and run side by side.
 
@@ -30,6 +31,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -45,13 +47,12 @@ def _sibling(name: str) -> ModuleType:
     return module
 
 
-def _install_check(check_helper: ModuleType, request: dict[str, object], to_parent: int, answer: int) -> None:
-    """The forked child: prepare, read line 2, pass it to the parent, answer the install check (never returns)."""
+def _install_check(check_helper: ModuleType, request: dict[str, object], from_parent: int, answer: int) -> None:
+    """The forked child: prepare, wait for line 2 from the parent, answer the install check (never returns)."""
     try:
         prepared = check_helper.prepare(request)
-        second = sys.stdin.readline()
-        with os.fdopen(to_parent, "w") as out:
-            out.write(second)
+        with os.fdopen(from_parent) as pipe:
+            second = pipe.read()
         if second:
             found = check_helper.check(request, prepared)
             with os.fdopen(answer, "w") as out:
@@ -60,6 +61,14 @@ def _install_check(check_helper: ModuleType, request: dict[str, object], to_pare
         traceback.print_exc()
         os._exit(1)
     os._exit(0)
+
+
+def _relay(to_child: int, second: list[str]) -> None:
+    """Line 2, as soon as it comes: to the child, and into ``second`` for this process."""
+    line = sys.stdin.readline()
+    second.append(line)
+    with os.fdopen(to_child, "w") as out:
+        out.write(line)
 
 
 def main() -> int:
@@ -78,22 +87,25 @@ def main() -> int:
     answer_r, answer_w = os.pipe()
     child = os.fork()  # dnf is imported once; the install check waits for the staged repo meanwhile
     if child == 0:
-        os.close(staged_r)
+        os.close(staged_w)
         os.close(answer_r)
-        _install_check(check_helper, request["install"], staged_w, answer_w)
-    os.close(staged_w)
+        _install_check(check_helper, request["install"], staged_r, answer_w)
+    os.close(staged_r)
     os.close(answer_w)
+    second: list[str] = []
+    # Neither check waits for the other's first half: the child may be preparing when line 2 comes.
+    relay = threading.Thread(target=_relay, args=(staged_w, second), daemon=True)
+    relay.start()
     upgrade = upgrade_helper.Check(request, Path(request["tmp"]))
     upgrade.clock = started
     upgrade.lap("imports")
     upgrade.live()
-    with os.fdopen(staged_r) as pipe:
-        second = pipe.read()
+    relay.join()
     upgrade.lap("wait")
-    if not second:
+    if not second[0]:
         os.waitpid(child, 0)
         return 0  # the publish stopped before its staged repository was ready
-    staged = json.loads(second)
+    staged = json.loads(second[0])
     answer = {"upgrade": upgrade.staged(staged["staged"], staged["check"])}
     with os.fdopen(answer_r) as pipe:
         installed = pipe.read()
