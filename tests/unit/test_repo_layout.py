@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -197,7 +198,6 @@ def _record(name: str) -> PackageRecord:
 def test_a_generation_record_is_read_once_until_it_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rd = repolib.RepoDir(tmp_path / "x86_64", "Packages")
     rd.generation_dir(1).mkdir(parents=True)
-    repolib.write_generation(rd.generation_dir(1), Generation(1, None, "publish", [_record("a")], {"a": "d"}))
     reads = Counter[str]()
     real = Generation.from_json.__func__  # type: ignore[attr-defined]
 
@@ -206,12 +206,22 @@ def test_a_generation_record_is_read_once_until_it_is_replaced(tmp_path: Path, m
         return real(cls, data)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(Generation, "from_json", classmethod(counting))
-    first = repolib.load_generation(rd, 1)
-    assert repolib.load_generation(rd, 1) is first and reads["from_json"] == 1
-    # write_generation renames a new file over the record: the next load sees the new content.
-    repolib.write_generation(rd.generation_dir(1), Generation(1, None, "rollback", [_record("b")], {}))
+    # The record this process wrote is what it reads back, once it says where its directory went.
+    staging = tmp_path / "x86_64" / ".staging-1"
+    staging.mkdir()
+    written = Generation(1, None, "publish", [_record("a")], {"a": "d"})
+    repolib.write_generation(staging, written)
+    rd.generation_dir(1).rmdir()
+    staging.rename(rd.generation_dir(1))
+    repolib.remember_generation(rd.generation_dir(1), written)
+    assert repolib.load_generation(rd, 1) is written and reads["from_json"] == 0
+    # A record another process replaced (a new file renamed over it) is read, once.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(Generation(1, None, "rollback", [_record("b")], {}).to_json()))
+    other.replace(rd.generation_dir(1) / "generation.json")
     again = repolib.load_generation(rd, 1)
-    assert reads["from_json"] == 2 and again.action == "rollback" and again.hrefs() == ["Packages/b-1-1.noarch.rpm"]
+    assert again.action == "rollback" and again.hrefs() == ["Packages/b-1-1.noarch.rpm"]
+    assert repolib.load_generation(rd, 1) is again and reads["from_json"] == 1
 
 
 def test_sync_filesystem_syncs_and_reports_a_missing_directory(tmp_path: Path) -> None:

@@ -382,6 +382,7 @@ def _go_live(prepared: _Prepared) -> int:
     repo.generations.mkdir(exist_ok=True)
     built = repo.generation_dir(generation.number)
     staging.rename(built)
+    repolib.remember_generation(built, generation)  # read back by the pruning, and by the next publish
     try:
         # Before the swap, and only then, everything the new generation names must be durable:
         # the placed packages, the metadata files, generation.json and the renames. One syncfs
