@@ -146,6 +146,8 @@ def _cached_metadata(root: Path, rpms: list[Path]) -> tuple[list[str], list[str]
     """(upgraded set, live repos loaded from the kept solv cache) of one publish that must pass."""
     report = publish.publish(rpms, root, RELEASE, CHANNEL)
     (binary,) = [r for r in report.repos if r.path.name == "x86_64"]
+    if binary.upgrade_cached:  # packages loaded from the cache name the live files: the difference reads them
+        assert binary.upgrade_root.startswith("reused,") and not binary.upgrade_root.endswith(" 0 added")
     return binary.upgrade_checked, binary.upgrade_cached
 
 
