@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import need_tool
 from tests.fixtures.gpgkeys import GpgTestKey, make_key, stop_agent
 from tests.fixtures.rpms import make_rpm, make_srpm
-from xcpbuild.adapters import gpg, gpgagent, openpgp, rpmsig, rpmsign
+from xcpbuild.adapters import gpg, gpgagent, openpgp, process, rpmsig, rpmsign
 from xcpbuild.errors import SigningError
 
 
@@ -218,6 +218,27 @@ def test_resigning_replaces_the_signatures(
     rpmsig.sign([path], key)
     assert rpmsign.check([path], key.public_key, key.short_id) == []
     assert path.stat().st_size == size
+
+
+def test_the_check_trusts_the_key_through_rpms_file_keyring_and_confirms_refusals_the_old_way(
+    tmp_path: Path, key: GpgTestKey, other_key: GpgTestKey, packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rpmkeys run for packages that verify; a refusal is what rpmkeys says with the key imported."""
+    path = copy(packages["binary"], tmp_path)
+    rpmsig.sign([path], key)
+    runs: list[list[str]] = []
+
+    def spying(argv: list[object], **kwargs: object) -> object:
+        runs.append([str(a) for a in argv])
+        return process.run(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rpmsign, "run", spying)
+    assert rpmsign.check([path], key.public_key, key.short_id) == []
+    assert len(runs) == 1 and "_keyring fs" in runs[0] and "-Kv" in runs[0]
+    runs.clear()
+    problems = rpmsign.check([path], other_key.public_key, other_key.short_id)
+    assert problems and "NOKEY" in problems[0].detail
+    assert ["--import" in argv for argv in runs] == [False, True, False]  # fs keyring, import, the verdict
 
 
 def test_tampered_package_fails_and_is_never_signed(tmp_path: Path, key: GpgTestKey, packages: dict[str, Path]) -> None:

@@ -20,6 +20,7 @@ signature or a signature by another key all fail here.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,27 +107,43 @@ def check(paths: Sequence[Path], public_key: Path | None, key_short_id: str | No
     """Problems found by ``rpmkeys -Kv`` with only ``public_key`` trusted (empty list: all good).
 
     Without a key only the digests are checked (an unsigned publish still refuses
-    a corrupted package).
+    a corrupted package). The key is trusted through rpm's file keyring (``%_keyring
+    fs``: the key file in a directory of its own), one rpmkeys run per batch; only when
+    that finds problems is the check made again the older way, with the key imported into
+    a database of its own (an rpm without the file keyring finds no key at all), and
+    that verdict is the one returned.
     """
     if not paths:
         return []
     rpmkeys = require_tool("rpmkeys")
-    problems: list[SignatureProblem] = []
-    with owned.tempdir("rpmdb") as dbpath:
+    with owned.tempdir("rpmdb") as tmp:
         if public_key is not None:
+            (tmp / "pubkeys").mkdir()
+            shutil.copyfile(public_key, tmp / "pubkeys" / "publishing.key")
+            keyring = ["--define", "_keyring fs", "--define", f"_keyringpath {tmp}/pubkeys/"]
+            if not _checked(rpmkeys, [*keyring, "--dbpath", str(tmp / "unused")], paths, key_short_id):
+                return []
             try:
-                run([rpmkeys, "--dbpath", dbpath, "--import", public_key])
+                run([rpmkeys, "--dbpath", tmp / "db", "--import", public_key])
             except CommandFailed as exc:
                 raise SigningError(f"rpmkeys could not import {public_key}: {exc.message}") from exc
-        extra = [] if public_key is not None else ["--nosignature"]
-        short_id = key_short_id.lower() if key_short_id else None
+            return _checked(rpmkeys, ["--dbpath", str(tmp / "db")], paths, key_short_id)
+        return _checked(rpmkeys, ["--dbpath", str(tmp / "db"), "--nosignature"], paths, None)
 
-        def check_batch(batch: list[Path]) -> list[SignatureProblem]:
-            done = run([rpmkeys, "--dbpath", dbpath, "-Kv", *extra, *batch], check=False)
-            return _parse(batch, done.stdout + done.stderr, short_id)
 
-        for found in _each_batch(paths, check_batch):
-            problems += found
+def _checked(
+    rpmkeys: str, options: list[str], paths: Sequence[Path], key_short_id: str | None
+) -> list[SignatureProblem]:
+    """``rpmkeys OPTIONS -Kv`` over ``paths`` in batches, each file judged by ``_parse``."""
+    short_id = key_short_id.lower() if key_short_id else None
+
+    def check_batch(batch: list[Path]) -> list[SignatureProblem]:
+        done = run([rpmkeys, *options, "-Kv", *batch], check=False)
+        return _parse(batch, done.stdout + done.stderr, short_id)
+
+    problems: list[SignatureProblem] = []
+    for found in _each_batch(paths, check_batch):
+        problems += found
     return problems
 
 
