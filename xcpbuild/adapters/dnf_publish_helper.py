@@ -67,8 +67,11 @@ def _relay(to_child: int, second: list[str]) -> None:
     """Line 2, as soon as it comes: to the child, and into ``second`` for this process."""
     line = sys.stdin.readline()
     second.append(line)
-    with os.fdopen(to_child, "w") as out:
-        out.write(line)
+    try:
+        with os.fdopen(to_child, "w") as out:
+            out.write(line)
+    except BrokenPipeError:
+        pass  # the child ended already: it said why on stderr, and its answer is missing
 
 
 def main() -> int:

@@ -228,14 +228,15 @@ def _record(root: Path, erase: list[str], install: list[str]) -> bool:
             finally:
                 os.close(fd)
         ts.order()
-        problems = ts.run(callback, "")
+        # None: done; a list: refused (its problems), or empty if it ran with errors.
+        outcome = ts.run(callback, "")
     except (rpm.error, OSError):
         return False
     finally:
         for fd in opened.values():
             os.close(fd)
         ts.closeDB()
-    return not problems
+    return outcome is None
 
 
 def _identity() -> dict[str, Any]:
