@@ -300,14 +300,11 @@ def _build_metadata(plan: _Plan, staging: Path, key: gpg.SigningKey | None, sqli
     )
 
 
-def _check_staged(
-    plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks: _Checks | None, generation: Generation
-) -> str:
-    """Check the staged repo dir; the key of the upgrade check's saved root ("" if none).
+def _check_staged(plan: _Plan, staging: Path, key: gpg.SigningKey | None, checks: _Checks | None) -> None:
+    """Tell dnf's checks the staged repo dir is ready, then make this process's own checks of it.
 
-    dnf's checks start first: this process's own checks (the repomd signature against the
-    public key alone, every file repomd names against its checksum) run while dnf loads,
-    and so does writing the generation's record (made durable with the rest in ``_go_live``).
+    They run while dnf loads: the repomd signature against the public key alone, every file
+    repomd names against its checksum. ``_dnf_verdict`` waits for dnf's answer.
     """
     if checks is not None:
         checks.dnf.ready()
@@ -318,9 +315,10 @@ def _check_staged(
         problems = createrepo.check_repo(staging, plan.hrefs)
     if problems:
         raise PublishError(f"the staged repository is inconsistent: {problems[0]}")
-    shutil.rmtree(staging / "incoming")  # the signed copies are in Packages/ now
-    repolib.write_generation(staging, generation, durable=False)
-    crashpoints.reach("checked")
+
+
+def _dnf_verdict(plan: _Plan, checks: _Checks | None) -> str:
+    """dnf's answer to the checks ``_check_staged`` released; the key of the upgrade check's saved root ("" if none)."""
     if checks is None:
         return ""
     targets, live = checks.dnf.install.packages, len(checks.upgrade.dnf.packages)
@@ -378,7 +376,7 @@ def _started_checks(
 def _go_live(prepared: _Prepared) -> int:
     """Turn the staging dir into a generation and swap it in (the only step clients can see)."""
     repo, staging, generation = prepared.plan.repo, prepared.staging, prepared.generation
-    (staging / repo.packages).unlink()  # incoming/ and generation.json: see _check_staged
+    (staging / repo.packages).unlink()  # incoming/ and generation.json: see _prepare
     repo.generations.mkdir(exist_ok=True)
     built = repo.generation_dir(generation.number)
     staging.rename(built)
@@ -572,7 +570,13 @@ def _prepare(
         if key is not None:
             _attest(plan, staging, generation.number, key)
         crashpoints.reach("attested")
-        upgrade_root = _check_staged(plan, staging, key, checks, generation)
+        _check_staged(plan, staging, key, checks)
+        # While dnf checks: the signed copies are in Packages/ now, and the generation's record
+        # is written (made durable with the rest in ``_go_live``).
+        shutil.rmtree(staging / "incoming")
+        repolib.write_generation(staging, generation, durable=False)
+        crashpoints.reach("checked")
+        upgrade_root = _dnf_verdict(plan, checks)
     except BaseException:
         _unplace(plan.repo, created)
         raise

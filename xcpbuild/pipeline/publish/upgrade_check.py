@@ -1,6 +1,6 @@
 """The upgrade check before a swap: do hosts that run the live packages survive the staged update?
 
-Installing the new packages into an empty root (``publish._check_staged``)
+Installing the new packages into an empty root (``publish._dnf_verdict``)
 proves they install; it does not prove an existing host can upgrade. So, before
 anything goes live:
 
