@@ -208,3 +208,25 @@ def test_recording_a_difference_is_one_rpm_transaction_that_refuses_what_rpm_ref
     assert json.loads(done.stdout.splitlines()[-1]) == [True, True, False, False]
     listed = subprocess.run(["rpm", "--root", str(root), "-qa"], capture_output=True, text=True, check=True)
     assert listed.stdout.split() == ["app-2.0-1.noarch"]
+
+
+def test_the_install_check_loads_the_other_live_channels_from_the_kept_cache(tmp_path: Path) -> None:
+    """Publishing to testing over a live base: dnf's install check reads base from the cache the upgrade check kept."""
+    root, rpms = tmp_path / "repo", tmp_path / "rpms"
+    publish.publish([make_rpm(rpms, "libfoo")], root, RELEASE, "base")
+
+    def install_cached(name: str, version: str = "1.0") -> list[str]:
+        report = publish.publish([make_rpm(rpms, name, version, requires=["libfoo"])], root, RELEASE, CHANNEL)
+        (binary,) = [r for r in report.repos if r.path.name == "x86_64"]
+        assert binary.dnf_installed == sorted([f"{name}-{version}-1.noarch", "libfoo-1.0-1.noarch"])  # from base
+        return binary.install_cached
+
+    assert install_cached("app") == []  # nothing live in testing yet: no upgrade check, nothing kept
+    assert install_cached("tool") == []  # the first upgrade check keeps base's cache with its root
+    kept = _cached(root) / "solv" / "live-base.solv"
+    assert kept.is_file()
+    assert install_cached("more") == ["live-base"]
+    # A kept file libsolv cannot read: the install check drops it, parses base's XML, and still answers.
+    data = kept.read_bytes()
+    kept.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    assert install_cached("last") == []

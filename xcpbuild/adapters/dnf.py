@@ -51,6 +51,7 @@ class Repo:
 class InstallResult:
     installed: list[str]  # NEVRAs (NAME-EVR.ARCH), as installed or as the test transaction would install them
     output: str
+    cached: tuple[str, ...] = ()  # repositories loaded from the upgrade check's kept solv cache, not their XML
 
 
 def failure_detail(output: str) -> str:
@@ -341,7 +342,7 @@ def _install_result(answer: dict[str, Any], packages: Sequence[str], output: str
     installed = sorted(answer["installed"])
     if not installed:
         raise VerifyError(f"dnf's test transaction for {_names(packages)} named no package to install")
-    return InstallResult(installed, output)
+    return InstallResult(installed, output, tuple(answer.get("cached", ())))
 
 
 def check_install(

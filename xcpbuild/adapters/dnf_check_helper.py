@@ -91,10 +91,11 @@ def _configured(request: dict[str, Any]) -> Any:
 
 
 class Prepared:
-    """What ``prepare`` did: the configured Base, whether the key is trusted already, rpm's database path."""
+    """What ``prepare`` did: the configured Base, whether the key is trusted already, rpm's database path,
+    and the kept solv files put in dnf's cache (``dnf_upgrade_helper.SolvSeed``, or None)."""
 
-    def __init__(self, base: Any, trusted: bool, dbpath: str) -> None:
-        self.base, self.trusted, self.dbpath = base, trusted, dbpath
+    def __init__(self, base: Any, trusted: bool, dbpath: str, seed: Any = None) -> None:
+        self.base, self.trusted, self.dbpath, self.seed = base, trusted, dbpath, seed
 
 
 def _trust_key(base: Any, key_uri: str) -> None:
@@ -137,8 +138,12 @@ def fix_dbpath(home: Path) -> str:
     return dbpath
 
 
-def prepare(request: dict[str, Any]) -> Prepared:
-    """Everything before the repositories are ready (see the module docstring); never raises."""
+def prepare(request: dict[str, Any], seed: Any = None) -> Prepared:
+    """Everything before the repositories are ready (see the module docstring); never raises.
+
+    ``seed``: the kept solv files already copied into dnf's cache for the repositories that
+    are live already (a ``dnf_upgrade_helper.SolvSeed``), kept in the answer's ``cached``.
+    """
     dbpath = rpm.expandMacro("%{_dbpath}")
     try:
         gpg.core.get_engine_info()  # gpgme's engines, found once per process (librepo's gpgme is this one)
@@ -152,7 +157,7 @@ def prepare(request: dict[str, Any]) -> Prepared:
             trusted = True
         except Exception as exc:  # dnf then imports the key itself, and says what is wrong with it
             print(f"the key was not imported ahead: {exc}", file=sys.stderr)
-    return Prepared(base, trusted, dbpath)
+    return Prepared(base, trusted, dbpath, seed)
 
 
 def _nevra(pkg: Any) -> str:
@@ -220,7 +225,7 @@ def _check_signatures(base: Any, pkgs: list[Any], jobs: int, dbpath: str) -> lis
 
 def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str, Any]:
     """The install check of ``request`` (see the module docstring), ``prepare``'d or not; the answer."""
-    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": [], "timings": {}, "key": ""}
+    answer: dict[str, Any] = {"stage": "", "detail": [], "installed": [], "timings": {}, "key": "", "cached": []}
     clock = [time.monotonic()]
 
     def lap(name: str) -> None:
@@ -236,10 +241,19 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
     base = prepared.base
     if request["gpgkey"]:
         answer["key"] = "ahead" if prepared.trusted else "by dnf"  # who imported the key: prepare, or dnf itself
+    seed = prepared.seed
     try:
-        base.fill_sack(load_system_repo=True)
+        try:
+            base.fill_sack(load_system_repo=True)
+        except dnf.exceptions.Error:
+            if seed is None or not seed.inodes:
+                raise
+            seed.drop()  # a kept solv file libsolv could not read: parse the XML, with a new Base
+            base = prepared.base = _configured(request)
+            base.fill_sack(load_system_repo=True)
     except dnf.exceptions.Error as exc:
         return fail("metadata", str(exc))
+    answer["cached"] = seed.used() if seed is not None else []
     lap("load")
     # After loading: libdnf re-reads rpm's configuration, which resets macros set before.
     rpm.addMacro("_dbpath", prepared.dbpath)

@@ -36,6 +36,7 @@ import time
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 def _sibling(name: str) -> ModuleType:
@@ -47,14 +48,24 @@ def _sibling(name: str) -> ModuleType:
     return module
 
 
-def _install_check(check_helper: ModuleType, request: dict[str, object], from_parent: int, answer: int) -> None:
-    """The forked child: prepare, wait for line 2 from the parent, answer the install check (never returns)."""
+def _install_check(
+    helpers: tuple[ModuleType, ModuleType], request: dict[str, Any], from_parent: int, answer: int
+) -> None:
+    """The forked child: prepare, wait for line 2 from the parent, answer the install check (never returns).
+
+    The repositories after the first (the staged one) are live: they get the kept solv files
+    the upgrade check saved, as its own live half does.
+    """
+    upgrade_helper, check_helper = helpers
     try:
-        prepared = check_helper.prepare(request)
+        install = request["install"]
+        others = [repo_id for repo_id, _ in install["repos"][1:]]
+        seed = upgrade_helper.SolvSeed(request.get("cache"), others, Path(install["tmp"]) / "cache")
+        prepared = check_helper.prepare(install, seed)
         with os.fdopen(from_parent) as pipe:
             second = pipe.read()
         if second:
-            found = check_helper.check(request, prepared)
+            found = check_helper.check(install, prepared)
             with os.fdopen(answer, "w") as out:
                 out.write(json.dumps(found))
     except BaseException:
@@ -92,7 +103,7 @@ def main() -> int:
     if child == 0:
         os.close(staged_w)
         os.close(answer_r)
-        _install_check(check_helper, request["install"], staged_r, answer_w)
+        _install_check((upgrade_helper, check_helper), request, staged_r, answer_w)
     os.close(staged_r)
     os.close(answer_w)
     second: list[str] = []

@@ -30,7 +30,8 @@ its root and then its manifest (last) into ``save``; the caller moves it into pl
 Loading the live metadata is kept short the same way. A passing check also saves
 libsolv's cache of the metadata it loaded (``solv/``: the staged repository's under
 the id it has once live, ``staged_as``), and the next check puts those files in its
-dnf cache before loading. libdnf itself decides whether to use one: only a file
+dnf cache before loading (``SolvSeed``; its install check too, for the other live
+repositories). libdnf itself decides whether to use one: only a file
 written by the same libsolv from a ``repomd.xml`` with the same checksum, so the
 next live metadata (which is this check's staged metadata, unless something else
 was published meanwhile) loads in a fifth of the time, and anything else is parsed
@@ -283,37 +284,45 @@ def _fresh(root: Path, wanted: dict[str, Any]) -> None:
         raise RuntimeError(f"rpm could not record the {len(wanted)} live package(s) in {root}")
 
 
-def _seed(cache: str | None, repo_ids: Iterable[str], cachedir: Path) -> dict[str, int]:
-    """The kept solv files of ``repo_ids`` copied into dnf's cache dir: {repository: its main file's inode}."""
-    seeded: dict[str, int] = {}
-    for repo_id in repo_ids if cache else ():
-        for suffix in SOLV_SUFFIXES:
-            copy = cachedir / f"{repo_id}{suffix}"
+class SolvSeed:
+    """The kept solv files of some repositories, copied into a dnf cache dir before dnf loads it.
+
+    ``kept``: a saved root's dir (its ``solv/``), or None. libdnf decides whether to use each
+    file (written by the same libsolv from a ``repomd.xml`` with the same checksum); ``used``
+    says which it did, ``drop`` removes them all (one libsolv cannot read fails the load: the
+    caller drops them and loads again). The install check gets one too, for its other live
+    repositories (``dnf_publish_helper``).
+    """
+
+    def __init__(self, kept: str | None, repo_ids: Iterable[str], cachedir: Path) -> None:
+        self.cachedir = cachedir
+        self.inodes: dict[str, int] = {}  # repository -> its main file's inode once copied
+        for repo_id in repo_ids if kept else ():
+            for suffix in SOLV_SUFFIXES:
+                copy = cachedir / f"{repo_id}{suffix}"
+                try:
+                    shutil.copyfile(Path(str(kept), SOLV, copy.name), copy)
+                except OSError:
+                    continue
+                if suffix == ".solv":
+                    self.inodes[repo_id] = copy.stat().st_ino
+
+    def drop(self) -> None:
+        for repo_id in self.inodes:
+            for suffix in SOLV_SUFFIXES:
+                (self.cachedir / f"{repo_id}{suffix}").unlink(missing_ok=True)
+        self.inodes = {}
+
+    def used(self) -> list[str]:
+        """The repositories libdnf loaded from their seeded file: it writes a new file (a new inode) otherwise."""
+        used = []
+        for repo_id, inode in self.inodes.items():
             try:
-                shutil.copyfile(Path(str(cache), SOLV, copy.name), copy)
+                if (self.cachedir / f"{repo_id}.solv").stat().st_ino == inode:
+                    used.append(repo_id)
             except OSError:
-                continue
-            if suffix == ".solv":
-                seeded[repo_id] = copy.stat().st_ino
-    return seeded
-
-
-def _unseed(seeded: dict[str, int], cachedir: Path) -> None:
-    for repo_id in seeded:
-        for suffix in SOLV_SUFFIXES:
-            (cachedir / f"{repo_id}{suffix}").unlink(missing_ok=True)
-
-
-def _used(seeded: dict[str, int], cachedir: Path) -> list[str]:
-    """The seeded repositories libdnf loaded from their solv file: it rewrites the file (a new inode) otherwise."""
-    used = []
-    for repo_id, inode in seeded.items():
-        try:
-            if (cachedir / f"{repo_id}.solv").stat().st_ino == inode:
-                used.append(repo_id)
-        except OSError:
-            pass
-    return sorted(used)
+                pass
+        return sorted(used)
 
 
 def _keep_solv(cachedir: Path, names: dict[str, str], save: Path) -> None:
@@ -371,16 +380,15 @@ class Check:
         self.root.mkdir(parents=True)
         if not request["packages"]:
             return
-        seeded = _seed(request.get("cache"), [repo_id for repo_id, _ in request["live"]], tmp / "cache")
+        seed = SolvSeed(request.get("cache"), [repo_id for repo_id, _ in request["live"]], tmp / "cache")
         try:
             live = _base(tmp, None, request["releasever"], request["live"])
         except dnf.exceptions.Error:
-            if not seeded:
+            if not seed.inodes:
                 raise
-            _unseed(seeded, tmp / "cache")  # a kept file libsolv could not read: parse the XML instead
-            seeded = {}
+            seed.drop()  # a kept file libsolv could not read: parse the XML instead
             live = _base(tmp, None, request["releasever"], request["live"])
-        self.answer["cached"] = _used(seeded, tmp / "cache")
+        self.answer["cached"] = seed.used()
         self.lap("live-load")
         try:
             if request.get("solver", "goal") == "transaction":

@@ -78,6 +78,7 @@ class RepoDirReport:
     upgrade_checked: list[str] = field(default_factory=list)  # live packages upgraded to the staged ones
     upgrade_root: str = ""  # how the upgrade check recorded them: "fresh" or "reused, ..." ("" if it did not run)
     upgrade_cached: list[str] = field(default_factory=list)  # live repos whose metadata came from the kept solv cache
+    install_cached: list[str] = field(default_factory=list)  # the same, for the install check's live repos
     provenance: list[str] = field(default_factory=list)  # signed envelopes the new generation brought
     provenance_seconds: float = 0.0
 
@@ -336,6 +337,7 @@ def _dnf_verdict(plan: _Plan, checks: _Checks | None) -> str:
         upgrade = upgrade_check.judge(checks.upgrade, found)
     plan.report.check_seconds = checking.seconds
     plan.report.dnf_installed = result.installed
+    plan.report.install_cached = list(result.cached)
     plan.report.upgrade_checked = upgrade.upgraded
     plan.report.upgrade_root = upgrade.root
     plan.report.upgrade_cached = list(upgrade.cached)
