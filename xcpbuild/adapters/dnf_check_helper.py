@@ -33,9 +33,10 @@ root's rpm database (``pgpImportPubkey``, as dnf's key import does). librepo the
 verifies ``repomd.xml.asc`` against that keyring at the first attempt, and the
 package signatures are checked against that database, in one ``rpmkeys`` batch
 per core. Without it (or if it failed) dnf imports the key itself, on the way.
-rpm's ``_dbpath`` is expanded once and fixed as it expanded (``fix_dbpath``):
-Debian's rpm computes it with a shell each time it is expanded after rpm reads
-its configuration, which libdnf and every rpm command do again and again. gpgme
+rpm's ``_dbpath`` is expanded once and fixed as it expanded (``fix_dbpath``, which
+both entry points call first): Debian's rpm computes it with a shell each time it
+is expanded after rpm reads its configuration, which libdnf and every rpm command
+do again and again; the fixed value holds for those re-reads and commands. gpgme
 finds its engines (five commands) in ``prepare`` too, not while librepo verifies.
 """
 
@@ -91,11 +92,11 @@ def _configured(request: dict[str, Any]) -> Any:
 
 
 class Prepared:
-    """What ``prepare`` did: the configured Base, whether the key is trusted already, rpm's database path,
-    and the kept solv files put in dnf's cache (``dnf_upgrade_helper.SolvSeed``, or None)."""
+    """What ``prepare`` did: the configured Base, whether the key is trusted already, and the kept
+    solv files put in dnf's cache (``dnf_upgrade_helper.SolvSeed``, or None)."""
 
-    def __init__(self, base: Any, trusted: bool, dbpath: str, seed: Any = None) -> None:
-        self.base, self.trusted, self.dbpath, self.seed = base, trusted, dbpath, seed
+    def __init__(self, base: Any, trusted: bool, seed: Any = None) -> None:
+        self.base, self.trusted, self.seed = base, trusted, seed
 
 
 def _trust_key(base: Any, key_uri: str) -> None:
@@ -144,7 +145,6 @@ def prepare(request: dict[str, Any], seed: Any = None) -> Prepared:
     ``seed``: the kept solv files already copied into dnf's cache for the repositories that
     are live already (a ``dnf_upgrade_helper.SolvSeed``), kept in the answer's ``cached``.
     """
-    dbpath = rpm.expandMacro("%{_dbpath}")
     try:
         gpg.core.get_engine_info()  # gpgme's engines, found once per process (librepo's gpgme is this one)
     except Exception as exc:  # librepo finds them itself, and says what is wrong
@@ -157,7 +157,7 @@ def prepare(request: dict[str, Any], seed: Any = None) -> Prepared:
             trusted = True
         except Exception as exc:  # dnf then imports the key itself, and says what is wrong with it
             print(f"the key was not imported ahead: {exc}", file=sys.stderr)
-    return Prepared(base, trusted, dbpath, seed)
+    return Prepared(base, trusted, seed)
 
 
 def _nevra(pkg: Any) -> str:
@@ -184,10 +184,10 @@ def _import_keys(base: Any, pkgs: list[Any]) -> list[str]:
     return problems
 
 
-def _rpmkeys_batch(root: str, dbpath: str, files: list[str]) -> tuple[dict[str, int], str]:
+def _rpmkeys_batch(root: str, files: list[str]) -> tuple[dict[str, int], str]:
     """dnf's ``rpmkeys --checksig`` over ``files``, read with dnf's own parser: {file: dnf's result code}."""
     binary = dnf.rpm.miscutils._find_rpmkeys_binary()
-    argv = ["rpmkeys", "--checksig", "--root", root, "--verbose", f"--define=_dbpath {dbpath}",
+    argv = ["rpmkeys", "--checksig", "--root", root, "--verbose",
             "--define=_pkgverify_level signature", "--define=_pkgverify_flags 0x0", "--", *files]  # fmt: skip
     env = {**os.environ, "LC_ALL": "C"}
     done = subprocess.run(argv, executable=binary, env=env, capture_output=True, cwd="/", check=False)
@@ -208,13 +208,13 @@ def _rpmkeys_batch(root: str, dbpath: str, files: list[str]) -> tuple[dict[str, 
     return codes, done.stderr.decode("utf-8", "replace").strip()
 
 
-def _check_signatures(base: Any, pkgs: list[Any], jobs: int, dbpath: str) -> list[str]:
+def _check_signatures(base: Any, pkgs: list[Any], jobs: int) -> list[str]:
     root = base.conf.installroot
     files = [p.localPkg() for p in pkgs if base.repos[p.reponame].gpgcheck]
     shards = [files[i::jobs] for i in range(jobs) if files[i::jobs]]
     problems: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(len(shards) or 1) as pool:
-        for codes, stderr in pool.map(lambda shard: _rpmkeys_batch(root, dbpath, shard), shards):
+        for codes, stderr in pool.map(lambda shard: _rpmkeys_batch(root, shard), shards):
             for name, code in codes.items():
                 if code:
                     problems.append(_SIG_MESSAGES.get(code, _SIG_MESSAGES[2]).format(Path(name).name))
@@ -237,7 +237,7 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
         answer.update(stage=stage, detail=[" ".join(d.split()) for d in detail])
         return answer
 
-    prepared = prepared or Prepared(_configured(request), False, rpm.expandMacro("%{_dbpath}"))
+    prepared = prepared or Prepared(_configured(request), False)
     base = prepared.base
     if request["gpgkey"]:
         answer["key"] = "ahead" if prepared.trusted else "by dnf"  # who imported the key: prepare, or dnf itself
@@ -255,10 +255,9 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
         return fail("metadata", str(exc))
     answer["cached"] = seed.used() if seed is not None else []
     lap("load")
-    # After loading: libdnf re-reads rpm's configuration, which resets macros set before.
-    rpm.addMacro("_dbpath", prepared.dbpath)
     if request["gpgkey"]:
-        # The transaction set dnf creates from here on requires signatures.
+        # After loading (libdnf re-reads rpm's configuration, which resets macros set before):
+        # the transaction set dnf creates from here on requires signatures.
         rpm.addMacro("_pkgverify_level", "signature")
     try:
         for spec in request["packages"]:
@@ -279,9 +278,7 @@ def check(request: dict[str, Any], prepared: Prepared | None = None) -> dict[str
     if request["gpgkey"]:
         try:
             jobs = max(1, int(request["jobs"]))
-            problems = ([] if prepared.trusted else _import_keys(base, pkgs)) or _check_signatures(
-                base, pkgs, jobs, prepared.dbpath
-            )
+            problems = ([] if prepared.trusted else _import_keys(base, pkgs)) or _check_signatures(base, pkgs, jobs)
         except dnf.exceptions.Error as exc:
             problems = [str(exc)]
         if problems:

@@ -42,7 +42,6 @@ Signatures are not checked here: the new-package install check does that.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -194,12 +193,6 @@ def _closure(base: Any, check: str) -> list[list[Any]]:
     return unresolved
 
 
-@functools.cache
-def _dbpath() -> str:
-    """rpm's ``_dbpath`` as it expands; Debian's rpm runs a shell for it each time a process opens a database."""
-    return str(rpm.expandMacro("%{_dbpath}"))
-
-
 def _record(root: Path, erase: list[str], install: list[str]) -> bool:
     """``rpm --root ROOT --justdb --nodeps --noscripts --notriggers --nosignature --nodigest``, erasing
     the NEVRAs ``erase`` and installing the files ``install``, as one transaction of rpm's library
@@ -242,7 +235,7 @@ def _record(root: Path, erase: list[str], install: list[str]) -> bool:
 
 def _identity() -> dict[str, Any]:
     """What a saved root is only valid with: this format, this rpm and its database location."""
-    return {"format": MANIFEST_FORMAT, "rpm": rpm.__version__, "dbpath": _dbpath()}
+    return {"format": MANIFEST_FORMAT, "rpm": rpm.__version__, "dbpath": rpm.expandMacro("%{_dbpath}")}
 
 
 def _load_manifest(cache: str | None) -> dict[str, Any] | None:

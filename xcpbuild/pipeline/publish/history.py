@@ -66,6 +66,7 @@ def rollback(repo_root: Path, release: str, channel: str, kind: str = "x86_64") 
             new = Generation(number, target.parent, "rollback", target.packages, target.identity, time.time())
             repolib.write_generation(staging, new)
             staging.rename(repo.generation_dir(number))
+            repolib.remember_generation(repo.generation_dir(number), new)
             repolib.fsync_dir(repo.generations)
             repolib.swap(repo, number)
         finally:

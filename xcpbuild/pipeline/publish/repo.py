@@ -186,7 +186,8 @@ def _key(path: Path) -> _Key:
 
 
 def remember_generation(directory: Path, generation: Generation) -> None:
-    """``generation`` is what ``directory``'s record holds (written by this process, or moved here since)."""
+    """``generation`` is what ``directory``'s record holds: called where a record this process wrote
+    ends up (``write_generation`` writes it in a staging dir that is then renamed)."""
     _remember(_key(directory / "generation.json"), generation)
 
 
@@ -232,7 +233,6 @@ def write_generation(directory: Path, generation: Generation, *, durable: bool =
     if durable:
         fsync_file(tmp)
     tmp.replace(path)
-    remember_generation(directory, generation)
 
 
 def fsync_file(path: Path) -> None:
